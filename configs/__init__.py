@@ -1,0 +1,1 @@
+"""Default configuration shipped with prefire."""

@@ -1,0 +1,1 @@
+"""Pure, sans-I/O learning of tool-call patterns: events in, predictions out."""

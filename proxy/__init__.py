@@ -1,0 +1,1 @@
+"""Everything in prefire that does I/O: the embedded mitmproxy, its addon, codecs, capture."""

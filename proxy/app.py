@@ -1,0 +1,108 @@
+"""Embeds mitmproxy in our own asyncio loop, with the prefire addon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from prefire.proxy.addon import AddonConfig, PrefireAddon
+from prefire.proxy.capture import Capture
+from prefire.proxy.state import StateDir, proxy_env, url_host
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class ProxyConfig:
+    state: StateDir
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    mode: str = "regular"
+    capture_dir: Path | None = None
+    ssl_insecure: bool = False
+    max_body: int = 8 * 1024 * 1024
+
+
+class Proxy:
+    """One embedded mitmproxy with prefire's addon. Must be built inside a running loop."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        config.state.ensure()
+        self.capture = Capture(config.capture_dir) if config.capture_dir else None
+        self.ready: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+        opts = options.Options(
+            listen_host=config.listen_host,
+            listen_port=config.listen_port,
+            mode=[config.mode],
+            confdir=str(config.state.confdir),
+            ssl_insecure=config.ssl_insecure,
+        )
+        self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+        # Declared by an addon, so settable only once the addons are loaded.
+        # Bodies above the limit are streamed through untouched and not observed.
+        opts.update(stream_large_bodies=str(config.max_body))
+        self.addon = PrefireAddon(
+            AddonConfig(capture=self.capture, max_body=config.max_body, on_ready=self._on_ready)
+        )
+        self.master.addons.add(self.addon)
+
+    def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
+        if not self.ready.done() and addrs:
+            self.ready.set_result(addrs[0])
+
+    @property
+    def url(self) -> str:
+        host, port = self.ready.result()
+        return f"http://{url_host(host)}:{port}"
+
+    def env(self) -> dict[str, str]:
+        host, port = self.ready.result()
+        return proxy_env(host, port, self.config.state)
+
+    def shutdown(self) -> None:
+        self.master.shutdown()
+
+    async def run(self, until_ready: Callable[[], Awaitable[int | None]] | None = None) -> int:
+        """Serve until shut down (SIGINT/SIGTERM), or until `until_ready()` returns after start-up.
+
+        Returns `until_ready()`'s result as the exit status, or 0.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.shutdown)
+        serving = asyncio.create_task(self.master.run())
+        status = 0
+        try:
+            await asyncio.wait({serving, self.ready}, return_when=asyncio.FIRST_COMPLETED)
+            if not self.ready.done():
+                await serving
+                return 1
+            host, port = self.ready.result()
+            print(f"prefire listening on {self.url}", flush=True)
+            print(f"CA certificate: {self.config.state.ca_cert}", flush=True)
+            log.info("proxy.started", host=host, port=port, mode=self.config.mode, pid=os.getpid())
+            if until_ready is not None:
+                result = await until_ready()
+                status = result or 0
+                self.shutdown()
+            await serving
+        finally:
+            if self.capture is not None:
+                self.capture.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            sys.stdout.flush()
+        return status

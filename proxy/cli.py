@@ -1,0 +1,113 @@
+"""Command-line parsing only; each command dispatches to the module that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from prefire.proxy import logs
+from prefire.proxy.state import StateDir, default_state_dir, proxy_env
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--listen-port", type=int, default=8080, help="port (default 8080; 0 picks a free one)"
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="holds the CA and learned state "
+        "(default $PREFIRE_STATE_DIR or ~/.local/state/prefire)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefire", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="run the proxy (optionally around a command: prefire run -- CMD ...)"
+    )
+    _common(run)
+    run.add_argument(
+        "--mode",
+        default="regular",
+        help="mitmproxy mode: regular (default), reverse:URL, upstream:URL",
+    )
+    run.add_argument(
+        "--capture",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write events JSONL and .mitm flows here",
+    )
+    run.add_argument("--log-format", choices=("console", "json"), default="console")
+    run.add_argument(
+        "--ssl-insecure",
+        action="store_true",
+        help="do not verify upstream TLS certificates (testing only)",
+    )
+    run.add_argument(
+        "--max-body",
+        type=int,
+        default=8 * 1024 * 1024,
+        help="bodies larger than this many bytes are streamed through unobserved (default 8 MiB)",
+    )
+    run.add_argument(
+        "cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...: run CMD with the proxy environment"
+    )
+
+    env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
+    _common(env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    state = StateDir(args.state_dir or default_state_dir())
+    if args.command == "env":
+        state.ensure()
+        for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if args.command == "run":
+        logs.configure(args.log_format)
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return asyncio.run(_run(args, state, cmd))
+    return 2
+
+
+async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int:
+    from prefire.proxy.app import Proxy, ProxyConfig
+
+    proxy = Proxy(
+        ProxyConfig(
+            state=state,
+            listen_host=args.listen_host,
+            listen_port=args.listen_port,
+            mode=args.mode,
+            capture_dir=args.capture,
+            ssl_insecure=args.ssl_insecure,
+            max_body=args.max_body,
+        )
+    )
+    if not cmd:
+        return await proxy.run()
+
+    async def run_command() -> int:
+        child = await asyncio.create_subprocess_exec(*cmd, env={**os.environ, **proxy.env()})
+        return await child.wait()
+
+    return await proxy.run(until_ready=run_command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Links stateless LLM requests into conversations and turns codec records into events.
+
+Chat APIs repeat the whole history in every request. A request continues the
+conversation whose last request is the longest prefix of its history (found
+through rolling hashes of the items, O(history) per request); the items past
+that prefix are what is new. Responses API requests chain by
+`previous_response_id`; MCP traffic is keyed by `Mcp-Session-Id`.
+A scope is a hash of the credentials a request carries; the credentials
+themselves are never kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from lru import LRU
+
+from prefire.patterns.canonical import canonical, digest
+from prefire.patterns.events import (
+    Event,
+    LLMRequest,
+    SessionKey,
+    ToolCall,
+    ToolResult,
+    ToolsOffered,
+    ToolSpec,
+    UserMessage,
+)
+from prefire.proxy.providers.base import (
+    TOOL_CALL,
+    TOOL_RESULT,
+    USER,
+    CallDraft,
+    Item,
+    ParsedRequest,
+)
+
+CREDENTIAL_HEADERS = (
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+)
+CREDENTIAL_QUERY_KEYS = ("key", "api_key", "api-key")
+_REMEMBERED_CALLS = 512
+
+
+def scope_of(headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str = "") -> str:
+    """Hash of the credentials in headers (and API-key query parameters): the tenant key."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    creds = sorted((k.lower(), v) for k, v in pairs if k.lower() in CREDENTIAL_HEADERS)
+    if url:
+        query = parse_qsl(urlsplit(url).query)
+        creds += sorted(("?" + k, v) for k, v in query if k.lower() in CREDENTIAL_QUERY_KEYS)
+    h = hashlib.blake2b(canonical(creds), digest_size=8, person=b"prefire-scope")
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class _Conversation:
+    id: str
+    toolset: str = ""
+    # call id -> tool name, for calls already announced (from a response or from history)
+    calls: dict[str, str] = field(default_factory=dict)
+
+    def remember(self, call_id: str, name: str) -> None:
+        self.calls[call_id] = name
+        if len(self.calls) > _REMEMBERED_CALLS:
+            del self.calls[next(iter(self.calls))]
+
+
+def _item_hash(prev: bytes, item: Item) -> bytes:
+    body = canonical(
+        [item.role, item.text, item.call_id, item.name, item.raw_arguments, item.content]
+    )
+    return hashlib.blake2b(prev + body, digest_size=16).digest()
+
+
+class Sessions:
+    def __init__(self, max_prefixes: int = 200_000, max_conversations: int = 50_000) -> None:
+        self._prefixes: LRU = LRU(max_prefixes)  # (scope, api, hash) -> conversation id
+        self._responses: LRU = LRU(max_prefixes)  # (scope, response id) -> conversation id
+        self._conversations: LRU = LRU(max_conversations)  # conversation id -> _Conversation
+
+    def request_events(
+        self, scope: str, req: ParsedRequest, t: float
+    ) -> tuple[SessionKey, list[Event]]:
+        """Place a request in its conversation and return the events its new items carry."""
+        hashes: list[bytes] = []
+        h = req.api.encode()
+        for item in req.items:
+            h = _item_hash(h, item)
+            hashes.append(h)
+
+        conv: _Conversation | None = None
+        start = 0
+        if req.previous_response_id:
+            conv = self._get(self._responses.get((scope, req.previous_response_id)))
+        else:
+            has_history = any(i.role in (TOOL_CALL, TOOL_RESULT) for i in req.items)
+            # An exact repeat of a first request is a new run of the same task, not a retry.
+            top = len(hashes) if has_history else len(hashes) - 1
+            for k in range(top, 0, -1):
+                conv = self._get(self._prefixes.get((scope, hashes[k - 1])))
+                if conv is not None:
+                    start = k
+                    break
+        if conv is None:
+            conv = _Conversation(secrets.token_hex(4))
+            self._conversations[conv.id] = conv
+        if hashes:
+            self._prefixes[(scope, hashes[-1])] = conv.id
+
+        session = SessionKey(scope, conv.id)
+        return session, self._new_item_events(session, conv, req, req.items[start:], t)
+
+    def _new_item_events(
+        self,
+        session: SessionKey,
+        conv: _Conversation,
+        req: ParsedRequest,
+        items: Iterable[Item],
+        t: float,
+    ) -> list[Event]:
+        events: list[Event] = []
+        if req.tools:
+            toolset = toolset_id(req.tools)
+            if toolset != conv.toolset:
+                conv.toolset = toolset
+                events.append(ToolsOffered(session=session, t=t, tools=req.tools, api=req.api))
+        new_input = False
+        for item in items:
+            if item.role == USER and item.text:
+                events.append(UserMessage(session=session, t=t, text=item.text))
+                new_input = True
+            elif item.role == TOOL_CALL and item.call_id not in conv.calls:
+                conv.remember(item.call_id, item.name)
+                events.append(
+                    ToolCall(
+                        session=session,
+                        t=t,
+                        call_id=item.call_id,
+                        name=item.name,
+                        arguments=item.arguments,
+                        raw_arguments=item.raw_arguments,
+                        api=req.api,
+                    )
+                )
+            elif item.role == TOOL_RESULT:
+                name = item.name or conv.calls.get(item.call_id, "")
+                events.append(
+                    ToolResult(
+                        session=session,
+                        t=t,
+                        call_id=item.call_id,
+                        name=name,
+                        content=item.content,
+                        is_error=item.is_error,
+                    )
+                )
+                new_input = True
+        if new_input:
+            events.append(
+                LLMRequest(session=session, t=t, api=req.api, model=req.model, stream=req.stream)
+            )
+        return events
+
+    def call_event(
+        self, session: SessionKey, draft: CallDraft, api: str, t: float
+    ) -> ToolCall | None:
+        """The event for a call the LLM just emitted, or None if it was already announced."""
+        conv = self._get(session.conversation)
+        if conv is not None:
+            if draft.call_id in conv.calls:
+                return None
+            conv.remember(draft.call_id, draft.name)
+        return ToolCall(
+            session=session,
+            t=t,
+            call_id=draft.call_id,
+            name=draft.name,
+            arguments=draft.arguments,
+            raw_arguments=draft.raw_arguments,
+            api=api,
+        )
+
+    def response_done(self, session: SessionKey, response_id: str) -> None:
+        """Remember which conversation a response belongs to (Responses API chains)."""
+        if response_id:
+            self._responses[(session.scope, response_id)] = session.conversation
+
+    def _get(self, conv_id: str | None) -> _Conversation | None:
+        if conv_id is None:
+            return None
+        return self._conversations.get(conv_id)
+
+
+def mcp_session(scope: str, session_id: str) -> SessionKey:
+    return SessionKey(scope, "mcp-" + (session_id or "none"))
+
+
+def toolset_id(tools: Iterable[ToolSpec]) -> str:
+    """Identifies an application by the names of the tools it offers."""
+    return digest(sorted({t.name for t in tools}))

@@ -1,0 +1,1 @@
+"""Replay of captured and imported sessions (offline simulation, live playback, importers)."""

@@ -1,0 +1,155 @@
+"""Shared fixtures: a real `prefire run` subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+PROXY_ENV_KEYS = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+)
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    ca_cert: Path
+    state_dir: Path
+    capture_dir: Path
+    proc: asyncio.subprocess.Process
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.state_dir / "ca-bundle.pem"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "HTTPS_PROXY": self.url,
+            "HTTP_PROXY": self.url,
+            "SSL_CERT_FILE": str(self.ca_bundle),
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+        }
+
+    def events(self) -> list[dict]:
+        out: list[dict] = []
+        for path in sorted(self.capture_dir.glob("events-*.jsonl")):
+            out += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+        return out
+
+    def capture_bytes(self) -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(self.capture_dir.iterdir()))
+
+
+async def start_proxy(tmp: Path, *extra: str) -> RunningProxy:
+    state, capture = tmp / "state", tmp / "capture"
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "prefire.proxy.cli",
+        "run",
+        "--listen-port",
+        "0",
+        "--state-dir",
+        str(state),
+        "--capture",
+        str(capture),
+        "--ssl-insecure",
+        "--log-format",
+        "json",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    second = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
+    assert first.startswith("prefire listening on http://127.0.0.1:"), first
+    assert second.startswith("CA certificate: "), second
+    return RunningProxy(
+        url=first.removeprefix("prefire listening on "),
+        ca_cert=Path(second.removeprefix("CA certificate: ")),
+        state_dir=state,
+        capture_dir=capture,
+        proc=proc,
+    )
+
+
+async def stop_proxy(proxy: RunningProxy) -> int:
+    if proxy.proc.returncode is None:
+        proxy.proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proxy.proc.wait(), 20)
+
+
+@pytest.fixture
+async def prefire(tmp_path: Path) -> AsyncIterator[RunningProxy]:
+    proxy = await start_proxy(tmp_path)
+    try:
+        yield proxy
+    finally:
+        assert await stop_proxy(proxy) == 0
+
+
+@pytest.fixture
+def proxied_env(prefire: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:
+    """Point this process's HTTP clients at the proxy through the environment only."""
+    for key in PROXY_ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in prefire.env().items():
+        monkeypatch.setenv(key, value)
+    return prefire
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for localhost."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    d = tmp_path_factory.mktemp("tls")
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return ctx
