@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -222,7 +223,11 @@ HISTORY_BODY: dict[str, Any] = {
             "tool_call_id": "call_Time02",
             "content": [{"type": "text", "text": "14:05"}, {"type": "text", "text": "CEST"}],
         },
-        {"role": "assistant", "content": None, "function_call": {"name": "legacy_lookup", "arguments": "{}"}},
+        {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": "legacy_lookup", "arguments": "{}"},
+        },
         {"role": "function", "name": "legacy_lookup", "content": "[1, 2]"},
         {"role": "assistant", "content": "It is 18 C and 14:05."},
         {"role": "user", "content": "Thanks"},
@@ -270,7 +275,11 @@ def test_parse_request_arguments_sent_as_object() -> None:
             {
                 "role": "assistant",
                 "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}},
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": {"a": 1}},
+                    },
                     {"id": "c2", "function": {"name": "g", "arguments": {"big": 2**70}}},
                 ],
             }
@@ -466,8 +475,18 @@ def test_stream_all_calls_in_one_chunk() -> None:
     # Some servers (vLLM, Gemini's OpenAI endpoint) send whole calls in a single delta.
     delta = {
         "tool_calls": [
-            {"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
-            {"index": 1, "id": "b", "type": "function", "function": {"name": "g", "arguments": "[1]"}},
+            {
+                "index": 0,
+                "id": "a",
+                "type": "function",
+                "function": {"name": "f", "arguments": "{}"},
+            },
+            {
+                "index": 1,
+                "id": "b",
+                "type": "function",
+                "function": {"name": "g", "arguments": "[1]"},
+            },
         ]
     }
     stream = sse(chunk(delta), chunk({}, finish="tool_calls"))
@@ -503,8 +522,20 @@ def test_stream_calls_without_index_or_all_at_index_zero() -> None:
 def test_stream_repeated_id_and_name_do_not_split_or_double() -> None:
     stream = sse(
         chunk(call_start(0, "call_1", "search")),
-        chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "search", "arguments": '{"q"'}}]}),
-        chunk({"tool_calls": [{"index": 0, "id": "", "function": {"name": "", "arguments": ':"a"}'}}]}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "function": {"name": "search", "arguments": '{"q"'},
+                    }
+                ]
+            }
+        ),
+        chunk(
+            {"tool_calls": [{"index": 0, "id": "", "function": {"name": "", "arguments": ':"a"}'}}]}
+        ),
         chunk({}, finish="tool_calls"),
     )
     assert drafts(assert_split_invariant(stream)) == [
@@ -529,7 +560,13 @@ def test_stream_late_piece_of_emitted_call_is_ignored() -> None:
 
 def test_stream_legacy_function_call() -> None:
     stream = sse(
-        chunk({"role": "assistant", "content": None, "function_call": {"name": "lookup", "arguments": ""}}),
+        chunk(
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "lookup", "arguments": ""},
+            }
+        ),
         chunk({"function_call": {"arguments": '{"q":'}}),
         chunk({"function_call": {"arguments": '"x"}'}}),
         chunk({}, finish="function_call"),
@@ -640,8 +677,7 @@ def test_stream_garbage_and_unknown_events() -> None:
         b'data: {"choices": [{"index": 0, "delta": {"tool_calls": "x", "content": 5}}]}\n\n'
         b'data: {"choices": [{"index": 0, "delta": {"tool_calls": [null, 3, {"index": "0"}]}}]}\n\n'
         b'data: {"error": {"message": "upstream hiccup"}}\n\n'
-        b"\x00\x01\x02\n\n"
-        + sse(chunk(call_args(0, "{}")), chunk({}, finish="tool_calls"))
+        b"\x00\x01\x02\n\n" + sse(chunk(call_args(0, "{}")), chunk({}, finish="tool_calls"))
     )
     out = assert_split_invariant(stream)
     assert out == [CallDraft("a", "f", {}, "{}"), ResponseDone(CHUNK_ID, "tool_calls", "")]
@@ -650,7 +686,8 @@ def test_stream_garbage_and_unknown_events() -> None:
 def test_stream_invalid_utf8_inside_arguments() -> None:
     stream = (
         sse(chunk(call_start(0, "a", "f")), done=False)
-        + b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"k\\": \\"\xff\\"}"}}]}}]}\n\n'
+        + b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":'
+        + b'{"arguments":"{\\"k\\": \\"\xff\\"}"}}]}}]}\n\n'
         + sse(chunk({}, finish="tool_calls"))
     )
     out = assert_split_invariant(stream)
@@ -667,5 +704,5 @@ def test_stream_degenerate_bodies(data: bytes) -> None:
 @given(st.lists(st.integers(min_value=0, max_value=len(PARALLEL)), max_size=12))
 def test_stream_any_chunking(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(PARALLEL)]
-    parts = [PARALLEL[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [PARALLEL[a:b] for a, b in itertools.pairwise(bounds)]
     assert decode(*parts) == decode(PARALLEL)

@@ -164,10 +164,10 @@ class _SSEFrames:
         return [loads_or_none(event.data) for event in self._sse.feed(data)]
 
 
-# Bytes that matter to brace counting, outside and inside strings. UTF-8
-# continuation bytes are >= 0x80, so scanning bytes for ASCII is safe.
+# Bytes that matter to brace counting, and the body of a string up to its closing
+# quote. UTF-8 continuation bytes are >= 0x80, so scanning bytes for ASCII is safe.
 _STRUCTURE = re.compile(rb'[{}"]')
-_IN_STRING = re.compile(rb'["\\]')
+_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
 
 
 class _ArrayFrames:
@@ -195,18 +195,13 @@ class _ArrayFrames:
     def _step(self, out: list[Any]) -> bool:
         """Advance past one structural byte; False when more data is needed."""
         if self._in_string:
-            m = _IN_STRING.search(self._buf, self._pos)
-            if m is None:
-                self._pos = len(self._buf)
+            # The pattern matches "" too, so match() never returns None.
+            end = _STRING_BODY.match(self._buf, self._pos).end()  # type: ignore[union-attr]
+            if end == len(self._buf) or self._buf[end] != ord('"'):
+                self._pos = end  # at the end, or at a backslash whose escaped byte is to come
                 return False
-            if m.group() == b"\\":
-                if m.end() == len(self._buf):
-                    self._pos = m.start()  # the escaped byte has not arrived yet
-                    return False
-                self._pos = m.end() + 1
-                return True
             self._in_string = False
-            self._pos = m.end()
+            self._pos = end + 1
             return True
         m = _STRUCTURE.search(self._buf, self._pos)
         if m is None:
@@ -215,7 +210,7 @@ class _ArrayFrames:
         self._pos = m.end()
         char = m.group()
         if char == b'"':
-            self._in_string = self._depth > 0  # a string between objects is garbage
+            self._in_string = True
         elif char == b"{":
             if self._depth == 0:
                 self._start = m.start()
@@ -243,7 +238,9 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _field(obj: dict[str, Any], camel: str, snake: str) -> Any:
+def _field(obj: Any, camel: str, snake: str) -> Any:
+    if not isinstance(obj, dict):
+        return None
     value = obj.get(camel)
     return obj.get(snake) if value is None else value
 
@@ -285,7 +282,7 @@ def _first_candidate(chunk: dict[str, Any]) -> dict[str, Any]:
 
 
 def _function_call(part: Any) -> dict[str, Any] | None:
-    call = _field(part, "functionCall", "function_call") if isinstance(part, dict) else None
+    call = _field(part, "functionCall", "function_call")
     return call if isinstance(call, dict) else None
 
 
