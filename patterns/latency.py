@@ -1,0 +1,38 @@
+"""Expected latencies learned from observed executions (exponentially weighted means)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lru import LRU
+
+_ALPHA = 0.2
+
+
+class Latencies:
+    def __init__(
+        self, default_tool_s: float = 1.0, default_llm_s: float = 2.0, cap: int = 50_000
+    ) -> None:
+        self.default_tool_s = default_tool_s
+        self.default_llm_s = default_llm_s
+        self.tool: LRU = LRU(cap)  # (app, tool) -> seconds
+        self.llm: LRU = LRU(cap)  # app -> seconds
+
+    def observe_tool(self, app: Any, tool: str, seconds: float) -> None:
+        _update(self.tool, (app, tool), seconds)
+
+    def observe_llm(self, app: Any, seconds: float) -> None:
+        _update(self.llm, app, seconds)
+
+    def tool_s(self, app: Any, tool: str) -> float:
+        return self.tool.get((app, tool), self.default_tool_s)
+
+    def llm_s(self, app: Any) -> float:
+        return self.llm.get(app, self.default_llm_s)
+
+
+def _update(table: LRU, key: Any, seconds: float) -> None:
+    if seconds < 0 or seconds != seconds:
+        return
+    old = table.get(key)
+    table[key] = seconds if old is None else old + _ALPHA * (seconds - old)

@@ -1,0 +1,122 @@
+"""What one session has seen so far: its calls, their results, the user's words.
+
+Argument sources are found through an index from normalized values to the
+places they were seen. Places are kept as concrete call records; a learned
+source names them relatively ("the most recent result of `search`"), which
+is what carries over to the next session.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefire.patterns.values import Path, at_path, leaves, match_keys
+
+MAX_CALLS = 64
+MAX_USER_TEXTS = 8
+MAX_REFS_PER_KEY = 6
+MAX_INDEX_KEYS = 20_000
+
+
+@dataclass(slots=True)
+class CallRecord:
+    seq: int
+    turn: int
+    name: str
+    arguments: Any
+    result: Any = None
+    has_result: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A place a value was seen: an argument or the result of a recorded call."""
+
+    seq: int
+    part: str  # "arg" | "res"
+    path: Path
+
+
+@dataclass(slots=True)
+class SessionMemory:
+    app: Any = ""
+    turn: int = 0
+    calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=MAX_CALLS))
+    by_id: dict[str, CallRecord] = field(default_factory=dict)
+    user_texts: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_USER_TEXTS))
+    index: dict[tuple[str, Any], list[Ref]] = field(default_factory=dict)
+    next_seq: int = 0
+    # control flow: tool names in call order, most recent last
+    names: deque[str] = field(default_factory=lambda: deque(maxlen=8))
+    turn_calls: list[CallRecord] = field(default_factory=list)
+
+    def add_call(self, call_id: str, name: str, arguments: Any) -> CallRecord:
+        rec = CallRecord(self.next_seq, self.turn, name, arguments)
+        self.next_seq += 1
+        if len(self.calls) == self.calls.maxlen:
+            old = self.calls[0]
+            self.by_id = {k: v for k, v in self.by_id.items() if v is not old}
+        self.calls.append(rec)
+        self.by_id[call_id] = rec
+        self.names.append(name)
+        self.turn_calls.append(rec)
+        self._index(rec.seq, "arg", arguments)
+        return rec
+
+    def add_result(self, call_id: str, content: Any) -> CallRecord | None:
+        rec = self.by_id.get(call_id)
+        if rec is None or rec.has_result:
+            return None
+        rec.result = content
+        rec.has_result = True
+        self._index(rec.seq, "res", content)
+        return rec
+
+    def _index(self, seq: int, part: str, value: Any) -> None:
+        if len(self.index) > MAX_INDEX_KEYS:
+            return
+        for path, leaf in leaves(value):
+            for key in match_keys(leaf):
+                refs = self.index.setdefault(key, [])
+                refs.append(Ref(seq, part, path))
+                if len(refs) > MAX_REFS_PER_KEY:
+                    del refs[0]
+
+    def record(self, seq: int) -> CallRecord | None:
+        first = self.calls[0].seq if self.calls else 0
+        i = seq - first
+        if 0 <= i < len(self.calls) and self.calls[i].seq == seq:
+            return self.calls[i]
+        return None
+
+    def lookup(self, value: Any) -> list[tuple[CallRecord, Ref, Any]]:
+        """Where `value` (or a normalized twin of it) was seen before this turn:
+        (call, ref, the value found there), most recent first."""
+        out: list[tuple[CallRecord, Ref, Any]] = []
+        seen: set[Ref] = set()
+        for key in match_keys(value):
+            for ref in reversed(self.index.get(key, ())):
+                rec = self.record(ref.seq)
+                if ref in seen or rec is None or rec.turn >= self.turn:
+                    continue
+                seen.add(ref)
+                src = rec.arguments if ref.part == "arg" else rec.result
+                out.append((rec, ref, at_path(src, ref.path)))
+        return out
+
+    def back_of(self, rec: CallRecord) -> int:
+        """How many calls of the same tool, before this turn, came after `rec`."""
+        return sum(
+            1 for c in self.calls if c.name == rec.name and c.seq > rec.seq and c.turn < self.turn
+        )
+
+    def nth_recent(self, name: str, back: int) -> CallRecord | None:
+        """The `back`-th most recent call of `name` before this turn (0 = most recent)."""
+        for c in reversed(self.calls):
+            if c.name == name and c.turn < self.turn:
+                if back == 0:
+                    return c
+                back -= 1
+        return None

@@ -1,0 +1,215 @@
+"""The pattern model: events in, ranked candidate calls out. Pure and deterministic.
+
+Used unchanged by the live proxy and by replay. A decision point is an
+LLMRequest (a request carrying a user message or tool results); `predict`
+answers for the session's current decision point.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from lru import LRU
+
+from prefire.patterns.canonical import canonical, digest
+from prefire.patterns.controlflow import END, ControlFlow, contexts
+from prefire.patterns.dataflow import ArgHypotheses
+from prefire.patterns.events import (
+    Event,
+    LLMRequest,
+    SessionKey,
+    ToolCall,
+    ToolExchange,
+    ToolResult,
+    ToolsOffered,
+    UserMessage,
+)
+from prefire.patterns.latency import Latencies
+from prefire.patterns.memory import SessionMemory
+
+MIN_TOOL_PROBABILITY = 0.02
+TOOLS_CONSIDERED = 6
+FAN_OUT_LIMIT = 8
+AGE_EVERY = 500  # arguments hypotheses are aged after this many observations of one key
+_AGE_FACTOR = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    tool: str
+    arguments: Any
+    probability: float
+    # expected seconds saved: probability x min(expected LLM time, expected tool latency)
+    value: float
+
+    @property
+    def key(self) -> bytes:
+        return call_key(self.tool, self.arguments)
+
+
+def call_key(tool: str, arguments: Any) -> bytes:
+    """The identity of a call: tool name and canonical arguments."""
+    return tool.encode() + b"\0" + canonical(arguments)
+
+
+@dataclass(slots=True)
+class _Decision:
+    keys: list[tuple[Any, ...]]
+    t: float
+    first_call_t: float | None = None
+
+
+class PatternModel:
+    def __init__(
+        self,
+        max_sessions: int = 10_000,
+        max_arg_keys: int = 100_000,
+        default_tool_s: float = 1.0,
+        default_llm_s: float = 2.0,
+    ) -> None:
+        self.flow = ControlFlow()
+        self.args: LRU = LRU(max_arg_keys)  # (app, tool, arg name) -> ArgHypotheses
+        self.keysets: LRU = LRU(max_arg_keys)  # (app, tool) -> Counter of argument-name tuples
+        self.offered: LRU = LRU(max_arg_keys)  # app -> frozenset of tool names
+        self.latency = Latencies(default_tool_s, default_llm_s)
+        self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
+        self._decisions: dict[SessionKey, _Decision] = {}
+        self._call_t: LRU = LRU(max_sessions * 8)  # (session, call id) -> (app, tool, t)
+
+    # -- learning ----------------------------------------------------------
+
+    def memory(self, session: SessionKey) -> SessionMemory:
+        mem = self._sessions.get(session)
+        if mem is None:
+            mem = self._sessions[session] = SessionMemory(app=(session.scope, ""))
+        return mem
+
+    def observe(self, event: Event) -> None:
+        mem = self.memory(event.session)
+        if isinstance(event, ToolsOffered):
+            if event.api != "mcp" and event.tools:
+                names = frozenset(t.name for t in event.tools)
+                mem.app = (event.session.scope, _toolset(names))
+                self.offered[mem.app] = names
+        elif isinstance(event, UserMessage):
+            mem.user_texts.append(event.text)
+        elif isinstance(event, LLMRequest):
+            self._close_turn(event.session, mem)
+            mem.turn += 1
+            self._decisions[event.session] = _Decision(contexts(mem.app, list(mem.names)), event.t)
+        elif isinstance(event, ToolCall):
+            self._observe_call(event, mem)
+        elif isinstance(event, ToolResult):
+            rec = mem.add_result(event.call_id, event.content)
+            started = self._call_t.pop((event.session, event.call_id), None)
+            if rec is not None and started is not None:
+                self.latency.observe_tool(started[0], started[1], event.t - started[2])
+        elif isinstance(event, ToolExchange):
+            self.latency.observe_tool(mem.app, event.name, event.duration_s)
+
+    def end_session(self, session: SessionKey) -> None:
+        """The session is over: its last decision point led to no tool call."""
+        mem = self._sessions.get(session)
+        if mem is not None:
+            self._close_turn(session, mem)
+            del self._sessions[session]
+        self._decisions.pop(session, None)
+
+    def _close_turn(self, session: SessionKey, mem: SessionMemory) -> None:
+        decision = self._decisions.pop(session, None)
+        if decision is not None:
+            self.flow.observe(decision.keys, {c.name for c in mem.turn_calls})
+        mem.turn_calls = []
+
+    def _observe_call(self, event: ToolCall, mem: SessionMemory) -> None:
+        decision = self._decisions.get(event.session)
+        if decision is None:  # a call with no request before it (capture began mid-session)
+            mem.turn += 1
+            decision = self._decisions[event.session] = _Decision(
+                contexts(mem.app, list(mem.names)), event.t
+            )
+        if decision.first_call_t is None:
+            decision.first_call_t = event.t
+            self.latency.observe_llm(mem.app, event.t - decision.t)
+        args = event.arguments
+        if isinstance(args, dict):
+            keyset_key = (mem.app, event.name)
+            counts = self.keysets.get(keyset_key)
+            if counts is None:
+                counts = self.keysets[keyset_key] = Counter()
+            counts[tuple(sorted(args))] += 1
+            for name, value in args.items():
+                hkey = (mem.app, event.name, name)
+                hyps = self.args.get(hkey)
+                if hyps is None:
+                    hyps = self.args[hkey] = ArgHypotheses()
+                hyps.observe(value, mem)
+        mem.add_call(event.call_id, event.name, args)
+        self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
+
+    # -- prediction --------------------------------------------------------
+
+    def predict(self, session: SessionKey, limit: int = 8) -> list[Candidate]:
+        """Candidate calls for the session's current decision point, most probable first."""
+        decision = self._decisions.get(session)
+        mem = self._sessions.get(session)
+        if decision is None or mem is None or decision.first_call_t is not None:
+            return []
+        probs = self.flow.predict(decision.keys)
+        offered = self.offered.get(mem.app)
+        tools = sorted(
+            (
+                (p, t)
+                for t, p in probs.items()
+                if t != END and p >= MIN_TOOL_PROBABILITY and (offered is None or t in offered)
+            ),
+            reverse=True,
+        )[:TOOLS_CONSIDERED]
+        llm_s = self.latency.llm_s(mem.app)
+        out: dict[bytes, Candidate] = {}
+        for p_tool, tool in tools:
+            saving = min(llm_s, self.latency.tool_s(mem.app, tool))
+            for args, p_args in self._arguments(mem, tool):
+                p = p_tool * p_args
+                cand = Candidate(tool, args, p, p * saving)
+                if cand.key not in out or out[cand.key].probability < p:
+                    out[cand.key] = cand
+        ranked = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))
+        return ranked[:limit]
+
+    def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
+        counts = self.keysets.get((mem.app, tool))
+        if not counts:
+            return []
+        names, seen = counts.most_common(1)[0]
+        p_keyset = seen / sum(counts.values())
+        options: list[list[tuple[str, Any, float, bool]]] = []
+        for name in names:
+            hyps = self.args.get((mem.app, tool, name))
+            values = hyps.values(mem) if hyps is not None else []
+            if not values:
+                return []
+            options.append([(name, v, p, fan) for v, p, fan in values])
+        results: list[tuple[Any, float]] = []
+        for combo in itertools.islice(itertools.product(*options), 4):
+            p = p_keyset
+            fan_name, fan_values = None, None
+            args: dict[str, Any] = {}
+            for name, value, p_value, fan in combo:
+                p *= p_value
+                if fan and fan_name is None:
+                    fan_name, fan_values = name, value[:FAN_OUT_LIMIT]
+                else:
+                    args[name] = value
+            if fan_name is None:
+                results.append((args, p))
+            else:
+                results += [({**args, fan_name: v}, p) for v in fan_values or ()]
+        return results
+
+
+def _toolset(names: frozenset[str]) -> str:
+    return digest(sorted(names))

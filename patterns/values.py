@@ -1,0 +1,135 @@
+"""JSON values as leaves with paths, the keys values are matched by, and transforms.
+
+A path is a tuple of dict keys and list indexes; "*" stands for every element
+of a list (fan-out). Matching is by a normalized key, so "42" finds 42 and
+"Paris" finds "paris"; the transform that turns the source into the observed
+value is then worked out exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prefire.patterns.canonical import canonical
+
+Path = tuple[Any, ...]
+WILDCARD = "*"
+
+MAX_LEAVES = 400
+MAX_DEPTH = 8
+_MAX_CONTAINER_KEY = 256  # canonical bytes; bigger containers are matched by their leaves only
+
+
+def leaves(value: Any, max_leaves: int = MAX_LEAVES) -> Iterator[tuple[Path, Any]]:
+    """(path, value) for scalars, and for small containers as a whole, depth-first."""
+    stack: list[tuple[Path, Any]] = [((), value)]
+    emitted = 0
+    while stack and emitted < max_leaves:
+        path, v = stack.pop()
+        if isinstance(v, dict):
+            if len(canonical(v)) <= _MAX_CONTAINER_KEY:
+                yield path, v
+                emitted += 1
+            if len(path) < MAX_DEPTH:
+                stack.extend((path + (k,), v[k]) for k in reversed(list(v)))
+        elif isinstance(v, list):
+            if len(canonical(v)) <= _MAX_CONTAINER_KEY:
+                yield path, v
+                emitted += 1
+            if len(path) < MAX_DEPTH:
+                stack.extend((path + (i,), v[i]) for i in range(len(v) - 1, -1, -1))
+        elif v is not None:
+            yield path, v
+            emitted += 1
+
+
+def at_path(value: Any, path: Path) -> Any:
+    """The value at `path`; a WILDCARD step yields a list of every element's value.
+    Missing steps give None."""
+    for i, step in enumerate(path):
+        if step == WILDCARD:
+            if not isinstance(value, list):
+                return None
+            rest = path[i + 1 :]
+            out = [at_path(v, rest) for v in value]
+            return [v for v in out if v is not None]
+        if isinstance(value, dict) and isinstance(step, str):
+            value = value.get(step)
+        elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
+            value = value[step]
+        else:
+            return None
+    return value
+
+
+def match_keys(value: Any) -> list[tuple[str, Any]]:
+    """Normalized keys under which `value` is indexed and looked up."""
+    if isinstance(value, bool):
+        return [("b", value)]
+    if isinstance(value, int | float):
+        return [("n", float(value))] if abs(value) < 1e15 else [("s", str(value))]
+    if isinstance(value, str):
+        keys: list[tuple[str, Any]] = [("s", value.casefold())]
+        number = _as_number(value)
+        if number is not None:
+            keys.append(("n", number))
+        return keys
+    return [("j", canonical(value))]
+
+
+def _as_number(text: str) -> float | None:
+    t = text.strip()
+    if not t or len(t) > 20 or not (t[0].isdigit() or t[0] in "+-."):
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        return None
+
+
+# Transforms that turn a source value into an argument value; None means as-is.
+TRANSFORMS = ("str", "int", "float", "lower", "upper", "title")
+
+
+def transform_between(source: Any, target: Any) -> str | None | bool:
+    """The transform that maps source to target: None for identity, a name from
+    TRANSFORMS, or False when none does."""
+    if type(source) is type(target) and source == target:
+        return None
+    for name in TRANSFORMS:
+        out = apply(name, source)
+        if out is not None and type(out) is type(target) and out == target:
+            return name
+    return False
+
+
+def apply(transform: str | None, value: Any) -> Any:
+    """Apply a transform; None when it does not apply to this value."""
+    if transform is None:
+        return value
+    if transform == "str":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return str(value)
+    if transform in ("int", "float"):
+        if isinstance(value, bool):
+            return None
+        try:
+            number = float(value) if isinstance(value, str | int | float) else None
+        except ValueError:
+            return None
+        if number is None:
+            return None
+        if transform == "int":
+            return int(number) if number.is_integer() else None
+        return number
+    if not isinstance(value, str):
+        return None
+    if transform == "lower":
+        return value.lower()
+    if transform == "upper":
+        return value.upper()
+    if transform == "title":
+        return value.title()
+    return None

@@ -1,0 +1,180 @@
+"""Turns HTTP exchanges into events, without mitmproxy: the addon feeds it live
+flows, replay feeds it flows read from files. Plain values in, events out.
+
+One Observer handles many exchanges at once, keyed by an exchange id. Nothing
+here raises to the caller for bad traffic: codecs skip what they cannot read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolsOffered
+from prefire.proxy import sessions as sessions_mod
+from prefire.proxy.providers import llm_codec_for, mcp
+from prefire.proxy.providers.base import (
+    CallDraft,
+    LLMCodec,
+    Output,
+    ParsedRequest,
+    ResponseDone,
+    StreamDecoder,
+)
+
+Emit = Callable[[Event], None]
+ChunkObserver = Callable[[bytes, float], None]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What is known about one request while its response is awaited."""
+
+    method: str
+    url: str
+    started: float
+    session: SessionKey
+    codec: LLMCodec | None = None
+    parsed: ParsedRequest | None = None
+    # MCP: JSON-RPC id -> (tool name, arguments) of tools/call requests; ids of tools/list
+    mcp_calls: dict[Any, tuple[str, Any]] = field(default_factory=dict)
+    mcp_lists: set[Any] = field(default_factory=set)
+    llm_decoder: StreamDecoder | None = None
+    streamed: bool = False
+
+    @property
+    def wants_stream(self) -> bool:
+        """Whether the response should be observed chunk by chunk even if it is not SSE."""
+        return self.parsed is not None and self.parsed.stream
+
+
+class Observer:
+    def __init__(self, emit: Emit, sessions: sessions_mod.Sessions | None = None) -> None:
+        self.emit = emit
+        self.sessions = sessions or sessions_mod.Sessions()
+        self._open: dict[str, Exchange] = {}
+
+    def request(
+        self,
+        xid: str,
+        method: str,
+        url: str,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        t: float,
+    ) -> Exchange | None:
+        """A request with its decoded body. Returns the exchange if it is one we follow."""
+        if method != "POST" or not body:
+            return None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        header_list = list(headers)
+        scope = sessions_mod.scope_of(header_list, url)
+        if mcp.matches(method, path, data):
+            session_id = next((v for k, v in header_list if k.lower() == "mcp-session-id"), "")
+            ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id))
+            for msg in mcp.parse_request(data):
+                if msg.method == "tools/list" and msg.id is not None:
+                    ex.mcp_lists.add(msg.id)
+                elif msg.id is not None and (call := mcp.call_of(msg)) is not None:
+                    ex.mcp_calls[msg.id] = call
+            if not (ex.mcp_calls or ex.mcp_lists):
+                return None
+        else:
+            codec = llm_codec_for(method, path, data)
+            if codec is None:
+                return None
+            parsed = codec.parse_request(data, path)
+            session, events = self.sessions.request_events(scope, parsed, t)
+            ex = Exchange(method, url, t, session, codec=codec, parsed=parsed)
+            for event in events:
+                self.emit(event)
+        self._open[xid] = ex
+        return ex
+
+    def exchange(self, xid: str) -> Exchange | None:
+        return self._open.get(xid)
+
+    def stream(self, xid: str, status: int) -> ChunkObserver | None:
+        """An observer for the decoded response body chunk by chunk, or None."""
+        ex = self._open.get(xid)
+        if ex is None or not 200 <= status < 300:
+            return None
+        ex.streamed = True
+        if ex.codec is not None and ex.parsed is not None:
+            decoder = ex.llm_decoder = ex.codec.stream_decoder(ex.parsed)
+            api = ex.codec.api
+            return lambda data, t: self._llm_outputs(ex, decoder.feed(data), api, t)
+        mcp_decoder = mcp.McpStreamDecoder()
+        return lambda data, t: self._mcp_replies(ex, mcp_decoder.feed(data), status, t)
+
+    def response(
+        self, xid: str, status: int, content_type: str, body: bytes | None, t: float
+    ) -> None:
+        """The response ended. `body` is the decoded whole body, or None if it was streamed."""
+        ex = self._open.pop(xid, None)
+        if ex is None or not 200 <= status < 300:
+            return
+        if ex.streamed:
+            if ex.llm_decoder is not None and ex.codec is not None:
+                self._llm_outputs(ex, ex.llm_decoder.close(), ex.codec.api, t)
+            return
+        if body is None:
+            return
+        if ex.codec is not None and ex.parsed is not None:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return
+            self._llm_outputs(ex, ex.codec.parse_response(data, ex.parsed), ex.codec.api, t)
+        else:
+            self._mcp_replies(ex, mcp.parse_response(body, content_type), status, t)
+
+    def forget(self, xid: str) -> None:
+        """The exchange failed (connection error): drop it."""
+        self._open.pop(xid, None)
+
+    def _llm_outputs(self, ex: Exchange, outputs: list[Output], api: str, t: float) -> None:
+        for out in outputs:
+            if isinstance(out, CallDraft):
+                event = self.sessions.call_event(ex.session, out, api, t)
+                if event is not None:
+                    self.emit(event)
+            elif isinstance(out, ResponseDone):
+                self.sessions.response_done(ex.session, out.response_id)
+
+    def _mcp_replies(
+        self, ex: Exchange, replies: list[mcp.McpReply], status: int, t: float
+    ) -> None:
+        for reply in replies:
+            if reply.id in ex.mcp_lists and reply.error is None:
+                tools = mcp.tool_specs(reply.result)
+                self.emit(ToolsOffered(session=ex.session, t=t, tools=tools, api="mcp"))
+            elif reply.id in ex.mcp_calls:
+                name, arguments = ex.mcp_calls.pop(reply.id)
+                if reply.error is not None:
+                    result, is_error = reply.error, True
+                else:
+                    result, is_error = mcp.call_result(reply.result)
+                self.emit(
+                    ToolExchange(
+                        session=ex.session,
+                        t=t,
+                        name=name,
+                        arguments=arguments,
+                        result=result,
+                        is_error=is_error,
+                        transport="mcp",
+                        method=ex.method,
+                        url=ex.url,
+                        status=status,
+                        duration_s=max(0.0, t - ex.started),
+                        request_id=reply.id,
+                    )
+                )
