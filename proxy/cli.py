@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...: run CMD with the proxy environment"
     )
 
+    replay = sub.add_parser("replay", help="score what speculation would save on recorded sessions")
+    replay.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    replay.add_argument("--format", default="auto", choices=("auto", "openai", "capture", "mitm", "har"))
+    replay.add_argument("--tool-latency", type=float, default=1.0, metavar="S", help="tool time where none is recorded")
+    replay.add_argument("--llm-latency", type=float, default=2.0, metavar="S", help="LLM turn time where none is recorded")
+    replay.add_argument("--warmup", type=Path, default=None, metavar="FILE", help="learn from FILE first, unscored")
+    replay.add_argument("--baseline", action="store_true", help="also score the most-frequent-next-tool baseline")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
+
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
     _common(env)
     return parser
@@ -72,12 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    state = StateDir(args.state_dir or default_state_dir())
+    state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
         state.ensure()
         for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
+    if args.command == "replay":
+        from prefire.replay import report
+
+        return report.run(
+            args.inputs,
+            fmt=args.format,
+            tool_latency=args.tool_latency,
+            llm_latency=args.llm_latency,
+            warmup=args.warmup,
+            as_json=args.json,
+            with_baseline=args.baseline,
+        )
     if args.command == "run":
         logs.configure(args.log_format)
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd

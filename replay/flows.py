@@ -1,0 +1,73 @@
+"""Events from mitmproxy flow files (.mitm, HAR), through the live proxy's Observer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from mitmproxy import exceptions, http
+from mitmproxy import io as mitm_io
+
+from prefire.patterns.events import Event
+from prefire.proxy.observer import Observer
+from prefire.replay.sources import InputError
+
+
+def flow_events(path: Path) -> Iterator[Event | InputError]:
+    out: list[Event] = []
+    observer = Observer(out.append)
+    n = 0
+    with path.open("rb") as fh:
+        reader = mitm_io.FlowReader(fh)
+        try:
+            for n, flow in enumerate(reader.stream(), 1):  # noqa: B007 - n names the bad flow
+                if isinstance(flow, http.HTTPFlow):
+                    try:
+                        _observe(observer, flow)
+                    except ValueError as exc:  # a body that cannot be decoded
+                        observer.forget(flow.id)
+                        yield InputError(str(path), n, f"flow {flow.id}: {exc}")
+                yield from out
+                out.clear()
+        except exceptions.FlowReadException as exc:
+            yield InputError(str(path), n + 1, f"flow {n + 1} cannot be read: {exc}; flows after it are lost")
+
+
+def _observe(observer: Observer, flow: http.HTTPFlow) -> None:
+    req = flow.request
+    body = req.get_content() if req.raw_content is not None else b""
+    ex = observer.request(
+        flow.id, req.method, req.url, req.path, req.headers.items(multi=True), body or b"", req.timestamp_start
+    )
+    resp = flow.response
+    if ex is None or resp is None:
+        observer.forget(flow.id)
+        return
+    ctype = resp.headers.get("content-type", "")
+    content = resp.get_content() if resp.raw_content is not None else None
+    end = resp.timestamp_end or resp.timestamp_start
+    if ctype.startswith("text/event-stream") or ex.wants_stream:
+        observe = observer.stream(flow.id, resp.status_code)
+        if observe is not None and content is not None:
+            for data, t in _chunks(flow, content):
+                observe(data, t)
+        observer.response(flow.id, resp.status_code, ctype, None, end)
+    else:
+        observer.response(flow.id, resp.status_code, ctype, content, end)
+
+
+def _chunks(flow: http.HTTPFlow, content: bytes) -> Iterator[tuple[bytes, float]]:
+    """The body as it arrived, chunk by chunk with arrival times, where the capture
+    recorded them and the body was not content-encoded; else whole, at the end."""
+    resp = flow.response
+    assert resp is not None
+    recorded = flow.metadata.get("prefire.chunks")
+    if recorded and "content-encoding" not in resp.headers:
+        pos = 0
+        for offset, size in recorded:
+            yield content[pos : pos + int(size)], resp.timestamp_start + float(offset)
+            pos += int(size)
+        if pos < len(content):
+            yield content[pos:], resp.timestamp_end or resp.timestamp_start
+        return
+    yield content, resp.timestamp_end or resp.timestamp_start

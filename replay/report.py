@@ -1,0 +1,119 @@
+"""`prefire replay`: read inputs, simulate online, print a table or one JSON object."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from prefire.patterns.baseline import BaselineModel
+from prefire.replay.simulate import Simulation, Totals
+from prefire.replay.sources import InputError, ReplaySession, read
+
+
+def run(
+    inputs: list[Path],
+    fmt: str = "auto",
+    tool_latency: float = 1.0,
+    llm_latency: float = 2.0,
+    warmup: Path | None = None,
+    as_json: bool = False,
+    with_baseline: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    for path in [*inputs, *([warmup] if warmup else [])]:
+        if not path.exists():
+            print(f"prefire replay: {path}: no such file", file=err)
+            return 2
+    sims = {"prefire": Simulation(tool_latency=tool_latency, llm_latency=llm_latency)}
+    if with_baseline:
+        sims["baseline"] = Simulation(
+            model=BaselineModel(tool_latency, llm_latency), tool_latency=tool_latency, llm_latency=llm_latency
+        )
+    if warmup is not None:
+        warm = [s for s in _sessions([warmup], fmt, err) if isinstance(s, ReplaySession)]
+        for sim in sims.values():
+            sim.warm(warm)
+    errors = 0
+    started = time.monotonic()
+    last_report = started
+    for n, session in enumerate(_sessions(inputs, fmt, err), 1):
+        if isinstance(session, InputError):
+            errors += 1
+            continue
+        for sim in sims.values():
+            sim.replay(session)
+        if time.monotonic() - last_report > 2.0:
+            last_report = time.monotonic()
+            calls = sims["prefire"].totals.tool_calls
+            print(f"replay: {n} sessions, {calls} tool calls ...", file=err, flush=True)
+    elapsed = time.monotonic() - started
+    result = _result(sims["prefire"].totals)
+    result["input_errors"] = errors
+    result["elapsed_s"] = round(elapsed, 3)
+    if "baseline" in sims:
+        result["baseline"] = _result(sims["baseline"].totals, tools=False)
+    if as_json:
+        out.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(format_table(result))
+    return 1 if errors and not result["sessions"] else 0
+
+
+def _sessions(paths: list[Path], fmt: str, err: TextIO) -> Iterator[ReplaySession | InputError]:
+    for item in read(paths, fmt):
+        if isinstance(item, InputError):
+            print(f"prefire replay: {item}", file=err)
+        yield item
+
+
+def _result(totals: Totals, tools: bool = True) -> dict[str, Any]:
+    result = totals.summary()
+    result["misses"] = dict(sorted(totals.misses.items(), key=lambda kv: -kv[1]))
+    if tools:
+        result["tools"] = {
+            name: {
+                "calls": r.calls,
+                "eligible": r.eligible,
+                "hits": r.hits,
+                "prefired": r.prefired,
+                "used": r.used,
+                "tool_time_s": round(r.tool_time_s, 3),
+                "hidden_s": round(r.hidden_s, 3),
+            }
+            for name, r in sorted(totals.tools.items(), key=lambda kv: -kv[1].calls)
+        }
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = []
+    keys = [k for k in result if not isinstance(result[k], dict)]
+    columns = ["prefire"] + (["baseline"] if "baseline" in result else [])
+    lines.append(f"{'metric':<22}" + "".join(f"{c:>14}" for c in columns))
+    for k in keys:
+        row = [result[k]] + ([result["baseline"].get(k, "")] if "baseline" in result else [])
+        lines.append(f"{k:<22}" + "".join(f"{_fmt(v):>14}" for v in row))
+    if result.get("misses"):
+        lines.append("")
+        lines.append("missed eligible calls, by reason:")
+        for reason, n in result["misses"].items():
+            lines.append(f"  {reason:<28}{n:>8}")
+    if result.get("tools"):
+        lines.append("")
+        lines.append(f"{'tool':<32}{'calls':>7}{'elig':>7}{'hits':>7}{'fired':>7}{'used':>7}{'hidden_s':>10}")
+        for name, r in list(result["tools"].items())[:40]:
+            lines.append(
+                f"{name[:31]:<32}{r['calls']:>7}{r['eligible']:>7}{r['hits']:>7}"
+                f"{r['prefired']:>7}{r['used']:>7}{r['hidden_s']:>10.1f}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,237 @@
+"""Strictly online replay: sessions in input order; the model learns only from what
+came before. All calls of one assistant message run in parallel; the next LLM
+turn starts when they are all done. A call fired early at the decision point
+runs while the LLM thinks, so the agent waits only for what is left of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prefire.patterns.dataflow import discover
+from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
+from prefire.patterns.model import Candidate, PatternModel, call_key
+from prefire.replay.sources import ReplaySession
+
+Eligible = Callable[[str, ReplaySession], bool]
+
+
+class Predictor(Protocol):
+    def observe(self, event: Any) -> None: ...
+
+    def predict(self, session: SessionKey, limit: int = 8) -> list[Candidate]: ...
+
+    def end_session(self, session: SessionKey) -> None: ...
+
+
+@dataclass(slots=True)
+class Budget:
+    """How many candidates are fired per decision point, and from what probability."""
+
+    max_per_turn: int = 3
+    min_probability: float = 0.2
+
+
+@dataclass(slots=True)
+class ToolRow:
+    calls: int = 0
+    eligible: int = 0
+    hits: int = 0
+    prefired: int = 0
+    used: int = 0
+    tool_time_s: float = 0.0
+    hidden_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Totals:
+    sessions: int = 0
+    tool_calls: int = 0
+    eligible_calls: int = 0
+    hits: int = 0
+    prefired: int = 0
+    prefired_used: int = 0
+    top1: int = 0
+    top3: int = 0
+    tool_time_s: float = 0.0
+    eligible_tool_time_s: float = 0.0
+    hidden_tool_time_s: float = 0.0
+    e2e_time_s: float = 0.0
+    e2e_time_spec_s: float = 0.0
+    misses: dict[str, int] = field(default_factory=dict)
+    tools: dict[str, ToolRow] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        def ratio(a: float, b: float) -> float:
+            return round(a / b, 4) if b else 0.0
+
+        return {
+            "sessions": self.sessions,
+            "tool_calls": self.tool_calls,
+            "eligible_calls": self.eligible_calls,
+            "hits": self.hits,
+            "hit_rate": ratio(self.hits, self.eligible_calls),
+            "prefired": self.prefired,
+            "prefired_used": self.prefired_used,
+            "precision": ratio(self.prefired_used, self.prefired),
+            "next_call_top1": ratio(self.top1, self.tool_calls),
+            "next_call_top3": ratio(self.top3, self.tool_calls),
+            "tool_time_s": round(self.tool_time_s, 3),
+            "hidden_tool_time_s": round(self.hidden_tool_time_s, 3),
+            "hidden_fraction": ratio(self.hidden_tool_time_s, self.eligible_tool_time_s),
+            "e2e_time_s": round(self.e2e_time_s, 3),
+            "e2e_time_spec_s": round(self.e2e_time_spec_s, 3),
+            "e2e_reduction": ratio(self.e2e_time_s - self.e2e_time_spec_s, self.e2e_time_s),
+        }
+
+
+@dataclass(slots=True)
+class _Turn:
+    llm_s: float
+    candidates: list[Candidate]
+    fired: dict[bytes, Candidate]
+    first: bool
+    waits: list[tuple[float, float]] = field(default_factory=list)  # (tool time, wait)
+
+
+class Simulation:
+    def __init__(
+        self,
+        model: Predictor | None = None,
+        eligible: Eligible | None = None,
+        budget: Budget | None = None,
+        tool_latency: float = 1.0,
+        llm_latency: float = 2.0,
+    ) -> None:
+        self.model = model or PatternModel(default_tool_s=tool_latency, default_llm_s=llm_latency)
+        self.eligible = eligible or _labelled_eligible
+        self.budget = budget or Budget()
+        self.tool_latency = tool_latency
+        self.llm_latency = llm_latency
+        self.totals = Totals()
+
+    def run(self, sessions: Iterable[ReplaySession]) -> Totals:
+        for session in sessions:
+            self.replay(session)
+        return self.totals
+
+    def warm(self, sessions: Iterable[ReplaySession]) -> None:
+        """Learn from sessions without scoring them (--warmup)."""
+        for session in sessions:
+            for event in session.events:
+                self.model.observe(event)
+            if session.events:
+                self.model.end_session(session.events[0].session)
+
+    def replay(self, session: ReplaySession) -> None:
+        if not session.events:
+            return
+        key = session.events[0].session
+        self.totals.sessions += 1
+        turn: _Turn | None = None
+        decisions = 0
+        for event in session.events:
+            if isinstance(event, LLMRequest):
+                self._finish(turn)
+                self.model.observe(event)
+                llm_s = session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
+                candidates = self.model.predict(event.session)
+                turn = _Turn(llm_s, candidates, self._fire(candidates, session), first=decisions == 0)
+                decisions += 1
+            elif isinstance(event, ToolCall):
+                if turn is None:  # calls with no decision point before them cannot be predicted
+                    turn = _Turn(self.llm_latency, [], {}, first=True)
+                self._score_call(event, session, turn)
+                self.model.observe(event)
+            else:
+                self.model.observe(event)
+        self._finish(turn)
+        self.model.end_session(key)
+
+    def _fire(self, candidates: list[Candidate], session: ReplaySession) -> dict[bytes, Candidate]:
+        chosen = [
+            c
+            for c in candidates
+            if c.probability >= self.budget.min_probability and self.eligible(c.tool, session)
+        ]
+        chosen.sort(key=lambda c: -c.value)
+        fired = {c.key: c for c in chosen[: self.budget.max_per_turn]}
+        self.totals.prefired += len(fired)
+        for c in fired.values():
+            self._row(c.tool).prefired += 1
+        return fired
+
+    def _score_call(self, call: ToolCall, session: ReplaySession, turn: _Turn) -> None:
+        t = self.totals
+        row = self._row(call.name)
+        latency = session.tool_s.get(call.call_id, self.tool_latency)
+        key = call_key(call.name, call.arguments)
+        ranked = [c.key for c in turn.candidates]
+        t.tool_calls += 1
+        row.calls += 1
+        t.tool_time_s += latency
+        row.tool_time_s += latency
+        if ranked[:1] == [key]:
+            t.top1 += 1
+        if key in ranked[:3]:
+            t.top3 += 1
+        wait = latency
+        if self.eligible(call.name, session):
+            t.eligible_calls += 1
+            row.eligible += 1
+            t.eligible_tool_time_s += latency
+            if turn.fired.pop(key, None) is not None:
+                t.hits += 1
+                t.prefired_used += 1
+                row.hits += 1
+                row.used += 1
+                wait = max(0.0, latency - turn.llm_s)
+                t.hidden_tool_time_s += latency - wait
+                row.hidden_s += latency - wait
+            else:
+                reason = self._miss_reason(call, turn, key, ranked)
+                t.misses[reason] = t.misses.get(reason, 0) + 1
+        turn.waits.append((latency, wait))
+
+    def _miss_reason(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
+        if turn.first:
+            return "first_call_of_session"
+        if key in ranked:
+            return "predicted_not_fired"
+        if call.name not in {c.tool for c in turn.candidates}:
+            return "wrong_tool"
+        if not isinstance(self.model, PatternModel) or not isinstance(call.arguments, dict):
+            return "wrong_arguments"
+        mem = self.model.memory(call.session)
+        kinds: set[str] = set()
+        predicted = [c.arguments for c in turn.candidates if c.tool == call.name]
+        for name, value in call.arguments.items():
+            if any(isinstance(p, dict) and p.get(name) == value for p in predicted):
+                continue
+            kinds |= {source[0] for source in discover(value, mem)}
+        if "res" in kinds or "arg" in kinds:
+            return "argument_from_result"
+        if "user" in kinds:
+            return "argument_from_user_text"
+        return "argument_new_value"
+
+    def _finish(self, turn: _Turn | None) -> None:
+        if turn is None:
+            return
+        base = turn.llm_s + max((lat for lat, _ in turn.waits), default=0.0)
+        spec = turn.llm_s + max((wait for _, wait in turn.waits), default=0.0)
+        self.totals.e2e_time_s += base
+        self.totals.e2e_time_spec_s += spec
+
+    def _row(self, tool: str) -> ToolRow:
+        row = self.totals.tools.get(tool)
+        if row is None:
+            row = self.totals.tools[tool] = ToolRow()
+        return row
+
+
+def _labelled_eligible(tool: str, session: ReplaySession) -> bool:
+    """Without rules: every tool, except those the workload labels as writes."""
+    return session.labels.get(tool, "read") != "write"
