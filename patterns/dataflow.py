@@ -176,9 +176,11 @@ class ArgHypotheses:
             stat.trials += 1
             if _agrees(predicted, value, source):
                 stat.hits += 1
+        # A new source is not yet evidence: it was picked because it matched.
+        # It counts from the next call on.
         for source in discover(value, mem):
             if source not in self.stats:
-                self.stats[source] = Stat(1.0, 1.0)
+                self.stats[source] = Stat()
         if len(self.stats) > MAX_HYPOTHESES:
             ranked = sorted(
                 self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True
@@ -186,25 +188,30 @@ class ArgHypotheses:
             self.stats = dict(ranked[:MAX_HYPOTHESES])
 
     def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
-        """Up to `limit` distinct predicted values: (value, probability, fan-out)."""
-        ranked = sorted(
-            self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True
-        )
-        out: list[tuple[Any, float, bool]] = []
-        seen: set[bytes] = set()
+        """Up to `limit` distinct predicted values: (value, probability, fan-out).
+
+        Hypotheses are tried best first; a later one only matters when the ones
+        before it are wrong, so each adds score x P(all before it wrong) to the
+        value it gives. The probabilities of one argument's values sum to <= 1.
+        """
+        ranked = sorted(self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True)
+        found: dict[bytes, list[Any]] = {}  # canonical value -> [value, probability, fan-out]
+        remaining = 1.0
         for source, stat in ranked:
+            if stat.trials < 1 or remaining < 0.01:
+                continue
             value = resolve(source, mem)
             if value is None:
                 continue
             fan = source[0] == "res" and WILDCARD in source[3]
             key = canonical(value)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((value, stat.score, fan))
-            if len(out) >= limit:
-                break
-        return out
+            p = stat.score * remaining
+            remaining -= p
+            if key in found:
+                found[key][1] += p
+            elif len(found) < limit:
+                found[key] = [value, p, fan]
+        return [(v, p, fan) for v, p, fan in sorted(found.values(), key=lambda x: -x[1])]
 
     def age(self, factor: float) -> None:
         for stat in self.stats.values():

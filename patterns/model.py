@@ -74,6 +74,8 @@ class PatternModel:
         self.args: LRU = LRU(max_arg_keys)  # (app, tool, arg name) -> ArgHypotheses
         self.keysets: LRU = LRU(max_arg_keys)  # (app, tool) -> Counter of argument-name tuples
         self.offered: LRU = LRU(max_arg_keys)  # app -> frozenset of tool names
+        # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
+        self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
         self._decisions: dict[SessionKey, _Decision] = {}
@@ -121,7 +123,11 @@ class PatternModel:
     def _close_turn(self, session: SessionKey, mem: SessionMemory) -> None:
         decision = self._decisions.pop(session, None)
         if decision is not None:
-            self.flow.observe(decision.keys, {c.name for c in mem.turn_calls})
+            called = Counter(c.name for c in mem.turn_calls)
+            self.flow.observe(decision.keys, set(called))
+            for tool, n in called.items():
+                old = self.width.get((mem.app, tool))
+                self.width[(mem.app, tool)] = n if old is None else old + 0.2 * (n - old)
         mem.turn_calls = []
 
     def _observe_call(self, event: ToolCall, mem: SessionMemory) -> None:
@@ -192,6 +198,11 @@ class PatternModel:
             values = hyps.values(mem) if hyps is not None else []
             if not values:
                 return []
+            # a fan-out source only speaks for tools that are called several times a turn
+            fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
+            values = [v for v in values if fans_out or not v[2]]
+            if not values:
+                return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []
         for combo in itertools.islice(itertools.product(*options), 4):
@@ -206,8 +217,10 @@ class PatternModel:
                     args[name] = value
             if fan_name is None:
                 results.append((args, p))
-            else:
-                results += [({**args, fan_name: v}, p) for v in fan_values or ()]
+            elif fan_values:
+                # each element is called with the share of the list a turn usually covers
+                share = min(1.0, self.width.get((mem.app, tool), 1.0) / len(fan_values))
+                results += [({**args, fan_name: v}, p * share) for v in fan_values]
         return results
 
 

@@ -1,0 +1,184 @@
+"""The pattern model on small hand-made sequences: what it must learn, and what it must not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefire.patterns.events import LLMRequest
+from prefire.patterns.model import Candidate, PatternModel
+from tests.patterns_util import Script
+
+TOOLS = ["search", "details", "weather", "book"]
+
+
+def feed(model: PatternModel, script: Script, *, predict_at: int | None = None) -> list[Candidate]:
+    """Feed a session; return the predictions made at decision point `predict_at` (0-based)."""
+    got: list[Candidate] = []
+    dp = -1
+    for e in script.events:
+        model.observe(e)
+        if isinstance(e, LLMRequest):
+            dp += 1
+            if dp == predict_at:
+                got = model.predict(e.session)
+    model.end_session(script.key)
+    return got
+
+
+def flight_session(i: int, city: str, ids: list[str], *, pick: int = 0) -> Script:
+    s = Script(f"f{i}", TOOLS).user(f"Please find flights to {city} for next week")
+    s.turn(("search", {"to": city}, {"flights": [{"id": x, "price": 100 + n} for n, x in enumerate(ids)]}))
+    s.turn(("details", {"flight_id": ids[pick]}, {"id": ids[pick], "seats": 3}))
+    return s
+
+
+def best(cands: list[Candidate]) -> tuple[str, Any] | None:
+    return (cands[0].tool, cands[0].arguments) if cands else None
+
+
+def test_argument_from_an_earlier_result_by_position() -> None:
+    m = PatternModel()
+    for i, city in enumerate(["Oslo", "Rome", "Paris", "Lima"]):
+        feed(m, flight_session(i, city, [f"X{i}1", f"X{i}2"]))
+    got = feed(m, flight_session(9, "Kyiv", ["Q1", "Q2"]), predict_at=1)
+    assert best(got) == ("details", {"flight_id": "Q1"})
+    assert 0.3 < got[0].probability <= 1.0
+
+
+def test_argument_from_user_text() -> None:
+    m = PatternModel()
+    for i, city in enumerate(["Oslo", "Rome", "Paris", "Lima"]):
+        feed(m, flight_session(i, city, ["A", "B"]))
+    got = feed(m, flight_session(9, "Kyiv", ["Q1", "Q2"]), predict_at=0)
+    assert best(got) == ("search", {"to": "Kyiv"})
+
+
+def test_argument_copied_from_an_earlier_call_with_transform() -> None:
+    m = PatternModel()
+    for i, city in enumerate(["Oslo", "Rome", "Paris"]):
+        s = Script(f"w{i}", TOOLS).user("weather please")
+        s.turn(("search", {"to": city}, {"ok": True}))
+        s.turn(("weather", {"city": city.lower(), "unit": "celsius"}, {"t": 20}))
+        feed(m, s)
+    s = Script("w9", TOOLS).user("weather please")
+    s.turn(("search", {"to": "Kyiv"}, {"ok": True}))
+    s.turn(("weather", {"city": "kyiv", "unit": "celsius"}, {"t": 1}))
+    got = feed(m, s, predict_at=1)
+    assert best(got) == ("weather", {"city": "kyiv", "unit": "celsius"})
+
+
+def test_number_from_a_string_in_a_result() -> None:
+    m = PatternModel()
+    for i in range(4):
+        s = Script(f"n{i}", TOOLS).user("go")
+        s.turn(("search", {"q": "x"}, {"count": str(10 + i)}))
+        s.turn(("details", {"n": 10 + i}, "ok"))
+        feed(m, s)
+    s = Script("n9", TOOLS).user("go")
+    s.turn(("search", {"q": "x"}, {"count": "77"}))
+    s.turn(("details", {"n": 77}, "ok"))
+    assert best(feed(m, s, predict_at=1)) == ("details", {"n": 77})
+
+
+def test_fan_out_over_a_result_list() -> None:
+    m = PatternModel()
+    for i in range(4):
+        ids = [f"d{i}{k}" for k in range(3)]
+        s = Script(f"fo{i}", TOOLS).user("read all")
+        s.turn(("search", {"q": "all"}, {"docs": [{"id": d} for d in ids]}))
+        s.turn(*[("details", {"doc": d}, {"text": d}) for d in ids])
+        feed(m, s)
+    ids = ["z1", "z2", "z3"]
+    s = Script("fo9", TOOLS).user("read all")
+    s.turn(("search", {"q": "all"}, {"docs": [{"id": d} for d in ids]}))
+    s.turn(*[("details", {"doc": d}, {"text": d}) for d in ids])
+    got = feed(m, s, predict_at=1)
+    predicted = {c.arguments["doc"] for c in got if c.tool == "details"}
+    assert predicted >= set(ids)
+
+
+def test_coincidental_match_is_not_learned() -> None:
+    """The id happens to equal a value in the result once; afterwards it does not."""
+    m = PatternModel()
+    s = Script("c0", TOOLS).user("go")
+    s.turn(("search", {"q": "a"}, {"code": "K7"}))
+    s.turn(("details", {"ref": "K7"}, "ok"))
+    feed(m, s)
+    for i in range(1, 6):
+        s = Script(f"c{i}", TOOLS).user("go")
+        s.turn(("search", {"q": "a"}, {"code": f"R{i}"}))
+        s.turn(("details", {"ref": "K7"}, "ok"))  # always the constant, never the result
+        feed(m, s)
+    s = Script("c9", TOOLS).user("go")
+    s.turn(("search", {"q": "a"}, {"code": "ZZ"}))
+    s.turn(("details", {"ref": "K7"}, "ok"))
+    assert best(feed(m, s, predict_at=1)) == ("details", {"ref": "K7"})
+
+
+def test_changing_values_are_not_predicted_as_constants() -> None:
+    m = PatternModel()
+    for i in range(6):
+        s = Script(f"v{i}", TOOLS).user("go")
+        s.turn(("book", {"seat": f"{i}A"}, "ok"))  # from nowhere, different every time
+        feed(m, s)
+    s = Script("v9", TOOLS).user("go")
+    s.turn(("book", {"seat": "9A"}, "ok"))
+    got = feed(m, s, predict_at=0)
+    assert all(c.probability < 0.3 for c in got)
+
+
+def test_no_more_tools_lowers_every_candidate() -> None:
+    m = PatternModel()
+    for i in range(5):
+        feed(m, flight_session(i, "Oslo", ["A", "B"]))
+    got = feed(m, flight_session(9, "Oslo", ["A", "B"]), predict_at=2)  # after details: the agent answers
+    assert all(c.probability < 0.3 for c in got)
+
+
+def test_predictions_follow_drift() -> None:
+    m = PatternModel()
+    for i in range(30):
+        s = Script(f"d{i}", TOOLS).user("go")
+        s.turn(("search", {"q": "a"}, "r"))
+        s.turn(("weather", {"city": "Oslo"}, "r"))
+        feed(m, s)
+    for i in range(400):
+        s = Script(f"e{i}", TOOLS).user("go")
+        s.turn(("search", {"q": "a"}, "r"))
+        s.turn(("details", {"id": 1}, "r"))
+        feed(m, s)
+    s = Script("z", TOOLS).user("go")
+    s.turn(("search", {"q": "a"}, "r"))
+    s.turn(("details", {"id": 1}, "r"))
+    assert best(feed(m, s, predict_at=1)) == ("details", {"id": 1})
+
+
+def test_applications_are_kept_apart_by_toolset() -> None:
+    m = PatternModel()
+    for i in range(5):
+        s = Script(f"a{i}", ["search", "details"]).user("go")
+        s.turn(("search", {"q": "a"}, "r"))
+        s.turn(("details", {"id": 1}, "r"))
+        feed(m, s)
+    s = Script("b", ["search", "weather"]).user("go")
+    s.turn(("search", {"q": "a"}, "r"))
+    got = feed(m, s, predict_at=1)
+    assert all(c.tool != "details" for c in got)
+
+
+def test_scopes_do_not_share_learning() -> None:
+    m = PatternModel()
+    for i in range(5):
+        feed(m, flight_session(i, "Oslo", ["A", "B"]))
+    other = Script("x", TOOLS, scope="tenant-2").user("Please find flights to Oslo for next week")
+    assert feed(m, other, predict_at=0) == []
+
+
+def test_learned_latency_shapes_value() -> None:
+    m = PatternModel()
+    for i in range(3):
+        feed(m, flight_session(i, "Oslo", ["A", "B"]))
+    s = flight_session(9, "Oslo", ["A", "B"])
+    got = feed(m, s, predict_at=1)
+    # the scripts take 2 s per LLM turn and 1 s per tool
+    assert abs(got[0].value - got[0].probability * 1.0) < 1e-6
