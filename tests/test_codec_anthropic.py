@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 import pytest
 
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.anthropic import CODEC, AnthropicStreamDecoder
+from prefire.proxy.providers import llm_codec_for
+from prefire.proxy.providers.anthropic import CODEC
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
@@ -20,10 +20,10 @@ from prefire.proxy.providers.base import (
     USER,
     CallDraft,
     Item,
-    Output,
     ParsedRequest,
     ResponseDone,
 )
+from tests.streams import assert_cuts_invariant, assert_split_invariant, decoding, pieces
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -371,19 +371,7 @@ EXPECTED = [
 ]
 
 
-def run(chunks: Iterable[bytes], decoder: AnthropicStreamDecoder | None = None) -> list[Output]:
-    decoder = decoder or CODEC.stream_decoder(ParsedRequest(api="anthropic"))
-    out: list[Output] = []
-    for chunk in chunks:
-        out.extend(decoder.feed(chunk))
-    return out + decoder.close()
-
-
-def assert_split_invariant(data: bytes, decode: Callable[[Iterable[bytes]], list[Output]]) -> None:
-    whole = decode([data])
-    for i in range(1, len(data)):
-        assert decode([data[:i], data[i:]]) == whole, f"split at byte {i}"
-    assert decode([data[i : i + 1] for i in range(len(data))]) == whole
+run = decoding(lambda: CODEC.stream_decoder(ParsedRequest(api="anthropic")))
 
 
 def test_stream() -> None:
@@ -494,11 +482,8 @@ def test_stream_huge_arguments() -> None:
         CallDraft("toolu_big", "write_file", {"path": "/tmp/big", "content": blob}, raw),
         ResponseDone("msg_014p7gG3wDgGV9EUtLvnow3U", "tool_use", ""),
     ]
-    assert run([data]) == expected
-    for size in (1, 7, 4096, 65537):
-        first = data[: 200_000 + size]
-        assert run([first, data[len(first) :]]) == expected
-    assert run(data[i : i + 65536] for i in range(0, len(data), 65536)) == expected
+    cuts = [200_000 + size for size in (1, 7, 4096, 65537)]
+    assert assert_cuts_invariant(data, run, cuts, 65536) == expected
 
 
 def test_stream_unknown_events_and_bad_data_are_ignored() -> None:
@@ -593,7 +578,7 @@ def test_garbage_bytes_never_raise() -> None:
     ]
     for blob in blobs:
         for size in (1, 3, 64, len(blob)):
-            run(blob[i : i + size] for i in range(0, len(blob), size))
+            run(pieces(blob, size))
     decoder = CODEC.stream_decoder(ParsedRequest(api="anthropic"))
     assert decoder.feed("text, not bytes") == []  # type: ignore[arg-type]
     assert decoder.feed(None) == []  # type: ignore[arg-type]
@@ -610,6 +595,7 @@ def test_invalid_utf8_inside_arguments_is_replaced() -> None:
 # --- matches -----------------------------------------------------------------
 
 ANTHROPIC_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": []}
+VERTEX_MODELS = "/v1/projects/p/locations/us-east5/publishers/anthropic/models"
 
 
 @pytest.mark.parametrize(
@@ -620,6 +606,9 @@ ANTHROPIC_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": 
         "/anthropic/v1/messages",
         "/api/anthropic/v1/messages/",
         "/messages",
+        f"{VERTEX_MODELS}/claude-sonnet-4-5:streamRawPredict",
+        f"{VERTEX_MODELS}/claude-sonnet-4-5@20250929:rawPredict",
+        f"/vertex{VERTEX_MODELS}/claude-3-5-haiku@20241022:streamRawPredict?alt=sse",
     ],
 )
 def test_matches_paths(path: str) -> None:
@@ -639,6 +628,12 @@ def test_matches_paths(path: str) -> None:
         ("POST", "/v1/threads/thread_abc/messages", {"role": "user", "content": "hi"}),
         ("POST", "/v1beta/models/gemini-2.5-flash:generateContent", {"contents": []}),
         ("POST", "/mcp", {"jsonrpc": "2.0", "method": "tools/call", "id": 1}),
+        ("POST", f"{VERTEX_MODELS}/count-tokens:rawPredict", ANTHROPIC_BODY),
+        ("POST", f"{VERTEX_MODELS}/mistral-large:rawPredict", ANTHROPIC_BODY),
+        ("POST", f"{VERTEX_MODELS}/claude-sonnet-4-5:predict", ANTHROPIC_BODY),
+        ("POST", f"{VERTEX_MODELS}/claude-sonnet-4-5", ANTHROPIC_BODY),
+        ("POST", f"{VERTEX_MODELS}/claude-sonnet-4-5:rawPredict", {"instances": []}),
+        ("GET", f"{VERTEX_MODELS}/claude-sonnet-4-5:rawPredict", ANTHROPIC_BODY),
         ("POST", "/v1/messages", {"messages": "not a list"}),
         ("POST", "/v1/messages", [ANTHROPIC_BODY]),
         ("POST", "/v1/messages", None),
@@ -647,6 +642,38 @@ def test_matches_paths(path: str) -> None:
 )
 def test_does_not_match(method: str, path: Any, body: Any) -> None:
     assert not CODEC.matches(method, path, body)
+
+
+# On Vertex AI the model is in the path and the body carries anthropic_version instead.
+VERTEX_BODY = {
+    "anthropic_version": "vertex-2023-10-16",
+    "max_tokens": 1024,
+    "messages": [{"role": "user", "content": "Weather in Paris?"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("action", "body_stream", "stream"),
+    [
+        ("rawPredict", None, False),
+        ("streamRawPredict", None, True),
+        ("streamRawPredict", True, True),
+        ("rawPredict", True, True),
+    ],
+)
+def test_vertex_ai(action: str, body_stream: bool | None, stream: bool) -> None:
+    path = f"{VERTEX_MODELS}/claude-sonnet-4-5@20250929:{action}"
+    body = VERTEX_BODY if body_stream is None else {**VERTEX_BODY, "stream": body_stream}
+    assert llm_codec_for("POST", path, body) is CODEC  # and no other codec before it
+    parsed = CODEC.parse_request(body, path)
+    assert parsed.model == "claude-sonnet-4-5@20250929"
+    assert parsed.stream is stream
+    assert parsed.items == (Item(USER, text="Weather in Paris?"),)
+
+
+def test_vertex_ai_body_model_wins() -> None:
+    path = f"{VERTEX_MODELS}/claude-sonnet-4-5:rawPredict"
+    assert CODEC.parse_request({**VERTEX_BODY, "model": "m"}, path).model == "m"
 
 
 def test_codec_shape() -> None:

@@ -24,6 +24,13 @@ from prefire.proxy.providers.base import (
     ResponseDone,
 )
 from prefire.proxy.providers.gemini import CODEC
+from tests.streams import (
+    assert_cuts_invariant,
+    assert_split_invariant,
+    drafts,
+    feed_all,
+    pieces,
+)
 
 GENERATE = "/v1beta/models/gemini-2.5-flash:generateContent"
 STREAM_SSE = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
@@ -121,30 +128,32 @@ EXPECTED_ITEMS = (
     Item(ASSISTANT, text="Let me check."),
     Item(
         TOOL_CALL,
-        call_id="gemini-1-2",
+        call_id="gemini-1-fc0",
         name="get_weather",
         arguments={"city": "Paris"},
         raw_arguments='{"city":"Paris"}',
     ),
     Item(
         TOOL_CALL,
-        call_id="gemini-1-3",
+        call_id="gemini-1-fc1",
         name="get_weather",
         arguments={"city": "Rome"},
         raw_arguments='{"city":"Rome"}',
     ),
     Item(
         TOOL_CALL,
-        call_id="gemini-1-4",
+        call_id="gemini-1-fc2",
         name="get_time",
         arguments={"tz": "Europe/Paris"},
         raw_arguments='{"tz":"Europe/Paris"}',
     ),
-    Item(TOOL_RESULT, call_id="gemini-1-4", name="get_time", content={"result": "14:05"}),
-    Item(TOOL_RESULT, call_id="gemini-1-2", name="get_weather", content={"output": {"temp_c": 18}}),
+    Item(TOOL_RESULT, call_id="gemini-1-fc2", name="get_time", content={"result": "14:05"}),
+    Item(
+        TOOL_RESULT, call_id="gemini-1-fc0", name="get_weather", content={"output": {"temp_c": 18}}
+    ),
     Item(
         TOOL_RESULT,
-        call_id="gemini-1-3",
+        call_id="gemini-1-fc1",
         name="get_weather",
         content={"error": "station offline"},
         is_error=True,
@@ -209,8 +218,8 @@ def test_parse_request_snake_case_fields() -> None:
     assert parsed.items == (
         Item(SYSTEM, text="Be brief."),
         Item(USER, text="time?"),
-        Item(TOOL_CALL, call_id="gemini-1-0", name="get_time", arguments={}, raw_arguments="{}"),
-        Item(TOOL_RESULT, call_id="gemini-1-0", name="get_time", content={"r": 1}),
+        Item(TOOL_CALL, call_id="gemini-1-fc0", name="get_time", arguments={}, raw_arguments="{}"),
+        Item(TOOL_RESULT, call_id="gemini-1-fc0", name="get_time", content={"r": 1}),
     )
 
 
@@ -235,7 +244,7 @@ def test_results_match_the_latest_model_turn_only() -> None:
         {"role": "model", "parts": [call("f")]},
         {"role": "user", "parts": [answer("f"), answer("f"), answer("h")]},
     ]
-    assert result_ids(contents) == ["gemini-1-1", "gemini-3-0", "", ""]
+    assert result_ids(contents) == ["gemini-1-fc1", "gemini-3-fc0", "", ""]
 
 
 def test_model_turn_spread_over_several_contents() -> None:
@@ -247,7 +256,7 @@ def test_model_turn_spread_over_several_contents() -> None:
         {"role": "model", "parts": [call("f", {"n": 2})]},
         {"role": "user", "parts": [answer("f"), answer("f")]},
     ]
-    assert result_ids(contents) == ["gemini-2-0", "gemini-3-0"]
+    assert result_ids(contents) == ["gemini-1-fc0", "gemini-1-fc1"]
 
 
 def test_result_ids_mix_explicit_and_missing() -> None:
@@ -255,7 +264,7 @@ def test_result_ids_mix_explicit_and_missing() -> None:
         {"role": "model", "parts": [call("f", id="a"), call("f", id="b"), call("f")]},
         {"role": "user", "parts": [answer("f", id="b"), answer("f"), answer("f"), answer("f")]},
     ]
-    assert result_ids(contents) == ["b", "a", "gemini-0-2", ""]
+    assert result_ids(contents) == ["b", "a", "gemini-0-fc2", ""]
 
 
 def test_parse_request_args_shapes() -> None:
@@ -333,7 +342,7 @@ def test_parse_response() -> None:
         ]
     )
     assert CODEC.parse_response(body, REQUEST_TURN_3) == [
-        CallDraft("gemini-3-3", "get_weather", {"city": "Paris"}, '{"city":"Paris"}'),
+        CallDraft("gemini-3-fc0", "get_weather", {"city": "Paris"}, '{"city":"Paris"}'),
         CallDraft("fc-7", "get_weather", {"city": "Rome"}, '{"city":"Rome"}'),
         ResponseDone("n3vGaK7kNOKVxN8P8ZzR0Qg", "STOP", "Checking both."),
     ]
@@ -358,8 +367,8 @@ def test_parse_response_buffered_json_array() -> None:
         response([call("g")], finish="STOP"),
     ]
     assert CODEC.parse_response(chunks, REQUEST_TURN_3) == [
-        CallDraft("gemini-3-1", "f", {"a": 1}, '{"a":1}'),
-        CallDraft("gemini-3-2", "g", {}, "{}"),
+        CallDraft("gemini-3-fc0", "f", {"a": 1}, '{"a":1}'),
+        CallDraft("gemini-3-fc1", "g", {}, "{}"),
         ResponseDone("n3vGaK7kNOKVxN8P8ZzR0Qg", "STOP", "Let me "),
     ]
 
@@ -388,7 +397,7 @@ def test_parse_response_odd_candidates() -> None:
         ]
     }
     assert CODEC.parse_response(body, REQUEST_TURN_3) == [
-        CallDraft("gemini-3-2", "f", {}, "{}"),
+        CallDraft("gemini-3-fc0", "f", {}, "{}"),
         ResponseDone(),
     ]
 
@@ -413,13 +422,13 @@ CHUNKS = [
 
 EXPECTED_OUTPUTS = [
     CallDraft(
-        "gemini-3-2",
+        "gemini-3-fc0",
         "get_weather",
         {"city": "Paris", "path": "C:\\"},
         '{"city":"Paris","path":"C:\\\\"}',
     ),
     CallDraft(
-        "gemini-3-3",
+        "gemini-3-fc1",
         "get_weather",
         {"city": "Rome", "note": '"}{'},
         '{"city":"Rome","note":"\\"}{"}',
@@ -444,18 +453,9 @@ def array_body(chunks: list[Any]) -> bytes:
 
 
 def run(chunks: Iterable[bytes], turns: int = 3) -> list[Output]:
-    decoder = CODEC.stream_decoder(ParsedRequest(api="gemini", stream=True, turns=turns))
-    out: list[Output] = []
-    for chunk in chunks:
-        out.extend(decoder.feed(chunk))
-    return out + decoder.close()
-
-
-def assert_split_invariant(data: bytes, decode: Callable[[Iterable[bytes]], list[Output]]) -> None:
-    whole = decode([data])
-    for i in range(1, len(data)):
-        assert decode([data[:i], data[i:]]) == whole, f"split at byte {i}"
-    assert decode([data[i : i + 1] for i in range(len(data))]) == whole
+    return feed_all(
+        CODEC.stream_decoder(ParsedRequest(api="gemini", stream=True, turns=turns)), chunks
+    )
 
 
 BODIES = pytest.mark.parametrize("body_of", [sse_body, array_body], ids=["sse", "array"])
@@ -507,7 +507,7 @@ def test_response_done_only_once(body_of: Callable[[list[Any]], bytes]) -> None:
         {"usageMetadata": USAGE},
     ]
     assert run([body_of(chunks)], turns=1) == [
-        CallDraft("gemini-1-0", "f", {}, "{}"),
+        CallDraft("gemini-1-fc0", "f", {}, "{}"),
         ResponseDone("n3vGaK7kNOKVxN8P8ZzR0Qg", "STOP", ""),
     ]
 
@@ -521,46 +521,90 @@ def test_stream_error_chunk_ends_without_response_done(
         {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}},
         response([call("g")], finish="STOP"),
     ]
-    assert run([body_of(chunks)], turns=1) == [CallDraft("gemini-1-0", "f", {}, "{}")]
+    assert run([body_of(chunks)], turns=1) == [CallDraft("gemini-1-fc0", "f", {}, "{}")]
 
 
-def test_round_trip_ids_match_next_request() -> None:
-    """The ids the stream decoder gives are the ids the next request synthesizes."""
+# A response whose calls carry no ids, text parts around them, and one call with an id.
+ROUND_TRIP_CHUNKS = [
+    response([{"text": "Two cities.", "thought": True}, {"text": "Let me "}], finish=None),
+    response([{"text": "check "}, call("get_weather", {"city": "Paris"})], finish=None),
+    response(
+        [
+            {"text": "and "},
+            {"text": "also "},
+            {**call("get_weather", {"city": "Rome"}), "thoughtSignature": SIGNATURE},
+            call("get_time", id="fc-time"),
+            call("get_time", {"tz": "UTC"}),
+        ],
+        finish="STOP",
+    ),
+]
+
+
+def model_parts(chunks: list[dict[str, Any]]) -> list[list[Any]]:
+    return [c["candidates"][0]["content"]["parts"] for c in chunks]
+
+
+def keep_parts(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client that keeps the parts as received, in one model content."""
+    return [{"role": "model", "parts": [p for parts in model_parts(chunks) for p in parts]}]
+
+
+def merge_texts(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client that merges adjacent plain text parts, shifting the parts' positions."""
+    merged: list[dict[str, Any]] = []
+    for part in (p for parts in model_parts(chunks) for p in parts):
+        if merged and set(part) == set(merged[-1]) == {"text"}:
+            merged[-1] = {"text": merged[-1]["text"] + part["text"]}
+        else:
+            merged.append(part)
+    return [{"role": "model", "parts": merged}]
+
+
+def content_per_chunk(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client that stores each streamed chunk as a model content of its own."""
+    return [{"role": "model", "parts": parts} for parts in model_parts(chunks)]
+
+
+@pytest.mark.parametrize("history_of", [keep_parts, merge_texts, content_per_chunk])
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "whole"])
+def test_round_trip_ids_match_next_request(
+    history_of: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], streamed: bool
+) -> None:
+    """The ids a response's calls get are the ids the next request gives the same calls."""
     first = {"contents": [{"role": "user", "parts": [{"text": "Paris and Rome?"}]}]}
     request = CODEC.parse_request(first, STREAM_SSE)
-    chunks = [
-        response([{"text": "Let me "}], finish=None),
-        response([{"text": "check."}, call("get_weather", {"city": "Paris"})], finish=None),
-        response([call("get_weather", {"city": "Rome"}), call("get_time")], finish="STOP"),
+    if streamed:
+        chunks = ROUND_TRIP_CHUNKS
+        out = feed_all(CODEC.stream_decoder(request), [sse_body(chunks)])
+    else:
+        chunks = [response([p for parts in model_parts(ROUND_TRIP_CHUNKS) for p in parts])]
+        out = CODEC.parse_response(chunks[0], request)
+    answers = [
+        answer("get_time", {"t": "14:05"}, id="fc-time"),
+        answer("get_time", {"t": "12:05"}),
+        answer("get_weather", {"temp": 18}),
+        answer("get_weather", {"temp": 24}),
     ]
-    decoder = CODEC.stream_decoder(request)
-    drafts = [o for o in decoder.feed(sse_body(chunks)) if isinstance(o, CallDraft)]
-    # The client concatenates the chunks' parts into one model content.
-    model_parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
     second = {
-        "contents": [
-            *first["contents"],
-            {"role": "model", "parts": model_parts},
-            {
-                "role": "user",
-                "parts": [
-                    answer("get_time", {"result": "14:05"}),
-                    answer("get_weather", {"temp": 18}),
-                    answer("get_weather", {"temp": 24}),
-                ],
-            },
-        ]
+        "contents": [*first["contents"], *history_of(chunks), {"role": "user", "parts": answers}]
     }
     items = CODEC.parse_request(second, STREAM_SSE).items
     calls = [i for i in items if i.role == TOOL_CALL]
     results = {i.call_id: i.content for i in items if i.role == TOOL_RESULT}
-    assert [d.call_id for d in drafts] == [c.call_id for c in calls]
-    assert [d.call_id for d in drafts] == ["gemini-1-2", "gemini-1-3", "gemini-1-4"]
-    assert [d.arguments for d in drafts] == [c.arguments for c in calls]
+    assert [d.call_id for d in drafts(out)] == [c.call_id for c in calls]
+    assert [d.call_id for d in drafts(out)] == [
+        "gemini-1-fc0",
+        "gemini-1-fc1",
+        "fc-time",
+        "gemini-1-fc3",
+    ]
+    assert [d.arguments for d in drafts(out)] == [c.arguments for c in calls]
     assert results == {
-        "gemini-1-2": {"temp": 18},
-        "gemini-1-3": {"temp": 24},
-        "gemini-1-4": {"result": "14:05"},
+        "gemini-1-fc0": {"temp": 18},
+        "gemini-1-fc1": {"temp": 24},
+        "fc-time": {"t": "14:05"},
+        "gemini-1-fc3": {"t": "12:05"},
     }
 
 
@@ -571,17 +615,14 @@ def test_stream_huge_arguments(body_of: Callable[[list[Any]], bytes]) -> None:
     data = body_of(chunks)
     expected = [
         CallDraft(
-            "gemini-3-0",
+            "gemini-3-fc0",
             "write_file",
             {"path": "/tmp/big", "content": blob},
             orjson.dumps({"path": "/tmp/big", "content": blob}).decode(),
         ),
         ResponseDone("n3vGaK7kNOKVxN8P8ZzR0Qg", "STOP", ""),
     ]
-    assert run([data]) == expected
-    for cut in (1, 2, 500_000, len(data) - 2):
-        assert run([data[:cut], data[cut:]]) == expected
-    assert run(data[i : i + 4096] for i in range(0, len(data), 4096)) == expected
+    assert assert_cuts_invariant(data, run, (1, 2, 500_000, len(data) - 2), 4096) == expected
 
 
 def test_array_stream_skips_unparseable_objects() -> None:
@@ -592,7 +633,7 @@ def test_array_stream_skips_unparseable_objects() -> None:
         b',\n{"candidates": [{"content": {"parts": [{"text": "\xff"}]}, "finishReason": "STOP"}]}]'
     )
     assert run([data], turns=1) == [
-        CallDraft("gemini-1-0", "f", {}, "{}"),
+        CallDraft("gemini-1-fc0", "f", {}, "{}"),
         ResponseDone("", "STOP", "\ufffd"),
     ]
     assert_split_invariant(data, lambda chunks: run(chunks, turns=1))
@@ -605,7 +646,7 @@ def test_sse_stream_skips_unparseable_events() -> None:
         b"event: unknown\r\ndata: [1, 2]\r\n\r\n" + sse_body([response([call("f")])])
     )
     assert run([data], turns=1) == [
-        CallDraft("gemini-1-0", "f", {}, "{}"),
+        CallDraft("gemini-1-fc0", "f", {}, "{}"),
         ResponseDone("n3vGaK7kNOKVxN8P8ZzR0Qg", "STOP", ""),
     ]
 
@@ -625,7 +666,7 @@ def test_garbage_bytes_never_raise() -> None:
     ]
     for blob in blobs:
         for size in (1, 5, 256, max(len(blob), 1)):
-            run(blob[i : i + size] for i in range(0, len(blob), size))
+            run(pieces(blob, size))
     decoder = CODEC.stream_decoder(ParsedRequest(api="gemini"))
     assert decoder.feed("not bytes") == []  # type: ignore[arg-type]
     assert decoder.feed(None) == []  # type: ignore[arg-type]
@@ -635,6 +676,7 @@ def test_garbage_bytes_never_raise() -> None:
 # --- matches -------------------------------------------------------------------
 
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+VERTEX_CLAUDE = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5"
 
 
 @pytest.mark.parametrize(
@@ -664,6 +706,9 @@ def test_matches_paths(path: str) -> None:
         ("POST", "/v1/messages", {"model": "claude-sonnet-4-5", "messages": []}),
         ("POST", "/v1/responses", {"model": "gpt-5", "input": "hi"}),
         ("POST", GENERATE, {"messages": []}),
+        # Claude on Vertex AI: same host and path scheme, Anthropic's codec.
+        ("POST", f"{VERTEX_CLAUDE}:streamRawPredict", GEMINI_BODY),
+        ("POST", f"{VERTEX_CLAUDE}:rawPredict", {"messages": [], "max_tokens": 10}),
         ("POST", GENERATE, {"contents": "hi"}),
         ("POST", GENERATE, [GEMINI_BODY]),
         ("POST", GENERATE, None),

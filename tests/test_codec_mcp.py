@@ -24,6 +24,7 @@ from prefire.proxy.providers.mcp import (
     parse_response,
     tool_specs,
 )
+from tests.streams import assert_split_invariant, decoding, pieces
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -113,17 +114,7 @@ def _request(method: str, params: Any = None, msg_id: Any = 1) -> dict[str, Any]
     return body
 
 
-def _whole(data: bytes) -> list[McpReply]:
-    decoder = McpStreamDecoder()
-    return decoder.feed(data) + decoder.close()
-
-
-def _fed(chunks: list[bytes]) -> list[McpReply]:
-    decoder = McpStreamDecoder()
-    out: list[McpReply] = []
-    for chunk in chunks:
-        out += decoder.feed(chunk)
-    return out + decoder.close()
+_run = decoding(McpStreamDecoder)
 
 
 # --- matches ---------------------------------------------------------------------------------
@@ -382,7 +373,7 @@ def test_sse_reply_comes_out_when_its_event_ends() -> None:
 
 
 def test_sse_unterminated_final_event_is_dropped() -> None:
-    assert _whole(READ_FILE_SSE[:-4]) == []
+    assert _run([READ_FILE_SSE[:-4]]) == []
 
 
 def test_sse_unknown_events_and_bad_data_are_skipped() -> None:
@@ -394,8 +385,8 @@ def test_sse_unknown_events_and_bad_data_are_skipped() -> None:
         b'event: message\ndata: {"jsonrpc":"2.0","id":1,\ndata: "result":{"ok":true}}\n\n'
         b"data: " + WEATHER_JSON + b"\n\n"
     )
-    assert [r.id for r in _whole(stream)] == [1, 3]
-    assert _whole(stream)[0].result == {"ok": True}
+    assert [r.id for r in _run([stream])] == [1, 3]
+    assert _run([stream])[0].result == {"ok": True}
 
 
 def test_sse_batch_in_one_event() -> None:
@@ -406,7 +397,7 @@ def test_sse_batch_in_one_event() -> None:
 
 def test_sse_invalid_utf8_is_skipped_not_raised() -> None:
     stream = b"data: \xff\xfe{\n\n" + b"data: " + BOOM_JSON + b"\n\n"
-    assert [r.id for r in _whole(stream)] == [4]
+    assert [r.id for r in _run([stream])] == [4]
 
 
 @pytest.mark.parametrize("chunk", [None, 5, {"a": 1}])
@@ -417,18 +408,8 @@ def test_decoder_ignores_non_bytes(chunk: Any) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
-def test_sse_every_split_point(name: str) -> None:
-    stream = STREAMS[name]
-    expected = _whole(stream)
-    assert expected
-    for cut in range(len(stream) + 1):
-        assert _fed([stream[:cut], stream[cut:]]) == expected, cut
-
-
-@pytest.mark.parametrize("name", sorted(STREAMS))
-def test_sse_byte_by_byte(name: str) -> None:
-    stream = STREAMS[name]
-    assert _fed([stream[i : i + 1] for i in range(len(stream))]) == _whole(stream)
+def test_sse_every_split_point_and_byte_by_byte(name: str) -> None:
+    assert assert_split_invariant(STREAMS[name], _run)
 
 
 def test_sse_huge_result() -> None:
@@ -436,8 +417,7 @@ def test_sse_huge_result() -> None:
     result = {"content": [{"type": "text", "text": blob}], "isError": False}
     event = orjson.dumps({"jsonrpc": "2.0", "id": "big", "result": result})
     stream = b"event: message\r\ndata: " + event + b"\r\n\r\n"
-    chunks = [stream[i : i + 16384] for i in range(0, len(stream), 16384)]
-    [reply] = _fed(chunks)
+    [reply] = _run(pieces(stream, 16384))
     assert reply.id == "big"
     assert call_result(reply.result) == (blob, False)
 

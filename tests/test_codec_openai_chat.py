@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
@@ -23,6 +21,14 @@ from prefire.proxy.providers.base import (
     ResponseDone,
 )
 from prefire.proxy.providers.openai_chat import CODEC
+from tests.streams import (
+    assert_cuts_invariant,
+    assert_split_invariant,
+    decoding,
+    drafts,
+    random_cuts,
+    split_at,
+)
 
 REQ = ParsedRequest(api="openai_chat", stream=True)
 CHUNK_ID = "chatcmpl-AbC123"
@@ -51,9 +57,13 @@ def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> d
     }
 
 
+def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
+    """One entry of a message's `tool_calls`."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def call_start(index: int, call_id: str, name: str) -> dict[str, Any]:
-    fn = {"name": name, "arguments": ""}
-    return {"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": fn}]}
+    return {"tool_calls": [{"index": index, **tool_call(call_id, name, "")}]}
 
 
 def call_args(index: int, piece: str) -> dict[str, Any]:
@@ -70,21 +80,7 @@ USAGE_CHUNK = {
 }
 
 
-def decode(*parts: bytes) -> list[Any]:
-    decoder = CODEC.stream_decoder(REQ)
-    out: list[Any] = []
-    for part in parts:
-        out += decoder.feed(part)
-    return out + decoder.close()
-
-
-def assert_split_invariant(stream: bytes) -> list[Any]:
-    """Every two-chunk split and a byte-by-byte feed give the same outputs as one chunk."""
-    whole = decode(stream)
-    for i in range(len(stream) + 1):
-        assert decode(stream[:i], stream[i:]) == whole, f"split at {i}"
-    assert decode(*(stream[i : i + 1] for i in range(len(stream)))) == whole
-    return whole
+run = decoding(lambda: CODEC.stream_decoder(REQ))
 
 
 # A recorded-shape stream: gpt-4o calling two tools in parallel, with usage chunk.
@@ -105,10 +101,6 @@ PARALLEL_OUT = [
     CallDraft("call_Time02", "get_time", {"timezone": "Europe/Paris"}, ""),
     ResponseDone(CHUNK_ID, "tool_calls", ""),
 ]
-
-
-def drafts(out: list[Any]) -> list[CallDraft]:
-    return [o for o in out if isinstance(o, CallDraft)]
 
 
 # --- matches -------------------------------------------------------------------------------
@@ -205,16 +197,8 @@ HISTORY_BODY: dict[str, Any] = {
             "role": "assistant",
             "content": "Checking both.",
             "tool_calls": [
-                {
-                    "id": "call_Weather01",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"location":"Paris"}'},
-                },
-                {
-                    "id": "call_Time02",
-                    "type": "function",
-                    "function": {"name": "get_time", "arguments": "{not json"},
-                },
+                tool_call("call_Weather01", "get_weather", '{"location":"Paris"}'),
+                tool_call("call_Time02", "get_time", "{not json"),
             ],
         },
         {"role": "tool", "tool_call_id": "call_Weather01", "content": '{"temp_c": 18}'},
@@ -275,11 +259,7 @@ def test_parse_request_arguments_sent_as_object() -> None:
             {
                 "role": "assistant",
                 "tool_calls": [
-                    {
-                        "id": "c1",
-                        "type": "function",
-                        "function": {"name": "f", "arguments": {"a": 1}},
-                    },
+                    tool_call("c1", "f", {"a": 1}),
                     {"id": "c2", "function": {"name": "g", "arguments": {"big": 2**70}}},
                 ],
             }
@@ -357,16 +337,8 @@ def test_parse_response_tool_calls() -> None:
         {
             "content": None,
             "tool_calls": [
-                {
-                    "id": "call_Weather01",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"location":"Paris"}'},
-                },
-                {
-                    "id": "call_Time02",
-                    "type": "function",
-                    "function": {"name": "get_time", "arguments": "{oops"},
-                },
+                tool_call("call_Weather01", "get_weather", '{"location":"Paris"}'),
+                tool_call("call_Time02", "get_time", "{oops"),
             ],
         },
         "tool_calls",
@@ -393,12 +365,11 @@ def test_parse_response_legacy_function_call() -> None:
     assert CODEC.parse_response(body, REQ)[0] == CallDraft("", "lookup", {"q": "x"}, '{"q": "x"}')
 
 
-@pytest.mark.parametrize("arguments", ["", "{}"])
+@pytest.mark.parametrize("arguments", ["", " \n", "{}"])
 def test_parse_response_empty_arguments(arguments: str) -> None:
-    call = {"id": "c", "type": "function", "function": {"name": "ping", "arguments": arguments}}
+    call = tool_call("c", "ping", arguments)
     body = completion({"content": None, "tool_calls": [call]}, "tool_calls")
-    expected = {} if arguments else None
-    assert CODEC.parse_response(body, REQ)[0] == CallDraft("c", "ping", expected, arguments)
+    assert CODEC.parse_response(body, REQ)[0] == CallDraft("c", "ping", {}, arguments)
 
 
 @pytest.mark.parametrize(
@@ -421,11 +392,28 @@ def test_parse_response_bad_bodies(body: Any, expected: list[Any]) -> None:
     assert CODEC.parse_response(body, REQ) == expected
 
 
+@pytest.mark.parametrize("raw", ["", " ", "\n\t "])
+def test_blank_arguments_mean_no_arguments(raw: str) -> None:
+    # Agent SDKs read "" as {}; servers send it for tools without parameters.
+    call = tool_call("c", "ping", raw)
+    history = {"messages": [{"role": "assistant", "content": None, "tool_calls": [call]}]}
+    assert CODEC.parse_request(history, "/v1/chat/completions").items == (
+        Item(TOOL_CALL, call_id="c", name="ping", arguments={}, raw_arguments=raw),
+    )
+    body = completion({"content": None, "tool_calls": [call]}, "tool_calls")
+    stream = sse(
+        chunk(call_start(0, "c", "ping")), chunk(call_args(0, raw)), chunk({}, finish="tool_calls")
+    )
+    expected = [CallDraft("c", "ping", {}, raw)]
+    assert drafts(CODEC.parse_response(body, REQ)) == expected
+    assert drafts(run([stream])) == expected
+
+
 # --- stream decoding -----------------------------------------------------------------------
 
 
 def test_stream_parallel_calls() -> None:
-    out = assert_split_invariant(PARALLEL)
+    out = assert_split_invariant(PARALLEL, run)
     assert [(o.call_id, o.name, o.arguments) for o in drafts(out)] == [
         (d.call_id, d.name, d.arguments) for d in drafts(PARALLEL_OUT)
     ]
@@ -455,7 +443,7 @@ def test_stream_text_only() -> None:
         chunk({"content": "lo ✓"}),
         chunk({}, finish="stop"),
     )
-    assert assert_split_invariant(stream) == [ResponseDone(CHUNK_ID, "stop", "Hello ✓")]
+    assert assert_split_invariant(stream, run) == [ResponseDone(CHUNK_ID, "stop", "Hello ✓")]
 
 
 def test_stream_text_then_call() -> None:
@@ -465,7 +453,7 @@ def test_stream_text_then_call() -> None:
         chunk(call_args(0, '{"q":"x"}')),
         chunk({}, finish="tool_calls"),
     )
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("call_1", "search", {"q": "x"}, '{"q":"x"}'),
         ResponseDone(CHUNK_ID, "tool_calls", "Let me check."),
     ]
@@ -475,22 +463,12 @@ def test_stream_all_calls_in_one_chunk() -> None:
     # Some servers (vLLM, Gemini's OpenAI endpoint) send whole calls in a single delta.
     delta = {
         "tool_calls": [
-            {
-                "index": 0,
-                "id": "a",
-                "type": "function",
-                "function": {"name": "f", "arguments": "{}"},
-            },
-            {
-                "index": 1,
-                "id": "b",
-                "type": "function",
-                "function": {"name": "g", "arguments": "[1]"},
-            },
+            {"index": 0, **tool_call("a", "f", "{}")},
+            {"index": 1, **tool_call("b", "g", "[1]")},
         ]
     }
     stream = sse(chunk(delta), chunk({}, finish="tool_calls"))
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("a", "f", {}, "{}"),
         CallDraft("b", "g", [1], "[1]"),
         ResponseDone(CHUNK_ID, "tool_calls", ""),
@@ -512,7 +490,7 @@ def test_stream_calls_without_index_or_all_at_index_zero() -> None:
         chunk({"tool_calls": [{"function": {"arguments": ":2}"}}]}),
         chunk({}, finish="tool_calls"),
     )
-    assert drafts(assert_split_invariant(stream)) == [
+    assert drafts(assert_split_invariant(stream, run)) == [
         CallDraft("a", "f", {"x": 1}, '{"x":1}'),
         CallDraft("b", "g", {}, "{}"),
         CallDraft("c", "h", {"y": 2}, '{"y":2}'),
@@ -538,7 +516,7 @@ def test_stream_repeated_id_and_name_do_not_split_or_double() -> None:
         ),
         chunk({}, finish="tool_calls"),
     )
-    assert drafts(assert_split_invariant(stream)) == [
+    assert drafts(assert_split_invariant(stream, run)) == [
         CallDraft("call_1", "search", {"q": "a"}, '{"q":"a"}')
     ]
 
@@ -552,7 +530,7 @@ def test_stream_late_piece_of_emitted_call_is_ignored() -> None:
         chunk(call_args(1, "{}")),
         chunk({}, finish="tool_calls"),
     )
-    assert drafts(assert_split_invariant(stream)) == [
+    assert drafts(assert_split_invariant(stream, run)) == [
         CallDraft("a", "f", {}, "{}"),
         CallDraft("b", "g", {}, "{}"),
     ]
@@ -571,7 +549,7 @@ def test_stream_legacy_function_call() -> None:
         chunk({"function_call": {"arguments": '"x"}'}}),
         chunk({}, finish="function_call"),
     )
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("", "lookup", {"q": "x"}, '{"q":"x"}'),
         ResponseDone(CHUNK_ID, "function_call", ""),
     ]
@@ -587,7 +565,7 @@ def test_stream_only_choice_zero_is_tracked() -> None:
         chunk({}, finish="tool_calls"),
         chunk({}, finish="stop", index=1),
     )
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("a", "f", {"k": 1}, '{"k":1}'),
         ResponseDone(CHUNK_ID, "tool_calls", ""),
     ]
@@ -603,12 +581,13 @@ def test_stream_without_done_marker_finishes_at_close() -> None:
 
 def test_stream_cut_mid_event_drops_the_partial_event() -> None:
     stream = sse(chunk(call_start(0, "a", "f")), chunk(call_args(0, "{}")), done=False)
-    assert decode(stream[:-5]) == [CallDraft("a", "f", None, ""), ResponseDone(CHUNK_ID, "", "")]
+    # The call's first delta carried arguments "": no arguments.
+    assert run([stream[:-5]]) == [CallDraft("a", "f", {}, ""), ResponseDone(CHUNK_ID, "", "")]
 
 
 def test_stream_events_after_done_are_ignored() -> None:
     stream = PARALLEL + sse(chunk(call_start(0, "late", "f")), chunk({}, finish="stop"))
-    assert decode(stream) == decode(PARALLEL)
+    assert run([stream]) == run([PARALLEL])
 
 
 def test_stream_crlf_line_endings() -> None:
@@ -618,7 +597,7 @@ def test_stream_crlf_line_endings() -> None:
         chunk({}, finish="tool_calls"),
         eol="\r\n",
     )
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("a", "f", {"x": 1}, '{"x": 1}'),
         ResponseDone(CHUNK_ID, "tool_calls", ""),
     ]
@@ -630,18 +609,18 @@ def test_stream_invalid_json_arguments() -> None:
         chunk(call_args(0, '{"x": tru')),
         chunk({}, finish="tool_calls"),
     )
-    assert drafts(assert_split_invariant(stream)) == [CallDraft("a", "f", None, '{"x": tru')]
+    assert drafts(assert_split_invariant(stream, run)) == [CallDraft("a", "f", None, '{"x": tru')]
 
 
-@pytest.mark.parametrize(("pieces", "parsed"), [([], None), ([""], None), (["{", "}"], {})])
-def test_stream_empty_arguments(pieces: list[str], parsed: Any) -> None:
+@pytest.mark.parametrize("pieces", [[], [""], [" ", "\n"], ["{", "}"]])
+def test_stream_empty_arguments(pieces: list[str]) -> None:
     stream = sse(
         chunk(call_start(0, "a", "ping")),
         *(chunk(call_args(0, p)) for p in pieces),
         chunk({}, finish="tool_calls"),
     )
-    assert drafts(assert_split_invariant(stream)) == [
-        CallDraft("a", "ping", parsed, "".join(pieces))
+    assert drafts(assert_split_invariant(stream, run)) == [
+        CallDraft("a", "ping", {}, "".join(pieces))
     ]
 
 
@@ -658,10 +637,8 @@ def test_stream_huge_arguments() -> None:
         CallDraft("big", "write_file", {"content": blob}, raw),
         ResponseDone(CHUNK_ID, "tool_calls", ""),
     ]
-    assert decode(stream) == expected
-    for cut in (1, len(stream) // 3, len(stream) // 2, len(stream) - 1):
-        assert decode(stream[:cut], stream[cut:]) == expected
-    assert decode(*(stream[i : i + 997] for i in range(0, len(stream), 997))) == expected
+    cuts = (1, len(stream) // 3, len(stream) // 2, len(stream) - 1)
+    assert assert_cuts_invariant(stream, run, cuts, 997) == expected
 
 
 def test_stream_garbage_and_unknown_events() -> None:
@@ -679,7 +656,7 @@ def test_stream_garbage_and_unknown_events() -> None:
         b'data: {"error": {"message": "upstream hiccup"}}\n\n'
         b"\x00\x01\x02\n\n" + sse(chunk(call_args(0, "{}")), chunk({}, finish="tool_calls"))
     )
-    out = assert_split_invariant(stream)
+    out = assert_split_invariant(stream, run)
     assert out == [CallDraft("a", "f", {}, "{}"), ResponseDone(CHUNK_ID, "tool_calls", "")]
 
 
@@ -690,19 +667,17 @@ def test_stream_invalid_utf8_inside_arguments() -> None:
         + b'{"arguments":"{\\"k\\": \\"\xff\\"}"}}]}}]}\n\n'
         + sse(chunk({}, finish="tool_calls"))
     )
-    out = assert_split_invariant(stream)
+    out = assert_split_invariant(stream, run)
     # The chunk with invalid UTF-8 decodes with a replacement character and stays valid JSON.
     assert out[0] == CallDraft("a", "f", {"k": "\ufffd"}, '{"k": "\ufffd"}')
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n", b"\xff" * 100, b"data: [DONE]\n\n"])
 def test_stream_degenerate_bodies(data: bytes) -> None:
-    assert decode(data) == [ResponseDone()]
+    assert run([data]) == [ResponseDone()]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=len(PARALLEL)), max_size=12))
+@given(random_cuts(PARALLEL))
 def test_stream_any_chunking(cuts: list[int]) -> None:
-    bounds = [0, *sorted(cuts), len(PARALLEL)]
-    parts = [PARALLEL[a:b] for a, b in itertools.pairwise(bounds)]
-    assert decode(*parts) == decode(PARALLEL)
+    assert run(split_at(PARALLEL, cuts)) == run([PARALLEL])

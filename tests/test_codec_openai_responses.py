@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
@@ -23,6 +22,14 @@ from prefire.proxy.providers.base import (
     ResponseDone,
 )
 from prefire.proxy.providers.openai_responses import CODEC
+from tests.streams import (
+    assert_cuts_invariant,
+    assert_split_invariant,
+    decoding,
+    drafts,
+    random_cuts,
+    split_at,
+)
 
 REQ = ParsedRequest(api="openai_responses", stream=True)
 RESP_ID = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
@@ -159,21 +166,7 @@ def text_events(index: int, pieces: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def decode(*parts: bytes) -> list[Any]:
-    decoder = CODEC.stream_decoder(REQ)
-    out: list[Any] = []
-    for part in parts:
-        out += decoder.feed(part)
-    return out + decoder.close()
-
-
-def assert_split_invariant(stream: bytes) -> list[Any]:
-    """Every two-chunk split and a byte-by-byte feed give the same outputs as one chunk."""
-    whole = decode(stream)
-    for i in range(len(stream) + 1):
-        assert decode(stream[:i], stream[i:]) == whole, f"split at {i}"
-    assert decode(*(stream[i : i + 1] for i in range(len(stream)))) == whole
-    return whole
+run = decoding(lambda: CODEC.stream_decoder(REQ))
 
 
 WEATHER_ARGS = '{"location":"Paris, France"}'
@@ -197,10 +190,6 @@ PARALLEL_OUT = [
     CallDraft("call_0002", "get_time", {"timezone": "Europe/Paris"}, TIME_ARGS),
     ResponseDone(RESP_ID, "completed", ""),
 ]
-
-
-def drafts(out: list[Any]) -> list[CallDraft]:
-    return [o for o in out if isinstance(o, CallDraft)]
 
 
 # --- matches -------------------------------------------------------------------------------
@@ -438,11 +427,10 @@ def test_parse_response_skips_truncated_call() -> None:
     assert CODEC.parse_response(body, REQ) == [ResponseDone(RESP_ID, "incomplete", "")]
 
 
-@pytest.mark.parametrize("arguments", ["", "{}"])
+@pytest.mark.parametrize("arguments", ["", " \n", "{}"])
 def test_parse_response_empty_arguments(arguments: str) -> None:
     body = response("completed", [fc_item(1, "ping", arguments, "completed")])
-    expected = {} if arguments else None
-    assert CODEC.parse_response(body, REQ)[0] == CallDraft("call_0001", "ping", expected, arguments)
+    assert CODEC.parse_response(body, REQ)[0] == CallDraft("call_0001", "ping", {}, arguments)
 
 
 @pytest.mark.parametrize(
@@ -465,11 +453,27 @@ def test_parse_response_bad_bodies(body: Any, expected: list[Any]) -> None:
     assert CODEC.parse_response(body, REQ) == expected
 
 
+@pytest.mark.parametrize("raw", ["", " ", "\n\t "])
+def test_blank_arguments_mean_no_arguments(raw: str) -> None:
+    # Agent SDKs read "" as {}; the model sends it for tools without parameters.
+    history = {"input": [fc_item(1, "ping", raw, "completed")]}
+    assert CODEC.parse_request(history, "/v1/responses").items == (
+        Item(TOOL_CALL, call_id="call_0001", name="ping", arguments={}, raw_arguments=raw),
+    )
+    body = response("completed", [fc_item(1, "ping", raw, "completed")])
+    # Without arguments_done the call comes from output_item.done's arguments.
+    events = [*created(), *fc_events(1, 0, "ping", [raw])]
+    expected = [CallDraft("call_0001", "ping", {}, raw)]
+    assert drafts(CODEC.parse_response(body, REQ)) == expected
+    assert drafts(run([sse(*events)])) == expected
+    assert drafts(run([sse(*without(events, "response.function_call_arguments.done"))])) == expected
+
+
 # --- stream decoding -----------------------------------------------------------------------
 
 
 def test_stream_parallel_calls() -> None:
-    assert assert_split_invariant(PARALLEL) == PARALLEL_OUT
+    assert assert_split_invariant(PARALLEL, run) == PARALLEL_OUT
 
 
 def test_stream_emits_each_call_at_arguments_done() -> None:
@@ -491,7 +495,9 @@ def test_stream_text_response() -> None:
         *text_events(0, ["Hel", "lo ✓", " world"]),
         {"type": "response.completed", "response": response("completed", [message])},
     )
-    assert assert_split_invariant(stream) == [ResponseDone(RESP_ID, "completed", "Hello ✓ world")]
+    assert assert_split_invariant(stream, run) == [
+        ResponseDone(RESP_ID, "completed", "Hello ✓ world")
+    ]
 
 
 def test_stream_text_then_call() -> None:
@@ -501,7 +507,7 @@ def test_stream_text_then_call() -> None:
         *fc_events(1, 1, "search", ['{"q":"x"}']),
         {"type": "response.completed", "response": response("completed", [])},
     )
-    assert assert_split_invariant(stream) == [
+    assert assert_split_invariant(stream, run) == [
         CallDraft("call_0001", "search", {"q": "x"}, '{"q":"x"}'),
         ResponseDone(RESP_ID, "completed", "Let me check."),
     ]
@@ -513,12 +519,12 @@ def without(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_stream_call_emitted_at_item_done_when_arguments_done_missing() -> None:
     events = without(PARALLEL_EVENTS, "response.function_call_arguments.done")
-    assert assert_split_invariant(sse(*events)) == PARALLEL_OUT
+    assert assert_split_invariant(sse(*events), run) == PARALLEL_OUT
 
 
 def test_stream_call_without_added_event_gets_its_id_from_item_done() -> None:
     events = without(PARALLEL_EVENTS, "response.output_item.added")
-    assert assert_split_invariant(sse(*events)) == PARALLEL_OUT
+    assert assert_split_invariant(sse(*events), run) == PARALLEL_OUT
 
 
 def test_stream_only_arguments_done_and_item_done_use_delta_pieces() -> None:
@@ -529,12 +535,12 @@ def test_stream_only_arguments_done_and_item_done_use_delta_pieces() -> None:
         else e
         for e in PARALLEL_EVENTS
     ]
-    assert decode(sse(*events)) == PARALLEL_OUT
+    assert run([sse(*events)]) == PARALLEL_OUT
 
 
 def test_stream_never_emits_a_call_twice() -> None:
     events = [*PARALLEL_EVENTS[:-1], *PARALLEL_EVENTS[4:-1], PARALLEL_EVENTS[-1]]
-    assert decode(sse(*events)) == PARALLEL_OUT
+    assert run([sse(*events)]) == PARALLEL_OUT
 
 
 @pytest.mark.parametrize("status", ["failed", "incomplete"])
@@ -546,7 +552,7 @@ def test_stream_failed_or_incomplete(status: str) -> None:
         *truncated,
         {"type": f"response.{status}", "response": response(status, [])},
     ]
-    assert assert_split_invariant(sse(*events)) == [
+    assert assert_split_invariant(sse(*events), run) == [
         CallDraft("call_0001", "get_time", {}, "{}"),
         ResponseDone(RESP_ID, status, ""),
     ]
@@ -563,7 +569,7 @@ def test_stream_truncated_item_done_is_not_emitted() -> None:
         },
         {"type": "response.incomplete", "response": response("incomplete", [])},
     ]
-    assert decode(sse(*events)) == [ResponseDone(RESP_ID, "incomplete", "")]
+    assert run([sse(*events)]) == [ResponseDone(RESP_ID, "incomplete", "")]
 
 
 def test_stream_cut_off_ends_at_close_without_unfinished_calls() -> None:
@@ -576,7 +582,7 @@ def test_stream_cut_off_ends_at_close_without_unfinished_calls() -> None:
 
 def test_stream_events_after_completion_are_ignored() -> None:
     stream = PARALLEL + sse(*fc_events(9, 5, "late", ["{}"]))
-    assert decode(stream) == PARALLEL_OUT
+    assert run([stream]) == PARALLEL_OUT
 
 
 def test_stream_type_taken_from_sse_event_name_when_data_lacks_it() -> None:
@@ -586,25 +592,25 @@ def test_stream_type_taken_from_sse_event_name_when_data_lacks_it() -> None:
         + b"\n\n"
         for e in PARALLEL_EVENTS
     )
-    assert decode(stream) == PARALLEL_OUT
+    assert run([stream]) == PARALLEL_OUT
 
 
 def test_stream_crlf_line_endings() -> None:
-    assert assert_split_invariant(sse(*PARALLEL_EVENTS, eol="\r\n")) == PARALLEL_OUT
+    assert assert_split_invariant(sse(*PARALLEL_EVENTS, eol="\r\n"), run) == PARALLEL_OUT
 
 
 def test_stream_invalid_json_arguments() -> None:
     events = [*created(), *fc_events(1, 0, "f", ['{"x": tru'])]
-    assert drafts(assert_split_invariant(sse(*events))) == [
+    assert drafts(assert_split_invariant(sse(*events), run)) == [
         CallDraft("call_0001", "f", None, '{"x": tru')
     ]
 
 
-@pytest.mark.parametrize(("pieces", "parsed"), [([], None), ([""], None), (["{", "}"], {})])
-def test_stream_empty_arguments(pieces: list[str], parsed: Any) -> None:
+@pytest.mark.parametrize("pieces", [[], [""], [" ", "\n"], ["{", "}"]])
+def test_stream_empty_arguments(pieces: list[str]) -> None:
     events = [*created(), *fc_events(1, 0, "ping", pieces)]
-    assert drafts(assert_split_invariant(sse(*events))) == [
-        CallDraft("call_0001", "ping", parsed, "".join(pieces))
+    assert drafts(assert_split_invariant(sse(*events), run)) == [
+        CallDraft("call_0001", "ping", {}, "".join(pieces))
     ]
 
 
@@ -621,10 +627,8 @@ def test_stream_huge_arguments() -> None:
         CallDraft("call_0001", "write_file", {"content": blob}, raw),
         ResponseDone(RESP_ID, "completed", ""),
     ]
-    assert decode(stream) == expected
-    for cut in (1, len(stream) // 3, len(stream) // 2, len(stream) - 1):
-        assert decode(stream[:cut], stream[cut:]) == expected
-    assert decode(*(stream[i : i + 997] for i in range(0, len(stream), 997))) == expected
+    cuts = (1, len(stream) // 3, len(stream) // 2, len(stream) - 1)
+    assert assert_cuts_invariant(stream, run, cuts, 997) == expected
 
 
 def test_stream_garbage_and_unknown_events() -> None:
@@ -645,8 +649,8 @@ def test_stream_garbage_and_unknown_events() -> None:
     )
     events = [sse(e) for e in PARALLEL_EVENTS]
     stream = b"".join(itertools.chain.from_iterable((e, noise) for e in events))
-    assert decode(stream) == PARALLEL_OUT
-    assert assert_split_invariant(noise + PARALLEL[:2000]) == decode(PARALLEL[:2000])
+    assert run([stream]) == PARALLEL_OUT
+    assert assert_split_invariant(noise + PARALLEL[:2000], run) == run([PARALLEL[:2000]])
 
 
 def test_stream_invalid_utf8_inside_arguments() -> None:
@@ -659,18 +663,16 @@ def test_stream_invalid_utf8_inside_arguments() -> None:
         + b'{"id":"fc_0001","type":"function_call","status":"completed",'
         + b'"arguments":"{\\"k\\": \\"\xff\\"}","call_id":"call_0001","name":"f"}}\n\n'
     )
-    out = assert_split_invariant(stream)
+    out = assert_split_invariant(stream, run)
     assert out[0] == CallDraft("call_0001", "f", {"k": "\ufffd"}, '{"k": "\ufffd"}')
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n", b"\xff" * 100, b"data: {}\n\n"])
 def test_stream_degenerate_bodies(data: bytes) -> None:
-    assert decode(data) == [ResponseDone()]
+    assert run([data]) == [ResponseDone()]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=len(PARALLEL)), max_size=12))
+@given(random_cuts(PARALLEL))
 def test_stream_any_chunking(cuts: list[int]) -> None:
-    bounds = [0, *sorted(cuts), len(PARALLEL)]
-    parts = [PARALLEL[a:b] for a, b in itertools.pairwise(bounds)]
-    assert decode(*parts) == PARALLEL_OUT
+    assert run(split_at(PARALLEL, cuts)) == PARALLEL_OUT

@@ -1,4 +1,7 @@
-"""Anthropic Messages API codec (POST .../messages).
+"""Anthropic Messages API codec: POST .../messages, or Claude on Vertex AI.
+
+Vertex AI serves the same body at .../models/claude-...:rawPredict and
+:streamRawPredict, with the model in the path instead of the body.
 
 Only client tools matter to the proxy: `tool_use` blocks the agent must run.
 Server tools (`server_tool_use`, `web_search_tool_result`, ...) and thinking
@@ -7,18 +10,14 @@ blocks run or live at Anthropic and are skipped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
-    TOOL_CALL,
     TOOL_RESULT,
     USER,
     CallDraft,
@@ -27,7 +26,20 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
+from prefire.proxy.providers.shape import (
+    arguments,
+    as_dict,
+    as_str,
+    call_item,
+    json_or_text,
+    model_action,
+    object_arguments,
+    route,
+    text_runs,
+)
 from prefire.proxy.providers.sse import SSESplitter
+
+_VERTEX_ACTIONS = ("rawPredict", "streamRawPredict")
 
 
 class AnthropicCodec:
@@ -36,9 +48,11 @@ class AnthropicCodec:
     def matches(self, method: str, path: str, body: Any) -> bool:
         # The path ends in /messages whatever the prefix; /messages/count_tokens
         # and /messages/batches do not, and OpenAI thread messages have no list.
+        # On Vertex AI only Claude models count: count-tokens:rawPredict does not.
+        path = route(path)
         return (
             method == "POST"
-            and _route(path).endswith("/messages")
+            and (path.endswith("/messages") or bool(_vertex_model(path)))
             and isinstance(body, dict)
             and isinstance(body.get("messages"), list)
         )
@@ -46,6 +60,7 @@ class AnthropicCodec:
     def parse_request(self, body: dict[str, Any], path: str) -> ParsedRequest:
         if not isinstance(body, dict):
             return ParsedRequest(api=self.api)
+        path = route(path)
         messages = body.get("messages")
         if not isinstance(messages, list):
             messages = []
@@ -57,8 +72,8 @@ class AnthropicCodec:
             items.extend(_message_items(message))
         return ParsedRequest(
             api=self.api,
-            model=_str(body.get("model")),
-            stream=body.get("stream") is True,
+            model=as_str(body.get("model")) or _vertex_model(path),
+            stream=body.get("stream") is True or path.endswith(":streamRawPredict"),
             tools=_tools(body.get("tools")),
             items=tuple(items),
             turns=len(messages),
@@ -69,11 +84,11 @@ class AnthropicCodec:
             return []  # error bodies ({"type": "error", ...}) have no content
         blocks = [b for b in body["content"] if isinstance(b, dict)]
         out: list[Output] = [d for b in blocks if b.get("type") == "tool_use" and (d := _draft(b))]
-        text = "".join(_str(b.get("text")) for b in blocks if b.get("type") == "text")
+        text = "".join(as_str(b.get("text")) for b in blocks if b.get("type") == "text")
         out.append(
             ResponseDone(
-                response_id=_str(body.get("id")),
-                stop_reason=_str(body.get("stop_reason")),
+                response_id=as_str(body.get("id")),
+                stop_reason=as_str(body.get("stop_reason")),
                 text=text,
             )
         )
@@ -96,9 +111,8 @@ class _ToolBlock:
         raw = "".join(self.parts)
         if not raw:
             # No input_json_delta at all: the input is the one content_block_start carried.
-            arguments = self.start_input if isinstance(self.start_input, dict) else {}
-            return CallDraft(self.call_id, self.name, arguments, _dump(arguments))
-        return CallDraft(self.call_id, self.name, loads_or_none(raw), raw)
+            return CallDraft(self.call_id, self.name, *object_arguments(as_dict(self.start_input)))
+        return CallDraft(self.call_id, self.name, *arguments(raw))
 
 
 class AnthropicStreamDecoder:
@@ -136,7 +150,7 @@ class AnthropicStreamDecoder:
             case "message_start":
                 message = payload.get("message")
                 if isinstance(message, dict):
-                    self._response_id = _str(message.get("id"))
+                    self._response_id = as_str(message.get("id"))
             case "content_block_start":
                 self._block_start(payload)
             case "content_block_delta":
@@ -163,10 +177,10 @@ class AnthropicStreamDecoder:
         if index is None or not isinstance(block, dict):
             return
         if block.get("type") == "text":
-            self._text.append(_str(block.get("text")))
-        elif block.get("type") == "tool_use" and _str(block.get("name")):
+            self._text.append(as_str(block.get("text")))
+        elif block.get("type") == "tool_use" and as_str(block.get("name")):
             self._blocks[index] = _ToolBlock(
-                _str(block.get("id")), block["name"], block.get("input")
+                as_str(block.get("id")), block["name"], block.get("input")
             )
 
     def _block_delta(self, payload: dict[str, Any]) -> None:
@@ -174,21 +188,18 @@ class AnthropicStreamDecoder:
         if not isinstance(delta, dict):
             return
         if delta.get("type") == "text_delta":
-            self._text.append(_str(delta.get("text")))
+            self._text.append(as_str(delta.get("text")))
         elif delta.get("type") == "input_json_delta":
             index = _index(payload)
             block = self._blocks.get(index) if index is not None else None
             if block is not None:
-                block.parts.append(_str(delta.get("partial_json")))
+                block.parts.append(as_str(delta.get("partial_json")))
 
 
-def _route(path: str) -> str:
-    """The path without query string or trailing slash (Claude Code sends ?beta=true)."""
-    return path.partition("?")[0].rstrip("/") if isinstance(path, str) else ""
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def _vertex_model(path: str) -> str:
+    """The Claude model of a Vertex AI .../models/MODEL:rawPredict path, else ""."""
+    model, action = model_action(path)
+    return model if action in _VERTEX_ACTIONS and model.startswith("claude") else ""
 
 
 def _index(payload: dict[str, Any]) -> int | None:
@@ -196,26 +207,16 @@ def _index(payload: dict[str, Any]) -> int | None:
     return index if isinstance(index, int) else None
 
 
-def _dump(value: Any) -> str:
-    """Compact JSON text of an object the wire sent as an object."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        pass  # orjson refuses ints beyond 64 bits, deep nesting and lone surrogates
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        return ""
-
-
 def _system_text(system: Any) -> str:
     if isinstance(system, list):
-        return "\n".join(_str(b.get("text")) for b in system if _is_text(b))
-    return _str(system)
+        return "\n".join(as_str(b.get("text")) for b in system if _is_text(b))
+    return as_str(system)
 
 
 def _is_text(block: Any) -> bool:
-    return isinstance(block, dict) and block.get("type") == "text" and bool(_str(block.get("text")))
+    return (
+        isinstance(block, dict) and block.get("type") == "text" and bool(as_str(block.get("text")))
+    )
 
 
 def _message_items(message: Any) -> list[Item]:
@@ -227,22 +228,8 @@ def _message_items(message: Any) -> list[Item]:
         return [Item(role, text=content)] if content else []
     if not isinstance(content, list):
         return []
-    items: list[Item] = []
-    texts: list[str] = []  # consecutive text blocks make one item
-    for block in content:
-        if _is_text(block):
-            texts.append(block["text"])
-            continue
-        item = _tool_item(block)
-        if item is None:
-            continue
-        if texts:
-            items.append(Item(role, text="\n".join(texts)))
-            texts = []
-        items.append(item)
-    if texts:
-        items.append(Item(role, text="\n".join(texts)))
-    return items
+    # Consecutive text blocks make one item.
+    return text_runs((b["text"] if _is_text(b) else _tool_item(b) for b in content), role)
 
 
 def _tool_item(block: Any) -> Item | None:
@@ -250,16 +237,8 @@ def _tool_item(block: Any) -> Item | None:
         return None
     if block.get("type") == "tool_use":
         draft = _draft(block)
-        if draft is None:
-            return None
-        return Item(
-            TOOL_CALL,
-            call_id=draft.call_id,
-            name=draft.name,
-            arguments=draft.arguments,
-            raw_arguments=draft.raw_arguments,
-        )
-    if block.get("type") == "tool_result" and _str(block.get("tool_use_id")):
+        return None if draft is None else call_item(draft)
+    if block.get("type") == "tool_result" and as_str(block.get("tool_use_id")):
         return Item(
             TOOL_RESULT,
             call_id=block["tool_use_id"],
@@ -271,24 +250,17 @@ def _tool_item(block: Any) -> Item | None:
 
 def _draft(block: dict[str, Any]) -> CallDraft | None:
     """A tool_use block as a call; `input` is an object on the wire."""
-    name = _str(block.get("name"))
+    name = as_str(block.get("name"))
     if not name:
         return None
-    value = block.get("input")
-    if isinstance(value, str):
-        # Not the API's shape, but some gateways pass the JSON text through.
-        return CallDraft(_str(block.get("id")), name, loads_or_none(value), value)
-    arguments = {} if value is None else value
-    return CallDraft(_str(block.get("id")), name, arguments, _dump(arguments))
+    return CallDraft(as_str(block.get("id")), name, *object_arguments(block.get("input")))
 
 
 def _result_content(content: Any) -> Any:
     """Parsed JSON when the result text is JSON, else the text (text blocks joined)."""
     if isinstance(content, list):
         content = "\n".join(b["text"] for b in content if _is_text(b))
-    text = _str(content)
-    parsed = loads_or_none(text)
-    return text if parsed is None else parsed
+    return json_or_text(as_str(content))
 
 
 def _tools(tools: Any) -> tuple[ToolSpec, ...]:
@@ -296,12 +268,12 @@ def _tools(tools: Any) -> tuple[ToolSpec, ...]:
         return ()
     specs: list[ToolSpec] = []
     for tool in tools:
-        if not isinstance(tool, dict) or not _str(tool.get("name")):
+        if not isinstance(tool, dict) or not as_str(tool.get("name")):
             continue
         schema = tool.get("input_schema")
         if schema is None and tool.get("type", "custom") != "custom":
             continue  # a server tool (web_search_20250305, ...): Anthropic runs it
-        specs.append(ToolSpec(tool["name"], _str(tool.get("description")), schema))
+        specs.append(ToolSpec(tool["name"], as_str(tool.get("description")), schema))
     return tuple(specs)
 
 

@@ -1,9 +1,12 @@
 """Gemini generateContent / streamGenerateContent codec.
 
 Gemini function calls often carry no id, so ids are synthesized from where the
-call sits in the history: "gemini-{content_index}-{part_index}". A response's
-model content becomes content number `request.turns` of the next request, so
-the response decoders use that index and the next request finds the same ids.
+call sits in the history: "gemini-{turn}-fc{k}", the k-th functionCall part of
+the model turn that starts at content index `turn`. A response's model content
+becomes content number `request.turns` of the next request, so the response
+decoders use that index and the next request finds the same ids. Only function
+calls are counted: clients that merge adjacent text parts, or store each
+streamed chunk as a content of its own, still find the same ids.
 
 Requests may spell fields in snake_case (the REST API accepts both spellings);
 responses always use camelCase.
@@ -11,18 +14,16 @@ responses always use camelCase.
 
 from __future__ import annotations
 
-import json
+import itertools
 import re
+from collections.abc import Iterator
 from typing import Any
-
-import orjson
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
-    TOOL_CALL,
     TOOL_RESULT,
     USER,
     CallDraft,
@@ -30,6 +31,14 @@ from prefire.proxy.providers.base import (
     Output,
     ParsedRequest,
     ResponseDone,
+)
+from prefire.proxy.providers.shape import (
+    as_str,
+    call_item,
+    model_action,
+    object_arguments,
+    route,
+    text_runs,
 )
 from prefire.proxy.providers.sse import SSESplitter
 
@@ -41,18 +50,20 @@ class GeminiCodec:
 
     def matches(self, method: str, path: str, body: Any) -> bool:
         # Covers AI Studio (/v1beta/models/M:action) and Vertex
-        # (/v1/projects/P/locations/L/publishers/google/models/M:action).
+        # (/v1/projects/P/locations/L/publishers/google/models/M:action), not
+        # Claude on Vertex (.../publishers/anthropic/models/M:rawPredict).
         return (
             method == "POST"
-            and _route(path).endswith(_ACTIONS)
+            and route(path).endswith(_ACTIONS)
             and isinstance(body, dict)
             and isinstance(body.get("contents"), list)
         )
 
     def parse_request(self, body: dict[str, Any], path: str) -> ParsedRequest:
-        route = _route(path)
+        path = route(path)
+        model = model_action(path)[0]
         if not isinstance(body, dict):
-            return ParsedRequest(api=self.api, model=_model(route))
+            return ParsedRequest(api=self.api, model=model)
         contents = body.get("contents")
         if not isinstance(contents, list):
             contents = []
@@ -63,8 +74,8 @@ class GeminiCodec:
         items.extend(_history_items(contents))
         return ParsedRequest(
             api=self.api,
-            model=_model(route),
-            stream=":streamGenerateContent" in route,
+            model=model,
+            stream=":streamGenerateContent" in path,
             tools=_tools(body.get("tools")),
             items=tuple(items),
             turns=len(contents),
@@ -87,8 +98,7 @@ class _Assembler:
     """Turns GenerateContentResponse chunks (a whole response is one) into outputs."""
 
     def __init__(self, turn: int) -> None:
-        self._turn = turn
-        self._parts = 0  # parts seen across all chunks: the part index of synthesized ids
+        self._ids = _call_ids(turn)  # one turn across all chunks
         self._text: list[str] = []
         self._response_id = ""
         self._seen = False
@@ -101,22 +111,20 @@ class _Assembler:
             self._ended = True  # a failed response: no ResponseDone
             return []
         self._seen = True
-        self._response_id = self._response_id or _str(chunk.get("responseId"))
+        self._response_id = self._response_id or as_str(chunk.get("responseId"))
         candidate = _first_candidate(chunk)
         out: list[Output] = []
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else []:
-            index = self._parts
-            self._parts += 1
             call = _function_call(part)
             if call is not None:
-                draft = _draft(call, f"gemini-{self._turn}-{index}")
+                draft = _draft(call, next(self._ids))
                 if draft is not None:
                     out.append(draft)
             elif _is_text(part):
                 self._text.append(part["text"])
-        finish = _str(candidate.get("finishReason"))
+        finish = as_str(candidate.get("finishReason"))
         if finish:
             out.extend(self.finish(finish))
         return out
@@ -223,19 +231,9 @@ class _ArrayFrames:
         return True
 
 
-def _route(path: str) -> str:
-    """The path without query string (?alt=sse, ?key=...)."""
-    return path.partition("?")[0].rstrip("/") if isinstance(path, str) else ""
-
-
-def _model(route: str) -> str:
-    """The model name: gemini-2.5-flash in .../models/gemini-2.5-flash:generateContent."""
-    last = route.rpartition("/")[2]
-    return last.partition(":")[0] if ":" in last else ""
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def _call_ids(turn: int) -> Iterator[str]:
+    """The synthesized ids of the function calls of the model turn at content index `turn`."""
+    return (f"gemini-{turn}-fc{k}" for k in itertools.count())
 
 
 def _field(obj: Any, camel: str, snake: str) -> Any:
@@ -245,22 +243,12 @@ def _field(obj: Any, camel: str, snake: str) -> Any:
     return obj.get(snake) if value is None else value
 
 
-def _dump(value: Any) -> str:
-    """Compact JSON text of an object the wire sent as an object."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        pass  # orjson refuses ints beyond 64 bits, deep nesting and lone surrogates
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        return ""
-
-
 def _is_text(part: Any) -> bool:
     """A text part that is not a thought summary."""
     return (
-        isinstance(part, dict) and bool(_str(part.get("text"))) and part.get("thought") is not True
+        isinstance(part, dict)
+        and bool(as_str(part.get("text")))
+        and part.get("thought") is not True
     )
 
 
@@ -269,7 +257,7 @@ def _system_text(system: Any) -> str:
         parts = system.get("parts")
         if isinstance(parts, list):
             return "\n".join(p["text"] for p in parts if _is_text(p))
-    return _str(system)
+    return as_str(system)
 
 
 def _first_candidate(chunk: dict[str, Any]) -> dict[str, Any]:
@@ -287,16 +275,12 @@ def _function_call(part: Any) -> dict[str, Any] | None:
 
 
 def _draft(call: dict[str, Any], fallback_id: str) -> CallDraft | None:
-    name = _str(call.get("name"))
+    name = as_str(call.get("name"))
     if not name:
         return None
-    call_id = _str(call.get("id")) or fallback_id
-    value = call.get("args")
-    if isinstance(value, str):
-        # Not the API's shape, but some gateways pass the JSON text through.
-        return CallDraft(call_id, name, loads_or_none(value), value)
-    arguments = {} if value is None else value
-    return CallDraft(call_id, name, arguments, _dump(arguments))
+    return CallDraft(
+        as_str(call.get("id")) or fallback_id, name, *object_arguments(call.get("args"))
+    )
 
 
 def _history_items(contents: list[Any]) -> list[Item]:
@@ -305,65 +289,45 @@ def _history_items(contents: list[Any]) -> list[Item]:
     # turn may span several model contents (clients that store each streamed
     # chunk as a content), so it resets only when a new model turn starts.
     pending: list[tuple[str, str]] = []
+    ids = _call_ids(0)
     previous_role: Any = None
     for content_index, content in enumerate(contents):
         if not isinstance(content, dict):
             continue
         role = content.get("role")
-        if role == "model" and previous_role != "model":
-            pending = []
+        if role != "model" or previous_role != "model":
+            ids = _call_ids(content_index)
+            if role == "model":
+                pending = []
         previous_role = role
         parts = content.get("parts")
         if isinstance(parts, list):
             text_role = ASSISTANT if role == "model" else USER
-            items.extend(_content_items(parts, content_index, text_role, pending))
+            # Consecutive text parts make one item.
+            entries = (_part_entry(part, ids, pending) for part in parts)
+            items.extend(text_runs(entries, text_role))
     return items
 
 
-def _content_items(
-    parts: list[Any], content_index: int, text_role: str, pending: list[tuple[str, str]]
-) -> list[Item]:
-    items: list[Item] = []
-    texts: list[str] = []  # consecutive text parts make one item
-    for part_index, part in enumerate(parts):
-        if _is_text(part):
-            texts.append(part["text"])
-            continue
-        item = _tool_item(part, f"gemini-{content_index}-{part_index}", pending)
-        if item is None:
-            continue
-        if texts:
-            items.append(Item(text_role, text="\n".join(texts)))
-            texts = []
-        items.append(item)
-    if texts:
-        items.append(Item(text_role, text="\n".join(texts)))
-    return items
-
-
-def _tool_item(part: Any, fallback_id: str, pending: list[tuple[str, str]]) -> Item | None:
+def _part_entry(part: Any, ids: Iterator[str], pending: list[tuple[str, str]]) -> str | Item | None:
+    """A part's text, or its call or result item; a call takes the next id, as in a response."""
     call = _function_call(part)
     if call is not None:
-        draft = _draft(call, fallback_id)
+        draft = _draft(call, next(ids))
         if draft is None:
             return None
         pending.append((draft.call_id, draft.name))
-        return Item(
-            TOOL_CALL,
-            call_id=draft.call_id,
-            name=draft.name,
-            arguments=draft.arguments,
-            raw_arguments=draft.raw_arguments,
-        )
+        return call_item(draft)
+    if _is_text(part):
+        return part["text"]
     response = _field(part, "functionResponse", "function_response")
     if not isinstance(response, dict):
         return None
-    name = _str(response.get("name"))
-    call_id = _str(response.get("id"))
+    name = as_str(response.get("name"))
     result = response.get("response")
     return Item(
         TOOL_RESULT,
-        call_id=_answer(pending, call_id, name),
+        call_id=_answer(pending, as_str(response.get("id")), name),
         name=name,
         content=result,
         # Gemini's convention: an "error" key without "output" reports a failure.
@@ -387,8 +351,8 @@ def _tools(tools: Any) -> tuple[ToolSpec, ...]:
             continue
         declarations = _field(tool, "functionDeclarations", "function_declarations")
         for decl in declarations if isinstance(declarations, list) else []:
-            if isinstance(decl, dict) and _str(decl.get("name")):
-                specs.append(ToolSpec(decl["name"], _str(decl.get("description")), _schema(decl)))
+            if isinstance(decl, dict) and as_str(decl.get("name")):
+                specs.append(ToolSpec(decl["name"], as_str(decl.get("description")), _schema(decl)))
     return tuple(specs)
 
 

@@ -16,11 +16,10 @@ from typing import Any
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
+from prefire.proxy.providers.shape import as_list, as_str, json_or_text
 from prefire.proxy.providers.sse import SSEEvent, SSESplitter
 
 _SSE_TYPE = "text/event-stream"
-# Characters JSON allows around a value; used to tell the text "null" from invalid JSON.
-_JSON_SPACE = " \t\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +171,7 @@ def _valid_id(value: Any) -> bool:
 
 
 def _messages(body: Any) -> list[Any]:
-    if isinstance(body, dict):
-        return [body]
-    return body if isinstance(body, list) else []
+    return [body] if isinstance(body, dict) else as_list(body)
 
 
 def _request(message: Any) -> McpRequest | None:
@@ -234,27 +231,19 @@ def _tool_spec(tool: Any) -> ToolSpec | None:
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         return None
-    description = tool.get("description")
     schema = tool.get("inputSchema")
     annotations = tool.get("annotations")
     return ToolSpec(
         name=name,
-        description=description if isinstance(description, str) else "",
+        description=as_str(tool.get("description")),
         parameters=schema if isinstance(schema, dict) else None,
         annotations=annotations if isinstance(annotations, dict) else None,
     )
 
 
 def _content_value(content: Any) -> Any:
-    parts = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+    parts = [p for p in as_list(content) if isinstance(p, dict)]
     texts = [p["text"] for p in parts if p.get("type") == "text" and isinstance(p.get("text"), str)]
     if texts:
-        return _text_value("\n".join(texts))
+        return json_or_text("\n".join(texts))
     return [p for p in parts if p.get("type") != "text"] or None
-
-
-def _text_value(text: str) -> Any:
-    parsed = loads_or_none(text)
-    if parsed is None and text.strip(_JSON_SPACE) != "null":
-        return text
-    return parsed

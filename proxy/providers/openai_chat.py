@@ -11,14 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
-    TOOL_CALL,
     TOOL_RESULT,
     USER,
     CallDraft,
@@ -27,57 +24,31 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
+from prefire.proxy.providers.shape import (
+    arguments,
+    as_dict,
+    as_list,
+    as_str,
+    call_item,
+    content_text,
+    json_or_text,
+    route,
+)
 from prefire.proxy.providers.sse import SSESplitter
 
 API = "openai_chat"
 _SYSTEM_ROLES = frozenset({"system", "developer"})
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _path_ends(path: Any, suffix: str) -> bool:
-    # Azure adds `?api-version=...`; some clients add a trailing slash.
-    return isinstance(path, str) and path.partition("?")[0].rstrip("/").endswith(suffix)
+_TEXT_PARTS = frozenset({"text"})
 
 
 def _text(content: Any) -> str:
     """A message's text: a plain string, or its text parts joined with newlines."""
-    if isinstance(content, str):
-        return content
-    parts = [p for p in _list(content) if isinstance(p, dict) and p.get("type", "text") == "text"]
-    return "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
-
-
-def _arguments(raw: Any) -> tuple[Any, str]:
-    """(parsed, raw string) of tool call arguments; a few servers send an object."""
-    if isinstance(raw, str):
-        return loads_or_none(raw), raw
-    if raw is None:
-        return None, ""
-    try:
-        return raw, orjson.dumps(raw).decode()
-    except TypeError:  # orjson.JSONEncodeError, e.g. an integer wider than 64 bits
-        return None, ""
-
-
-def _result_content(text: str) -> Any:
-    parsed = loads_or_none(text)
-    return text if parsed is None else parsed
+    return content_text(content, _TEXT_PARTS, default_kind="text")
 
 
 def _choice0(choices: Any) -> dict[str, Any] | None:
     """The first choice; with `n` > 1 the other choices are alternatives nobody acts on."""
-    for choice in _list(choices):
+    for choice in as_list(choices):
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
             return choice
     return None
@@ -87,13 +58,13 @@ def _spec(fn: Any) -> ToolSpec | None:
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         return None
     return ToolSpec(
-        name=fn["name"], description=_str(fn.get("description")), parameters=fn.get("parameters")
+        name=fn["name"], description=as_str(fn.get("description")), parameters=fn.get("parameters")
     )
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolSpec, ...]:
-    fns = [t.get("function") for t in _list(body.get("tools")) if _is_function(t)]
-    fns += _list(body.get("functions"))  # legacy pre-`tools` form
+    fns = [t.get("function") for t in as_list(body.get("tools")) if _is_function(t)]
+    fns += as_list(body.get("functions"))  # legacy pre-`tools` form
     return tuple(spec for spec in map(_spec, fns) if spec is not None)
 
 
@@ -102,25 +73,18 @@ def _is_function(entry: Any) -> bool:
     return isinstance(entry, dict) and entry.get("type", "function") == "function"
 
 
-def _call_item(call_id: str, fn: dict[str, Any]) -> Item:
-    arguments, raw = _arguments(fn.get("arguments"))
-    return Item(
-        TOOL_CALL,
-        call_id=call_id,
-        name=_str(fn.get("name")),
-        arguments=arguments,
-        raw_arguments=raw,
-    )
+def _draft(call_id: str, fn: dict[str, Any]) -> CallDraft:
+    return CallDraft(call_id, as_str(fn.get("name")), *arguments(fn.get("arguments")))
 
 
 def _assistant_items(message: dict[str, Any]) -> list[Item]:
     calls = [
-        _call_item(_str(tc.get("id")), tc["function"])
-        for tc in _list(message.get("tool_calls"))
+        call_item(_draft(as_str(tc.get("id")), tc["function"]))
+        for tc in as_list(message.get("tool_calls"))
         if _is_function(tc) and isinstance(tc.get("function"), dict)
     ]
     if isinstance(message.get("function_call"), dict):  # legacy single call, no id
-        calls.append(_call_item("", message["function_call"]))
+        calls.append(call_item(_draft("", message["function_call"])))
     text = _text(message.get("content"))
     # A message with neither text nor calls still marks a turn in the history.
     head = [Item(ASSISTANT, text=text)] if text or not calls else []
@@ -138,26 +102,21 @@ def _message_items(message: dict[str, Any]) -> list[Item]:
         return _assistant_items(message)
     if role in ("tool", "function"):
         # Legacy `function` results name the function but carry no call id.
-        call_id = _str(message.get("tool_call_id")) if role == "tool" else ""
-        name = _str(message.get("name"))
-        return [Item(TOOL_RESULT, call_id=call_id, name=name, content=_result_content(text))]
+        call_id = as_str(message.get("tool_call_id")) if role == "tool" else ""
+        name = as_str(message.get("name"))
+        return [Item(TOOL_RESULT, call_id=call_id, name=name, content=json_or_text(text))]
     return []
-
-
-def _draft(call_id: str, name: str, raw_arguments: Any) -> CallDraft:
-    arguments, raw = _arguments(raw_arguments)
-    return CallDraft(call_id=call_id, name=name, arguments=arguments, raw_arguments=raw)
 
 
 def _response_drafts(message: dict[str, Any]) -> list[CallDraft]:
     drafts = []
-    for tc in _list(message.get("tool_calls")):
-        fn = _dict(tc.get("function")) if _is_function(tc) else {}
-        if _str(fn.get("name")):
-            drafts.append(_draft(_str(tc.get("id")), fn["name"], fn.get("arguments")))
-    legacy = _dict(message.get("function_call"))
-    if _str(legacy.get("name")):
-        drafts.append(_draft("", legacy["name"], legacy.get("arguments")))
+    for tc in as_list(message.get("tool_calls")):
+        fn = as_dict(tc.get("function")) if _is_function(tc) else {}
+        if as_str(fn.get("name")):
+            drafts.append(_draft(as_str(tc.get("id")), fn))
+    legacy = as_dict(message.get("function_call"))
+    if as_str(legacy.get("name")):
+        drafts.append(_draft("", legacy))
     return drafts
 
 
@@ -171,20 +130,20 @@ class _Partial:
     pieces: list[str] = field(default_factory=list)
 
     def add(self, delta: dict[str, Any]) -> None:
-        self.call_id = self.call_id or _str(delta.get("id"))
-        fn = _dict(delta.get("function"))
+        self.call_id = self.call_id or as_str(delta.get("id"))
+        fn = as_dict(delta.get("function"))
         # The name comes whole in the first delta; some servers repeat it later.
-        self.name = self.name or _str(fn.get("name"))
+        self.name = self.name or as_str(fn.get("name"))
         piece = fn.get("arguments")
-        self.pieces.append(piece if isinstance(piece, str) else _arguments(piece)[1])
+        self.pieces.append(piece if isinstance(piece, str) else arguments(piece)[1])
 
     def draft(self) -> CallDraft:
         raw = "".join(self.pieces)
-        return CallDraft(self.call_id, self.name, loads_or_none(raw), raw)
+        return CallDraft(self.call_id, self.name, *arguments(raw))
 
 
 def _call_deltas(delta: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield from (tc for tc in _list(delta.get("tool_calls")) if isinstance(tc, dict))
+    yield from (tc for tc in as_list(delta.get("tool_calls")) if isinstance(tc, dict))
     if isinstance(delta.get("function_call"), dict):  # legacy: one call, no id, no index
         yield {"index": 0, "function": delta["function_call"]}
 
@@ -231,11 +190,11 @@ class ChatStreamDecoder:
         chunk = loads_or_none(data)
         if not isinstance(chunk, dict):
             return
-        self._response_id = self._response_id or _str(chunk.get("id"))
+        self._response_id = self._response_id or as_str(chunk.get("id"))
         choice = _choice0(chunk.get("choices"))  # None for usage-only chunks
         if choice is None:
             return
-        delta = _dict(choice.get("delta"))
+        delta = as_dict(choice.get("delta"))
         if isinstance(delta.get("content"), str):
             self._text.append(delta["content"])
         for call_delta in _call_deltas(delta):
@@ -250,7 +209,7 @@ class ChatStreamDecoder:
         index = _index(delta.get("index"))
         if index is None:
             index = current.index if current else 0
-        call_id = _str(delta.get("id"))
+        call_id = as_str(delta.get("id"))
         # Some servers send every call at index 0, told apart only by a new id.
         new_id = bool(call_id) and bool(current and current.call_id) and call_id != current.call_id
         if current is not None and index == current.index and not new_id:
@@ -287,7 +246,7 @@ class OpenAIChatCodec:
         return (
             isinstance(method, str)
             and method.upper() == "POST"
-            and _path_ends(path, "/chat/completions")
+            and route(path).endswith("/chat/completions")
             and isinstance(body, dict)
             and isinstance(body.get("messages"), list)
         )
@@ -295,11 +254,11 @@ class OpenAIChatCodec:
     def parse_request(self, body: dict[str, Any], path: str) -> ParsedRequest:
         if not isinstance(body, dict):
             return ParsedRequest(api=API)
-        messages = _list(body.get("messages"))
+        messages = as_list(body.get("messages"))
         items = [item for m in messages if isinstance(m, dict) for item in _message_items(m)]
         return ParsedRequest(
             api=API,
-            model=_str(body.get("model")),
+            model=as_str(body.get("model")),
             stream=body.get("stream") is True,
             tools=_tools(body),
             items=tuple(items),
@@ -310,10 +269,10 @@ class OpenAIChatCodec:
         if not isinstance(body, dict):
             return []
         choice = _choice0(body.get("choices")) or {}
-        message = _dict(choice.get("message"))
+        message = as_dict(choice.get("message"))
         done = ResponseDone(
-            response_id=_str(body.get("id")),
-            stop_reason=_str(choice.get("finish_reason")),
+            response_id=as_str(body.get("id")),
+            stop_reason=as_str(choice.get("finish_reason")),
             text=_text(message.get("content")),
         )
         return [*_response_drafts(message), done]

@@ -9,14 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
-    TOOL_CALL,
     TOOL_RESULT,
     USER,
     CallDraft,
@@ -24,6 +21,16 @@ from prefire.proxy.providers.base import (
     Output,
     ParsedRequest,
     ResponseDone,
+)
+from prefire.proxy.providers.shape import (
+    arguments,
+    as_dict,
+    as_list,
+    as_str,
+    call_item,
+    content_text,
+    json_or_text,
+    route,
 )
 from prefire.proxy.providers.sse import SSESplitter
 
@@ -33,55 +40,18 @@ _TEXT_PARTS = frozenset({"input_text", "output_text"})
 _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _path_ends(path: Any, suffix: str) -> bool:
-    # Azure adds `?api-version=...`; some clients add a trailing slash.
-    return isinstance(path, str) and path.partition("?")[0].rstrip("/").endswith(suffix)
-
-
 def _text(content: Any) -> str:
     """Text of a content string or part list; images, files and refusals are skipped."""
-    if isinstance(content, str):
-        return content
-    parts = [p for p in _list(content) if isinstance(p, dict) and p.get("type") in _TEXT_PARTS]
-    return "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
-
-
-def _arguments(raw: Any) -> tuple[Any, str]:
-    """(parsed, raw string) of tool call arguments; a few servers send an object."""
-    if isinstance(raw, str):
-        return loads_or_none(raw), raw
-    if raw is None:
-        return None, ""
-    try:
-        return raw, orjson.dumps(raw).decode()
-    except TypeError:  # orjson.JSONEncodeError, e.g. an integer wider than 64 bits
-        return None, ""
-
-
-def _result_content(text: str) -> Any:
-    parsed = loads_or_none(text)
-    return text if parsed is None else parsed
+    return content_text(content, _TEXT_PARTS)
 
 
 def _tools(body: dict[str, Any]) -> tuple[ToolSpec, ...]:
     # Built-in tools (web_search, file_search, ...) run at OpenAI, never at the agent.
     return tuple(
         ToolSpec(
-            name=t["name"], description=_str(t.get("description")), parameters=t.get("parameters")
+            name=t["name"], description=as_str(t.get("description")), parameters=t.get("parameters")
         )
-        for t in _list(body.get("tools"))
+        for t in as_list(body.get("tools"))
         if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("name"), str)
     )
 
@@ -92,50 +62,46 @@ def _input_item(entry: dict[str, Any]) -> Item | None:
     if kind == "message" and entry.get("role") in _ROLES:
         return Item(_ROLES[entry["role"]], text=_text(entry.get("content")))
     if kind == "function_call":
-        arguments, raw = _arguments(entry.get("arguments"))
-        return Item(
-            TOOL_CALL,
-            call_id=_str(entry.get("call_id")),
-            name=_str(entry.get("name")),
-            arguments=arguments,
-            raw_arguments=raw,
-        )
+        return call_item(_draft(entry))
     if kind == "function_call_output":
-        content = _result_content(_text(entry.get("output")))
-        return Item(TOOL_RESULT, call_id=_str(entry.get("call_id")), content=content)
+        content = json_or_text(_text(entry.get("output")))
+        return Item(TOOL_RESULT, call_id=as_str(entry.get("call_id")), content=content)
     return None  # reasoning, item references, built-in tool calls
 
 
 def _items(body: dict[str, Any]) -> list[Item]:
-    items = [Item(SYSTEM, text=body["instructions"])] if _str(body.get("instructions")) else []
+    items = [Item(SYSTEM, text=body["instructions"])] if as_str(body.get("instructions")) else []
     value = body.get("input")
     if isinstance(value, str):
         return [*items, Item(USER, text=value)]
-    parsed = (_input_item(e) for e in _list(value) if isinstance(e, dict))
+    parsed = (_input_item(e) for e in as_list(value) if isinstance(e, dict))
     return items + [item for item in parsed if item is not None]
 
 
 def _turns(value: Any) -> int:
-    return 1 if isinstance(value, str) else len(_list(value))
+    return 1 if isinstance(value, str) else len(as_list(value))
 
 
 def _output_draft(item: Any) -> CallDraft | None:
     """A finished `function_call` output item as a draft; anything else gives None."""
-    item = _dict(item)
+    item = as_dict(item)
     # An `incomplete` call was cut off (max_output_tokens): its arguments are partial.
     if item.get("type") != "function_call" or item.get("status") == "incomplete":
         return None
-    if not _str(item.get("name")):
-        return None
-    arguments, raw = _arguments(item.get("arguments"))
-    return CallDraft(_str(item.get("call_id")), item["name"], arguments, raw)
+    return _draft(item) if as_str(item.get("name")) else None
+
+
+def _draft(item: dict[str, Any]) -> CallDraft:
+    return CallDraft(
+        as_str(item.get("call_id")), as_str(item.get("name")), *arguments(item.get("arguments"))
+    )
 
 
 def _output_text(output: Any) -> str:
     """All `output_text` parts of all messages, concatenated like the SDK's `output_text`."""
-    messages = [_dict(o) for o in _list(output) if _dict(o).get("type") == "message"]
-    parts = [_dict(p) for m in messages for p in _list(m.get("content"))]
-    return "".join(_str(p.get("text")) for p in parts if p.get("type") == "output_text")
+    messages = [as_dict(o) for o in as_list(output) if as_dict(o).get("type") == "message"]
+    parts = [as_dict(p) for m in messages for p in as_list(m.get("content"))]
+    return "".join(as_str(p.get("text")) for p in parts if p.get("type") == "output_text")
 
 
 @dataclass(slots=True)
@@ -170,7 +136,7 @@ class ResponsesStreamDecoder:
         for event in self._sse.feed(data):
             payload = loads_or_none(event.data)
             if isinstance(payload, dict) and not self._done:
-                self._event(_str(payload.get("type")) or event.event, payload, out)
+                self._event(as_str(payload.get("type")) or event.event, payload, out)
         return out
 
     def close(self) -> list[Output]:
@@ -182,9 +148,11 @@ class ResponsesStreamDecoder:
 
     def _event(self, kind: str, payload: dict[str, Any], out: list[Output]) -> None:
         if kind in _TERMINAL:
-            self._terminal(_dict(payload.get("response")), out)
+            self._terminal(as_dict(payload.get("response")), out)
         elif kind in ("response.created", "response.queued", "response.in_progress"):
-            self._response_id = _str(_dict(payload.get("response")).get("id")) or self._response_id
+            self._response_id = (
+                as_str(as_dict(payload.get("response")).get("id")) or self._response_id
+            )
         elif kind == "response.output_item.added":
             self._added(payload)
         elif kind == "response.function_call_arguments.delta":
@@ -199,11 +167,11 @@ class ResponsesStreamDecoder:
             self._text.append(payload["delta"])
 
     def _added(self, payload: dict[str, Any]) -> None:
-        item = _dict(payload.get("item"))
+        item = as_dict(payload.get("item"))
         if item.get("type") != "function_call":
             return
-        call = _Call(_str(item.get("call_id")), _str(item.get("name")))
-        if _str(item.get("arguments")):
+        call = _Call(as_str(item.get("call_id")), as_str(item.get("name")))
+        if as_str(item.get("arguments")):
             call.pieces.append(item["arguments"])
         self._remember(call, item.get("id"), payload.get("output_index"))
 
@@ -226,14 +194,14 @@ class ResponsesStreamDecoder:
         if call is None or not call.call_id:
             return
         raw = payload.get("arguments")
-        name = call.name or _str(payload.get("name"))
+        name = call.name or as_str(payload.get("name"))
         self._emit(call, name, raw if isinstance(raw, str) else "".join(call.pieces), out)
 
     def _item_done(self, payload: dict[str, Any], out: list[Output]) -> None:
         draft = _output_draft(payload.get("item"))
         if draft is None:
             return
-        item = _dict(payload.get("item"))
+        item = as_dict(payload.get("item"))
         call = self._find(item.get("id"), payload.get("output_index"))
         if call is None:
             call = _Call(draft.call_id, draft.name)
@@ -247,12 +215,12 @@ class ResponsesStreamDecoder:
         call.emitted = True
         if call.call_id:
             self._emitted_ids.add(call.call_id)
-        out.append(CallDraft(call.call_id, name, loads_or_none(raw), raw))
+        out.append(CallDraft(call.call_id, name, *arguments(raw)))
 
     def _terminal(self, response: dict[str, Any], out: list[Output]) -> None:
         self._done = True
-        response_id = _str(response.get("id")) or self._response_id
-        out.append(ResponseDone(response_id, _str(response.get("status")), "".join(self._text)))
+        response_id = as_str(response.get("id")) or self._response_id
+        out.append(ResponseDone(response_id, as_str(response.get("status")), "".join(self._text)))
 
 
 class OpenAIResponsesCodec:
@@ -263,7 +231,7 @@ class OpenAIResponsesCodec:
         return (
             isinstance(method, str)
             and method.upper() == "POST"
-            and _path_ends(path, "/responses")
+            and route(path).endswith("/responses")
             and isinstance(body, dict)
             and isinstance(body.get("input"), str | list)
         )
@@ -273,11 +241,11 @@ class OpenAIResponsesCodec:
             return ParsedRequest(api=API)
         return ParsedRequest(
             api=API,
-            model=_str(body.get("model")),
+            model=as_str(body.get("model")),
             stream=body.get("stream") is True,
             tools=_tools(body),
             items=tuple(_items(body)),
-            previous_response_id=_str(body.get("previous_response_id")),
+            previous_response_id=as_str(body.get("previous_response_id")),
             turns=_turns(body.get("input")),
         )
 
@@ -285,8 +253,10 @@ class OpenAIResponsesCodec:
         if not isinstance(body, dict):
             return []
         output = body.get("output")
-        drafts = [d for d in map(_output_draft, _list(output)) if d is not None]
-        done = ResponseDone(_str(body.get("id")), _str(body.get("status")), _output_text(output))
+        drafts = [d for d in map(_output_draft, as_list(output)) if d is not None]
+        done = ResponseDone(
+            as_str(body.get("id")), as_str(body.get("status")), _output_text(output)
+        )
         return [*drafts, done]
 
     def stream_decoder(self, request: ParsedRequest) -> ResponsesStreamDecoder:
