@@ -11,11 +11,16 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
   ("arg", tool, back, path, transform)             an earlier call's argument
   ("user", back, "anchor", (words, n), transform)  the n words after `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
+  ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
+  ("iter", tool, back, path, transform, target)    the first element of a result list not yet
+                                                   used as the target (tool, argument): a
+                                                   list walked one call per turn
 A path step "*" fans out over a list: the hypothesis predicts one call per element.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,7 @@ from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_be
 Source = tuple[Any, ...]
 
 MAX_HYPOTHESES = 10
+AGE_AT = 64.0  # trials of the leading source after which all counts are halved
 _WORD = re.compile(r"[\w@.\-#/:+']+", re.UNICODE)
 _MAX_SPAN_WORDS = 6
 
@@ -46,6 +52,13 @@ class Stat:
 
 def resolve(source: Source, mem: SessionMemory) -> Any:
     """The value `source` gives in this session now; a list for fan-out; None if it cannot."""
+    hit, value = mem.cached(source)
+    if not hit:
+        value = mem.resolved[source] = _resolve(source, mem)
+    return value
+
+
+def _resolve(source: Source, mem: SessionMemory) -> Any:
     kind = source[0]
     if kind == "const":
         return orjson.loads(source[1])
@@ -66,13 +79,35 @@ def resolve(source: Source, mem: SessionMemory) -> Any:
         if back >= len(mem.user_texts):
             return None
         text = mem.user_texts[-1 - back]
-        span = _anchor_span(text, *param) if mode == "anchor" else _shape_span(text, *param)
+        if mode == "anchor":
+            span = _anchor_span(text, *param)
+        elif mode == "shape":
+            span = _shape_span(text, *param)
+        else:
+            quoted = _quoted(text)
+            span = quoted[param] if param < len(quoted) else None
         return None if span is None else apply(transform, span)
+    if kind == "iter":
+        _, tool, back, path, transform, target = source
+        items = resolve(("res", tool, back, path, transform), mem)
+        if not isinstance(items, list):
+            return None
+        used = mem.used.get(target, set())
+        return next((v for v in items if canonical(v) not in used), None)
     return None
 
 
-def discover(value: Any, mem: SessionMemory) -> list[Source]:
-    """Sources that explain `value` in this session, most specific first."""
+_QUOTED = re.compile(r"(?<!\w)'([^'\n]{1,200}?)'(?!\w)|\"([^\"\n]{1,200}?)\"")
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted(text: str) -> list[str]:
+    return [a or b for a, b in _QUOTED.findall(text)]
+
+
+def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = None) -> list[Source]:
+    """Sources that explain `value` in this session, most specific first. `target`
+    (tool, argument name) is the argument being explained; list walks need it."""
     found: list[Source] = []
     for rec, ref, seen in mem.lookup(value):
         transform = transform_between(seen, value)
@@ -83,6 +118,8 @@ def discover(value: Any, mem: SessionMemory) -> list[Source]:
         fan = _fan_out(ref.path)
         if fan is not None and ref.part == "res":
             found.append((ref.part, rec.name, back, fan, transform))
+            if target is not None:
+                found.append(("iter", rec.name, back, fan, transform, target))
     found += _user_sources(value, mem)
     found.append(("const", canonical(value).decode()))
     return list(dict.fromkeys(found))
@@ -120,16 +157,33 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
         shape = _shape_of(span)
         occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
         out.append(("user", back, "shape", (shape, occurrence), transform))
+        quoted = [q.casefold() for q in _quoted(text)]
+        if target.casefold() in quoted:
+            out.append(("user", back, "quoted", quoted.index(target.casefold()), transform))
         break
     return out
 
 
-def _anchor_span(text: str, anchor: tuple[str, ...], nwords: int) -> str | None:
+@functools.lru_cache(maxsize=256)
+def _words(text: str) -> tuple[list[re.Match[str]], list[str], dict[str, list[int]]]:
+    """A user text's words, casefolded, and where each word stands."""
     matches = list(_WORD.finditer(text))
     words = [m.group().casefold() for m in matches]
+    where: dict[str, list[int]] = {}
+    for i, w in enumerate(words):
+        where.setdefault(w, []).append(i)
+    return matches, words, where
+
+
+def _anchor_span(text: str, anchor: tuple[str, ...], nwords: int) -> str | None:
+    matches, words, where = _words(text)
     k = len(anchor)
-    for i in range(len(words) - nwords + 1):
-        if i >= k and tuple(words[i - k : i]) == anchor or (k == 0 and i == 0):
+    if k == 0:
+        starts = [0]
+    else:
+        starts = [i + 1 for i in where.get(anchor[-1], ()) if tuple(words[i + 1 - k : i + 1]) == anchor]
+    for i in starts:
+        if i >= k and i + nwords <= len(words):
             start, end = matches[i].start(), matches[i + nwords - 1].end()
             return text[start:end].strip(".,;:!?'\"")
     return None
@@ -165,12 +219,14 @@ def _shape_span(text: str, shape: str, occurrence: int) -> str | None:
 class ArgHypotheses:
     """The competing sources for one (application, tool, argument path)."""
 
-    __slots__ = ("stats",)
+    __slots__ = ("ranked", "stats")
 
     def __init__(self) -> None:
         self.stats: dict[Source, Stat] = {}
+        # tried sources, best first; refreshed whenever the stats change
+        self.ranked: list[tuple[Source, Stat]] = []
 
-    def observe(self, value: Any, mem: SessionMemory) -> None:
+    def observe(self, value: Any, mem: SessionMemory, target: tuple[str, str] | None = None) -> None:
         for source, stat in self.stats.items():
             predicted = resolve(source, mem)
             stat.trials += 1
@@ -178,14 +234,19 @@ class ArgHypotheses:
                 stat.hits += 1
         # A new source is not yet evidence: it was picked because it matched.
         # It counts from the next call on.
-        for source in discover(value, mem):
+        for source in discover(value, mem, target):
             if source not in self.stats:
                 self.stats[source] = Stat()
-        if len(self.stats) > MAX_HYPOTHESES:
-            ranked = sorted(
-                self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True
-            )
-            self.stats = dict(ranked[:MAX_HYPOTHESES])
+        order = sorted(self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True)
+        if len(order) > MAX_HYPOTHESES:
+            order = order[:MAX_HYPOTHESES]
+            self.stats = dict(order)
+        if order and order[0][1].trials > AGE_AT:
+            # halve the counts so that a source that stops working loses its lead in time
+            for stat in self.stats.values():
+                stat.hits /= 2
+                stat.trials /= 2
+        self.ranked = [(src, st) for src, st in order if st.trials >= 1]
 
     def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
         """Up to `limit` distinct predicted values: (value, probability, fan-out).
@@ -194,29 +255,22 @@ class ArgHypotheses:
         before it are wrong, so each adds score x P(all before it wrong) to the
         value it gives. The probabilities of one argument's values sum to <= 1.
         """
-        ranked = sorted(self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True)
         found: dict[bytes, list[Any]] = {}  # canonical value -> [value, probability, fan-out]
         remaining = 1.0
-        for source, stat in ranked:
-            if stat.trials < 1 or remaining < 0.01:
-                continue
+        for source, stat in self.ranked:
             value = resolve(source, mem)
             if value is None:
                 continue
-            fan = source[0] == "res" and WILDCARD in source[3]
             key = canonical(value)
             p = stat.score * remaining
             remaining -= p
             if key in found:
                 found[key][1] += p
-            elif len(found) < limit:
-                found[key] = [value, p, fan]
-        return [(v, p, fan) for v, p, fan in sorted(found.values(), key=lambda x: -x[1])]
-
-    def age(self, factor: float) -> None:
-        for stat in self.stats.values():
-            stat.hits *= factor
-            stat.trials *= factor
+            else:
+                found[key] = [value, p, source[0] == "res" and WILDCARD in source[3]]
+            if len(found) >= limit or remaining < 0.01:
+                break
+        return sorted(((v, p, fan) for v, p, fan in found.values()), key=lambda x: -x[1])
 
 
 def _agrees(predicted: Any, value: Any, source: Source) -> bool:

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefire.patterns.canonical import canonical
 from prefire.patterns.values import Path, at_path, leaves, match_keys
 
 MAX_CALLS = 64
@@ -51,6 +52,23 @@ class SessionMemory:
     # control flow: tool names in call order, most recent last
     names: deque[str] = field(default_factory=lambda: deque(maxlen=8))
     turn_calls: list[CallRecord] = field(default_factory=list)
+    # Resolved sources, valid for one turn: what a source gives depends only on
+    # calls of earlier turns and on user texts, which change only between turns.
+    resolved: dict[Any, Any] = field(default_factory=dict)
+    resolved_turn: int = -1
+    # words of a user message not yet answered by a decision point
+    new_words: frozenset[str] | None = None
+    # (tool, argument name) -> canonical values already used, for sources that walk a list
+    used: dict[tuple[str, str], set[bytes]] = field(default_factory=dict)
+
+    def cached(self, key: Any) -> tuple[bool, Any]:
+        if self.resolved_turn != self.turn:
+            self.resolved.clear()
+            self.resolved_turn = self.turn
+            return False, None
+        if key in self.resolved:
+            return True, self.resolved[key]
+        return False, None
 
     def add_call(self, call_id: str, name: str, arguments: Any) -> CallRecord:
         rec = CallRecord(self.next_seq, self.turn, name, arguments)
@@ -63,6 +81,11 @@ class SessionMemory:
         self.names.append(name)
         self.turn_calls.append(rec)
         self._index(rec.seq, "arg", arguments)
+        if isinstance(arguments, dict):
+            for arg, value in arguments.items():
+                used = self.used.setdefault((name, arg), set())
+                if len(used) < MAX_CALLS:
+                    used.add(canonical(value))
         return rec
 
     def add_result(self, call_id: str, content: Any) -> CallRecord | None:

@@ -27,14 +27,13 @@ from prefire.patterns.events import (
     ToolsOffered,
     UserMessage,
 )
+from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies
 from prefire.patterns.memory import SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
-AGE_EVERY = 500  # arguments hypotheses are aged after this many observations of one key
-_AGE_FACTOR = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +59,8 @@ class _Decision:
     keys: list[tuple[Any, ...]]
     t: float
     first_call_t: float | None = None
+    # the words of the user message this decision answers, if it follows one
+    words: frozenset[str] | None = None
 
 
 class PatternModel:
@@ -71,6 +72,10 @@ class PatternModel:
         default_llm_s: float = 2.0,
     ) -> None:
         self.flow = ControlFlow()
+        self.intent = Intent()
+        # app -> [mean P the control flow gave the called tools, same for the intent model],
+        # over decisions that answer a user message: how far to trust each
+        self.trust: LRU = LRU(max_arg_keys)
         self.args: LRU = LRU(max_arg_keys)  # (app, tool, arg name) -> ArgHypotheses
         self.keysets: LRU = LRU(max_arg_keys)  # (app, tool) -> Counter of argument-name tuples
         self.offered: LRU = LRU(max_arg_keys)  # app -> frozenset of tool names
@@ -98,10 +103,14 @@ class PatternModel:
                 self.offered[mem.app] = names
         elif isinstance(event, UserMessage):
             mem.user_texts.append(event.text)
+            mem.new_words = tokens(event.text)
         elif isinstance(event, LLMRequest):
             self._close_turn(event.session, mem)
             mem.turn += 1
-            self._decisions[event.session] = _Decision(contexts(mem.app, list(mem.names)), event.t)
+            self._decisions[event.session] = _Decision(
+                contexts(mem.app, list(mem.names)), event.t, words=mem.new_words
+            )
+            mem.new_words = None
         elif isinstance(event, ToolCall):
             self._observe_call(event, mem)
         elif isinstance(event, ToolResult):
@@ -124,11 +133,40 @@ class PatternModel:
         decision = self._decisions.pop(session, None)
         if decision is not None:
             called = Counter(c.name for c in mem.turn_calls)
+            if decision.words is not None:
+                self._learn_trust(mem.app, decision, set(called))
+                if called:
+                    self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
             for tool, n in called.items():
                 old = self.width.get((mem.app, tool))
                 self.width[(mem.app, tool)] = n if old is None else old + 0.2 * (n - old)
         mem.turn_calls = []
+
+    def _learn_trust(self, app: Any, decision: _Decision, called: set[str]) -> None:
+        assert decision.words is not None
+        flow = self.flow.predict(decision.keys)
+        intent, _ = self.intent.predict(app, decision.words)
+        outcome = called or {END}
+        scores = [sum(d.get(t, 0.0) for t in outcome) / len(outcome) for d in (flow, intent)]
+        old = self.trust.get(app) or [0.5, 0.5]
+        self.trust[app] = [o + 0.1 * (n - o) for o, n in zip(old, scores, strict=True)]
+
+    def _tool_probabilities(self, app: Any, decision: _Decision) -> dict[str, float]:
+        probs = self.flow.predict(decision.keys)
+        if decision.words is None:
+            return probs
+        intent, evidence = self.intent.predict(app, decision.words)
+        if not intent:
+            return probs
+        trust_flow, trust_intent = self.trust.get(app) or [0.5, 0.5]
+        if trust_flow + trust_intent <= 0:
+            return probs
+        w = trust_intent / (trust_flow + trust_intent)
+        # the intent model does not speak of END: scale the flow's P(END) along with the rest
+        return {
+            t: w * intent.get(t, 0.0) + (1 - w) * probs.get(t, 0.0) for t in set(probs) | set(intent)
+        }
 
     def _observe_call(self, event: ToolCall, mem: SessionMemory) -> None:
         decision = self._decisions.get(event.session)
@@ -152,7 +190,7 @@ class PatternModel:
                 hyps = self.args.get(hkey)
                 if hyps is None:
                     hyps = self.args[hkey] = ArgHypotheses()
-                hyps.observe(value, mem)
+                hyps.observe(value, mem, (event.name, name))
         mem.add_call(event.call_id, event.name, args)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
@@ -164,7 +202,7 @@ class PatternModel:
         mem = self._sessions.get(session)
         if decision is None or mem is None or decision.first_call_t is not None:
             return []
-        probs = self.flow.predict(decision.keys)
+        probs = self._tool_probabilities(mem.app, decision)
         offered = self.offered.get(mem.app)
         tools = sorted(
             (
@@ -177,6 +215,10 @@ class PatternModel:
         llm_s = self.latency.llm_s(mem.app)
         out: dict[bytes, Candidate] = {}
         for p_tool, tool in tools:
+            # a tool's candidates are no likelier than the tool: once `limit` candidates
+            # beat it, no later tool can enter the answer
+            if len(out) >= limit and sorted(c.probability for c in out.values())[-limit] >= p_tool:
+                break
             saving = min(llm_s, self.latency.tool_s(mem.app, tool))
             for args, p_args in self._arguments(mem, tool):
                 p = p_tool * p_args

@@ -75,7 +75,15 @@ def match_keys(value: Any) -> list[tuple[str, Any]]:
         if number is not None:
             keys.append(("n", number))
         return keys
-    return [("j", canonical(value))]
+    keys = [("j", canonical(value))]
+    if isinstance(value, list) and 1 < len(value) <= 50 and all(isinstance(v, str) for v in value):
+        # a list of strings also stands for its joined text, and that text for the list
+        keys += [("s", sep.join(value).casefold()) for sep in _SEPARATORS.values()]
+    return keys
+
+
+_SEPARATORS = {"join_comma_space": ", ", "join_comma": ",", "join_space": " "}
+_SPLITS = {"split_comma_space": ", ", "split_comma": ",", "split_space": " "}
 
 
 def _as_number(text: str) -> float | None:
@@ -89,7 +97,7 @@ def _as_number(text: str) -> float | None:
 
 
 # Transforms that turn a source value into an argument value; None means as-is.
-TRANSFORMS = ("str", "int", "float", "lower", "upper", "title")
+TRANSFORMS = ("str", "int", "float", "lower", "upper", "title", *_SEPARATORS, *_SPLITS)
 
 
 def transform_between(source: Any, target: Any) -> str | None | bool:
@@ -124,8 +132,14 @@ def apply(transform: str | None, value: Any) -> Any:
         if transform == "int":
             return int(number) if number.is_integer() else None
         return number
+    if transform in _SEPARATORS:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return _SEPARATORS[transform].join(value)
+        return None
     if not isinstance(value, str):
         return None
+    if transform in _SPLITS:
+        return [part.strip() for part in value.split(_SPLITS[transform])]
     if transform == "lower":
         return value.lower()
     if transform == "upper":

@@ -75,6 +75,7 @@ def _sessions(paths: list[Path], fmt: str, err: TextIO) -> Iterator[ReplaySessio
 def _result(totals: Totals, tools: bool = True) -> dict[str, Any]:
     result = totals.summary()
     result["misses"] = dict(sorted(totals.misses.items(), key=lambda kv: -kv[1]))
+    result["calibration"] = totals.calibration_table()
     if tools:
         result["tools"] = {
             name: {

@@ -62,6 +62,14 @@ class Totals:
     e2e_time_spec_s: float = 0.0
     misses: dict[str, int] = field(default_factory=dict)
     tools: dict[str, ToolRow] = field(default_factory=dict)
+    # calibration: per tenth of predicted probability, [candidates, candidates that came true]
+    calibration: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(10)])
+
+    def calibration_table(self) -> list[dict[str, float]]:
+        return [
+            {"p_from": i / 10, "p_to": (i + 1) / 10, "candidates": n, "came_true": round(k / n, 4) if n else 0.0}
+            for i, (n, k) in enumerate(self.calibration)
+        ]
 
     def summary(self) -> dict[str, Any]:
         def ratio(a: float, b: float) -> float:
@@ -94,6 +102,7 @@ class _Turn:
     fired: dict[bytes, Candidate]
     first: bool
     waits: list[tuple[float, float]] = field(default_factory=list)  # (tool time, wait)
+    called: set[bytes] = field(default_factory=set)
 
 
 class Simulation:
@@ -168,6 +177,7 @@ class Simulation:
         row = self._row(call.name)
         latency = session.tool_s.get(call.call_id, self.tool_latency)
         key = call_key(call.name, call.arguments)
+        turn.called.add(key)
         ranked = [c.key for c in turn.candidates]
         t.tool_calls += 1
         row.calls += 1
@@ -220,6 +230,10 @@ class Simulation:
     def _finish(self, turn: _Turn | None) -> None:
         if turn is None:
             return
+        for c in turn.candidates:
+            bucket = self.totals.calibration[min(9, int(c.probability * 10))]
+            bucket[0] += 1
+            bucket[1] += c.key in turn.called
         base = turn.llm_s + max((lat for lat, _ in turn.waits), default=0.0)
         spec = turn.llm_s + max((wait for _, wait in turn.waits), default=0.0)
         self.totals.e2e_time_s += base
