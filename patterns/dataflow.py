@@ -129,7 +129,7 @@ def _fan_out(path: Path) -> Path | None:
     """The path with its last list index made a wildcard, or None without one."""
     for i in range(len(path) - 1, -1, -1):
         if isinstance(path[i], int):
-            return path[:i] + (WILDCARD,) + path[i + 1 :]
+            return (*path[:i], WILDCARD, *path[i + 1 :])
     return None
 
 
@@ -181,7 +181,9 @@ def _anchor_span(text: str, anchor: tuple[str, ...], nwords: int) -> str | None:
     if k == 0:
         starts = [0]
     else:
-        starts = [i + 1 for i in where.get(anchor[-1], ()) if tuple(words[i + 1 - k : i + 1]) == anchor]
+        starts = [
+            i + 1 for i in where.get(anchor[-1], ()) if tuple(words[i + 1 - k : i + 1]) == anchor
+        ]
     for i in starts:
         if i >= k and i + nwords <= len(words):
             start, end = matches[i].start(), matches[i + nwords - 1].end()
@@ -226,7 +228,9 @@ class ArgHypotheses:
         # tried sources, best first; refreshed whenever the stats change
         self.ranked: list[tuple[Source, Stat]] = []
 
-    def observe(self, value: Any, mem: SessionMemory, target: tuple[str, str] | None = None) -> None:
+    def observe(
+        self, value: Any, mem: SessionMemory, target: tuple[str, str] | None = None
+    ) -> None:
         for source, stat in self.stats.items():
             predicted = resolve(source, mem)
             stat.trials += 1
@@ -237,15 +241,19 @@ class ArgHypotheses:
         for source in discover(value, mem, target):
             if source not in self.stats:
                 self.stats[source] = Stat()
-        order = sorted(self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True)
-        if len(order) > MAX_HYPOTHESES:
-            order = order[:MAX_HYPOTHESES]
-            self.stats = dict(order)
-        if order and order[0][1].trials > AGE_AT:
+        self.rank()
+        if self.ranked and self.ranked[0][1].trials > AGE_AT:
             # halve the counts so that a source that stops working loses its lead in time
             for stat in self.stats.values():
                 stat.hits /= 2
                 stat.trials /= 2
+
+    def rank(self) -> None:
+        """Keep the best MAX_HYPOTHESES sources and order the tried ones, best first."""
+        order = sorted(self.stats.items(), key=lambda kv: (kv[1].score, kv[1].trials), reverse=True)
+        if len(order) > MAX_HYPOTHESES:
+            order = order[:MAX_HYPOTHESES]
+            self.stats = dict(order)
         self.ranked = [(src, st) for src, st in order if st.trials >= 1]
 
     def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:

@@ -59,12 +59,12 @@ class Intent:
                 entry.seen /= 2
                 entry.next = {t: n / 2 for t, n in entry.next.items() if n >= 0.5}
 
-    def predict(self, app: Any, words: frozenset[str]) -> tuple[dict[str, float], float]:
-        """(P(tool in the first turn), evidence): an idf-weighted mean of the words'
-        conditional frequencies; evidence is the total weight behind it."""
+    def predict(self, app: Any, words: frozenset[str]) -> dict[str, float]:
+        """P(tool in the first turn): an idf-weighted mean of the words' conditional
+        frequencies."""
         a = self.apps.get(app)
         if a is None or a.messages < 1:
-            return {}, 0.0
+            return {}
         votes: dict[str, float] = {}
         total = 0.0
         for w in words:
@@ -78,5 +78,5 @@ class Intent:
             for tool, n in entry.next.items():
                 votes[tool] = votes.get(tool, 0.0) + weight * n / entry.seen
         if total <= 0:
-            return {}, 0.0
-        return {t: v / total for t, v in votes.items()}, total
+            return {}
+        return {t: v / total for t, v in votes.items()}

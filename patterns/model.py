@@ -83,7 +83,7 @@ class PatternModel:
         self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
-        self._decisions: dict[SessionKey, _Decision] = {}
+        self._decisions: LRU = LRU(max_sessions)  # SessionKey -> _Decision
         self._call_t: LRU = LRU(max_sessions * 8)  # (session, call id) -> (app, tool, t)
 
     # -- learning ----------------------------------------------------------
@@ -146,7 +146,7 @@ class PatternModel:
     def _learn_trust(self, app: Any, decision: _Decision, called: set[str]) -> None:
         assert decision.words is not None
         flow = self.flow.predict(decision.keys)
-        intent, _ = self.intent.predict(app, decision.words)
+        intent = self.intent.predict(app, decision.words)
         outcome = called or {END}
         scores = [sum(d.get(t, 0.0) for t in outcome) / len(outcome) for d in (flow, intent)]
         old = self.trust.get(app) or [0.5, 0.5]
@@ -156,7 +156,7 @@ class PatternModel:
         probs = self.flow.predict(decision.keys)
         if decision.words is None:
             return probs
-        intent, evidence = self.intent.predict(app, decision.words)
+        intent = self.intent.predict(app, decision.words)
         if not intent:
             return probs
         trust_flow, trust_intent = self.trust.get(app) or [0.5, 0.5]
@@ -165,7 +165,8 @@ class PatternModel:
         w = trust_intent / (trust_flow + trust_intent)
         # the intent model does not speak of END: scale the flow's P(END) along with the rest
         return {
-            t: w * intent.get(t, 0.0) + (1 - w) * probs.get(t, 0.0) for t in set(probs) | set(intent)
+            t: w * intent.get(t, 0.0) + (1 - w) * probs.get(t, 0.0)
+            for t in set(probs) | set(intent)
         }
 
     def _observe_call(self, event: ToolCall, mem: SessionMemory) -> None:

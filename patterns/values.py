@@ -32,13 +32,13 @@ def leaves(value: Any, max_leaves: int = MAX_LEAVES) -> Iterator[tuple[Path, Any
                 yield path, v
                 emitted += 1
             if len(path) < MAX_DEPTH:
-                stack.extend((path + (k,), v[k]) for k in reversed(list(v)))
+                stack.extend(((*path, k), v[k]) for k in reversed(list(v)))
         elif isinstance(v, list):
             if len(canonical(v)) <= _MAX_CONTAINER_KEY:
                 yield path, v
                 emitted += 1
             if len(path) < MAX_DEPTH:
-                stack.extend((path + (i,), v[i]) for i in range(len(v) - 1, -1, -1))
+                stack.extend(((*path, i), v[i]) for i in range(len(v) - 1, -1, -1))
         elif v is not None:
             yield path, v
             emitted += 1
@@ -100,7 +100,7 @@ def _as_number(text: str) -> float | None:
 TRANSFORMS = ("str", "int", "float", "lower", "upper", "title", *_SEPARATORS, *_SPLITS)
 
 
-def transform_between(source: Any, target: Any) -> str | None | bool:
+def transform_between(source: Any, target: Any) -> str | bool | None:
     """The transform that maps source to target: None for identity, a name from
     TRANSFORMS, or False when none does."""
     if type(source) is type(target) and source == target:

@@ -111,9 +111,9 @@ class PrefireAddon:
         tap = self._taps.pop(flow.id, None)
         try:
             body = None
-            if tap is None and resp.raw_content is not None:
-                if len(resp.raw_content) <= self.config.max_body:
-                    body = resp.get_content()
+            raw = resp.raw_content
+            if tap is None and raw is not None and len(raw) <= self.config.max_body:
+                body = resp.get_content()
             self.observer.response(
                 flow.id, resp.status_code, resp.headers.get("content-type", ""), body, time.time()
             )

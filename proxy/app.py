@@ -17,6 +17,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from prefire.proxy.addon import AddonConfig, PrefireAddon
 from prefire.proxy.capture import Capture
+from prefire.proxy.learner import Learner
 from prefire.proxy.state import StateDir, proxy_env, url_host
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,8 @@ class Proxy:
             AddonConfig(capture=self.capture, max_body=config.max_body, on_ready=self._on_ready)
         )
         self.master.addons.add(self.addon)
+        self.learner = Learner(config.state.root)
+        self.addon.listeners.append(self.learner)
 
     def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
         if not self.ready.done() and addrs:
@@ -83,6 +86,7 @@ class Proxy:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.shutdown)
         serving = asyncio.create_task(self.master.run())
+        saving = asyncio.create_task(self.learner.save_periodically())
         status = 0
         try:
             await asyncio.wait({serving, self.ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -99,8 +103,10 @@ class Proxy:
                 self.shutdown()
             await serving
         finally:
+            saving.cancel()
             if self.capture is not None:
                 self.capture.close()
+            self.learner.save()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

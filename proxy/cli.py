@@ -67,11 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="score what speculation would save on recorded sessions")
     replay.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    replay.add_argument("--format", default="auto", choices=("auto", "openai", "capture", "mitm", "har"))
-    replay.add_argument("--tool-latency", type=float, default=1.0, metavar="S", help="tool time where none is recorded")
-    replay.add_argument("--llm-latency", type=float, default=2.0, metavar="S", help="LLM turn time where none is recorded")
-    replay.add_argument("--warmup", type=Path, default=None, metavar="FILE", help="learn from FILE first, unscored")
-    replay.add_argument("--baseline", action="store_true", help="also score the most-frequent-next-tool baseline")
+    replay.add_argument(
+        "--format", default="auto", choices=("auto", "openai", "capture", "mitm", "har")
+    )
+    replay.add_argument(
+        "--tool-latency",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="tool time where none is recorded",
+    )
+    replay.add_argument(
+        "--llm-latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="LLM turn time where none is recorded",
+    )
+    replay.add_argument(
+        "--warmup", type=Path, default=None, metavar="FILE", help="learn from FILE first, unscored"
+    )
+    replay.add_argument(
+        "--baseline", action="store_true", help="also score the most-frequent-next-tool baseline"
+    )
     replay.add_argument("--json", action="store_true", help="print one JSON object")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")

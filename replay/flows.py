@@ -20,7 +20,7 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
     with path.open("rb") as fh:
         reader = mitm_io.FlowReader(fh)
         try:
-            for n, flow in enumerate(reader.stream(), 1):  # noqa: B007 - n names the bad flow
+            for n, flow in enumerate(reader.stream(), 1):
                 if isinstance(flow, http.HTTPFlow):
                     try:
                         _observe(observer, flow)
@@ -30,14 +30,22 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
                 yield from out
                 out.clear()
         except exceptions.FlowReadException as exc:
-            yield InputError(str(path), n + 1, f"flow {n + 1} cannot be read: {exc}; flows after it are lost")
+            yield InputError(
+                str(path), n + 1, f"flow {n + 1} cannot be read: {exc}; flows after it are lost"
+            )
 
 
 def _observe(observer: Observer, flow: http.HTTPFlow) -> None:
     req = flow.request
     body = req.get_content() if req.raw_content is not None else b""
     ex = observer.request(
-        flow.id, req.method, req.url, req.path, req.headers.items(multi=True), body or b"", req.timestamp_start
+        flow.id,
+        req.method,
+        req.url,
+        req.path,
+        req.headers.items(multi=True),
+        body or b"",
+        req.timestamp_start,
     )
     resp = flow.response
     if ex is None or resp is None:

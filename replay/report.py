@@ -33,7 +33,9 @@ def run(
     sims = {"prefire": Simulation(tool_latency=tool_latency, llm_latency=llm_latency)}
     if with_baseline:
         sims["baseline"] = Simulation(
-            model=BaselineModel(tool_latency, llm_latency), tool_latency=tool_latency, llm_latency=llm_latency
+            model=BaselineModel(tool_latency, llm_latency),
+            tool_latency=tool_latency,
+            llm_latency=llm_latency,
         )
     if warmup is not None:
         warm = [s for s in _sessions([warmup], fmt, err) if isinstance(s, ReplaySession)]
@@ -107,7 +109,9 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  {reason:<28}{n:>8}")
     if result.get("tools"):
         lines.append("")
-        lines.append(f"{'tool':<32}{'calls':>7}{'elig':>7}{'hits':>7}{'fired':>7}{'used':>7}{'hidden_s':>10}")
+        lines.append(
+            f"{'tool':<32}{'calls':>7}{'elig':>7}{'hits':>7}{'fired':>7}{'used':>7}{'hidden_s':>10}"
+        )
         for name, r in list(result["tools"].items())[:40]:
             lines.append(
                 f"{name[:31]:<32}{r['calls']:>7}{r['eligible']:>7}{r['hits']:>7}"

@@ -67,7 +67,12 @@ class Totals:
 
     def calibration_table(self) -> list[dict[str, float]]:
         return [
-            {"p_from": i / 10, "p_to": (i + 1) / 10, "candidates": n, "came_true": round(k / n, 4) if n else 0.0}
+            {
+                "p_from": i / 10,
+                "p_to": (i + 1) / 10,
+                "candidates": n,
+                "came_true": round(k / n, 4) if n else 0.0,
+            }
             for i, (n, k) in enumerate(self.calibration)
         ]
 
@@ -145,9 +150,13 @@ class Simulation:
             if isinstance(event, LLMRequest):
                 self._finish(turn)
                 self.model.observe(event)
-                llm_s = session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
+                llm_s = (
+                    session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
+                )
                 candidates = self.model.predict(event.session)
-                turn = _Turn(llm_s, candidates, self._fire(candidates, session), first=decisions == 0)
+                turn = _Turn(
+                    llm_s, candidates, self._fire(candidates, session), first=decisions == 0
+                )
                 decisions += 1
             elif isinstance(event, ToolCall):
                 if turn is None:  # calls with no decision point before them cannot be predicted

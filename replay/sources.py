@@ -151,7 +151,11 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
         elif item.role == TOOL_RESULT:
             events.append(
                 ToolResult(
-                    session=session, t=0.0, call_id=item.call_id, content=item.content, is_error=item.is_error
+                    session=session,
+                    t=0.0,
+                    call_id=item.call_id,
+                    content=item.content,
+                    is_error=item.is_error,
                 )
             )
             pending_input = True
@@ -159,7 +163,9 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
         events.append(LLMRequest(session=session, t=0.0, api="openai_chat"))
     tool_s = {str(k): float(v) for k, v in (timing.get("tool_s") or {}).items()}
     llm_s = [float(v) for v in timing.get("llm_s") or []]
-    return ReplaySession(sid, events, tool_s, llm_s, {str(k): str(v) for k, v in labels.items()}, origin)
+    return ReplaySession(
+        sid, events, tool_s, llm_s, {str(k): str(v) for k, v in labels.items()}, origin
+    )
 
 
 # -- capture JSONL and flow files: grouped into sessions ---------------------------

@@ -72,7 +72,8 @@ async def _fetch(
 async def test_every_api_passes_through_byte_identical(prefire: RunningProxy) -> None:
     up = GzipUpstream(gap_s=0.02)
     async with (
-        serve(up.app) as base, httpx.AsyncClient(trust_env=False) as direct,
+        serve(up.app) as base,
+        httpx.AsyncClient(trust_env=False) as direct,
         httpx.AsyncClient(proxy=prefire.url, trust_env=False) as via,
     ):
         for path, body in ROUTES:

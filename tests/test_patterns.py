@@ -27,7 +27,13 @@ def feed(model: PatternModel, script: Script, *, predict_at: int | None = None) 
 
 def flight_session(i: int, city: str, ids: list[str], *, pick: int = 0) -> Script:
     s = Script(f"f{i}", TOOLS).user(f"Please find flights to {city} for next week")
-    s.turn(("search", {"to": city}, {"flights": [{"id": x, "price": 100 + n} for n, x in enumerate(ids)]}))
+    s.turn(
+        (
+            "search",
+            {"to": city},
+            {"flights": [{"id": x, "price": 100 + n} for n, x in enumerate(ids)]},
+        )
+    )
     s.turn(("details", {"flight_id": ids[pick]}, {"id": ids[pick], "seats": 3}))
     return s
 
@@ -131,7 +137,9 @@ def test_no_more_tools_lowers_every_candidate() -> None:
     m = PatternModel()
     for i in range(5):
         feed(m, flight_session(i, "Oslo", ["A", "B"]))
-    got = feed(m, flight_session(9, "Oslo", ["A", "B"]), predict_at=2)  # after details: the agent answers
+    got = feed(
+        m, flight_session(9, "Oslo", ["A", "B"]), predict_at=2
+    )  # after details: the agent answers
     assert all(c.probability < 0.3 for c in got)
 
 

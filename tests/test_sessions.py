@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prefire.patterns.events import LLMRequest, ToolCall, ToolResult, ToolsOffered, ToolSpec, UserMessage
+from prefire.patterns.events import (
+    LLMRequest,
+    ToolCall,
+    ToolResult,
+    ToolsOffered,
+    ToolSpec,
+    UserMessage,
+)
 from prefire.proxy.providers.base import (
     ASSISTANT,
     SYSTEM,
@@ -18,7 +25,9 @@ from prefire.proxy.sessions import Sessions, scope_of
 TOOLS = (ToolSpec("search"), ToolSpec("open"))
 SYS = Item(SYSTEM, text="You are helpful.")
 U1 = Item(USER, text="find flights to Oslo")
-CALL = Item(TOOL_CALL, call_id="c1", name="search", arguments={"q": "Oslo"}, raw_arguments='{"q":"Oslo"}')
+CALL = Item(
+    TOOL_CALL, call_id="c1", name="search", arguments={"q": "Oslo"}, raw_arguments='{"q":"Oslo"}'
+)
 RES = Item(TOOL_RESULT, call_id="c1", content={"ids": [1, 2]})
 
 
@@ -37,7 +46,9 @@ def test_first_request_emits_tools_user_and_llm_request() -> None:
 def test_followup_continues_conversation_and_only_new_items_are_events() -> None:
     s = Sessions()
     first, _ = s.request_events("scope", req(SYS, U1), 1.0)
-    call = s.call_event(first, CallDraft("c1", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 1.5)
+    call = s.call_event(
+        first, CallDraft("c1", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 1.5
+    )
     assert isinstance(call, ToolCall)
     second, events = s.request_events("scope", req(SYS, U1, CALL, RES), 2.0)
     assert second == first
@@ -93,12 +104,16 @@ def test_responses_chain_by_previous_response_id() -> None:
     a, _ = s.request_events("scope", ParsedRequest(api="openai_responses", items=(U1,)), 1.0)
     s.response_done(a, "resp_1")
     b, events = s.request_events(
-        "scope", ParsedRequest(api="openai_responses", items=(RES,), previous_response_id="resp_1"), 2.0
+        "scope",
+        ParsedRequest(api="openai_responses", items=(RES,), previous_response_id="resp_1"),
+        2.0,
     )
     assert a == b and isinstance(events[0], ToolResult)
     # a response id is only honoured within its own scope
     c, _ = s.request_events(
-        "other", ParsedRequest(api="openai_responses", items=(RES,), previous_response_id="resp_1"), 2.0
+        "other",
+        ParsedRequest(api="openai_responses", items=(RES,), previous_response_id="resp_1"),
+        2.0,
     )
     assert c.conversation != a.conversation
 
