@@ -47,5 +47,5 @@ class BaselineModel:
         for tool, n in following.most_common(limit):
             key, count = self.args[tool].most_common(1)[0]
             p = n / total * count / sum(self.args[tool].values())
-            out.append(Candidate(tool, self.arg_values[key], p, p * self.saving))
+            out.append(Candidate(tool, self.arg_values[key], p, p * self.saving, key))
         return out

@@ -57,15 +57,20 @@ class ControlFlow:
                 c.next = {t: n / 2 for t, n in c.next.items() if n >= 0.5}
 
     def predict(self, keys: list[tuple[Any, ...]]) -> dict[str, float]:
-        """P(tool is called in the next turn) for each tool seen in these contexts, and END."""
+        """P(tool is called in the next turn) for each tool seen in these contexts, and END.
+
+        Each context refines the estimate of the shorter one below it:
+        p_k = (c_k + w p_{k-1}) / (n_k + w). Unrolled, every context adds its counts
+        times a coefficient, so one pass over the counts suffices.
+        """
+        levels = [c for key in keys if (c := self.table.get(key)) is not None and c.total > 0]
         probs: dict[str, float] = {}
-        for key in keys:  # shortest first: each longer context refines the estimate below it
-            c = self.table.get(key)
-            if c is None or c.total <= 0:
-                continue
-            w = _PRIOR_WEIGHT
-            tools = set(probs) | set(c.next)
-            probs = {t: (c.next.get(t, 0.0) + w * probs.get(t, 0.0)) / (c.total + w) for t in tools}
+        scale = 1.0  # product of w / (n_j + w) over the longer contexts
+        for c in reversed(levels):
+            coef = scale / (c.total + _PRIOR_WEIGHT)
+            for tool, n in c.next.items():
+                probs[tool] = probs.get(tool, 0.0) + coef * n
+            scale *= _PRIOR_WEIGHT / (c.total + _PRIOR_WEIGHT)
         return probs
 
     def support(self, keys: list[tuple[Any, ...]]) -> float:

@@ -43,10 +43,12 @@ class Candidate:
     probability: float
     # expected seconds saved: probability x min(expected LLM time, expected tool latency)
     value: float
+    # the call's identity, call_key(tool, arguments)
+    key: bytes = b""
 
-    @property
-    def key(self) -> bytes:
-        return call_key(self.tool, self.arguments)
+    @classmethod
+    def of(cls, tool: str, arguments: Any, probability: float, value: float) -> Candidate:
+        return cls(tool, arguments, probability, value, call_key(tool, arguments))
 
 
 def call_key(tool: str, arguments: Any) -> bytes:
@@ -223,7 +225,7 @@ class PatternModel:
             saving = min(llm_s, self.latency.tool_s(mem.app, tool))
             for args, p_args in self._arguments(mem, tool):
                 p = p_tool * p_args
-                cand = Candidate(tool, args, p, p * saving)
+                cand = Candidate.of(tool, args, p, p * saving)
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
         ranked = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))
