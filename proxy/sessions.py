@@ -67,11 +67,18 @@ class _Conversation:
     toolset: str = ""
     # call id -> tool name, for calls already announced (from a response or from history)
     calls: dict[str, str] = field(default_factory=dict)
+    # prefix hashes of this conversation's requests, oldest first
+    hashes: dict[bytes, None] = field(default_factory=dict)
 
     def remember(self, call_id: str, name: str) -> None:
         self.calls[call_id] = name
         if len(self.calls) > _REMEMBERED_CALLS:
             del self.calls[next(iter(self.calls))]
+
+    def add_hash(self, h: bytes) -> None:
+        self.hashes[h] = None
+        if len(self.hashes) > _REMEMBERED_CALLS:
+            del self.hashes[next(iter(self.hashes))]
 
 
 def _item_hash(prev: bytes, item: Item) -> bytes:
@@ -85,6 +92,7 @@ class Sessions:
     def __init__(self, max_prefixes: int = 200_000, max_conversations: int = 50_000) -> None:
         self._prefixes: LRU = LRU(max_prefixes)  # (scope, api, hash) -> conversation id
         self._responses: LRU = LRU(max_prefixes)  # (scope, response id) -> conversation id
+        self._call_owner: LRU = LRU(max_prefixes)  # (scope, call id) -> conversation id
         self._conversations: LRU = LRU(max_conversations)  # conversation id -> _Conversation
 
     def request_events(
@@ -102,22 +110,42 @@ class Sessions:
         if req.previous_response_id:
             conv = self._get(self._responses.get((scope, req.previous_response_id)))
         else:
-            has_history = any(i.role in (TOOL_CALL, TOOL_RESULT) for i in req.items)
-            # An exact repeat of a first request is a new run of the same task, not a retry.
-            top = len(hashes) if has_history else len(hashes) - 1
-            for k in range(top, 0, -1):
-                conv = self._get(self._prefixes.get((scope, hashes[k - 1])))
-                if conv is not None:
-                    start = k
-                    break
+            conv, start = self._continued(scope, req, hashes)
         if conv is None:
             conv = _Conversation(secrets.token_hex(4))
             self._conversations[conv.id] = conv
         if hashes:
             self._prefixes[(scope, hashes[-1])] = conv.id
+            conv.add_hash(hashes[-1])
 
         session = SessionKey(scope, conv.id)
         return session, self._new_item_events(session, conv, req, req.items[start:], t)
+
+    def _continued(
+        self, scope: str, req: ParsedRequest, hashes: list[bytes]
+    ) -> tuple[_Conversation | None, int]:
+        """The conversation a stateless request continues and how many of its items
+        that conversation has seen; (None, 0) for a new conversation.
+
+        The owner of the history's last tool call decides first: two runs of the
+        same task share their early prefixes, but not their call ids. Failing that,
+        the longest known prefix decides.
+        """
+        has_history = any(i.role in (TOOL_CALL, TOOL_RESULT) for i in req.items)
+        # An exact repeat of a first request is a new run of the same task, not a retry.
+        top = len(hashes) if has_history else len(hashes) - 1
+        last_call = next((i for i in reversed(req.items) if i.role == TOOL_CALL), None)
+        if last_call is not None:
+            owner = self._get(self._call_owner.get((scope, last_call.call_id)))
+            if owner is not None:
+                for k in range(top, 0, -1):
+                    if hashes[k - 1] in owner.hashes:
+                        return owner, k
+        for k in range(top, 0, -1):
+            conv = self._get(self._prefixes.get((scope, hashes[k - 1])))
+            if conv is not None:
+                return conv, k
+        return None, 0
 
     def _new_item_events(
         self,
@@ -140,6 +168,7 @@ class Sessions:
                 new_input = True
             elif item.role == TOOL_CALL and item.call_id not in conv.calls:
                 conv.remember(item.call_id, item.name)
+                self._call_owner[(session.scope, item.call_id)] = conv.id
                 events.append(
                     ToolCall(
                         session=session,
@@ -179,6 +208,7 @@ class Sessions:
             if draft.call_id in conv.calls:
                 return None
             conv.remember(draft.call_id, draft.name)
+            self._call_owner[(session.scope, draft.call_id)] = conv.id
         return ToolCall(
             session=session,
             t=t,

@@ -13,6 +13,7 @@ import openai
 import pytest
 from mitmproxy import io as mitm_io
 
+from tests.agent_script import weather_conversation
 from tests.conftest import RunningProxy, start_proxy, stop_proxy
 from tests.upstreams import TIME_ARGS, WEATHER_ARGS, GzipUpstream, LLMUpstream, serve
 
@@ -93,44 +94,8 @@ async def test_every_api_passes_through_byte_identical(prefire: RunningProxy) ->
 
 
 async def test_openai_sdk_stream_and_followup(proxied_env: RunningProxy) -> None:
-    up = LLMUpstream()
-    async with serve(up.app) as base:
-        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=SECRET)
-        messages: list[dict] = [{"role": "user", "content": "Weather and time in Paris?"}]
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=messages,
-            stream=True,
-            tools=[_fn("get_weather"), _fn("get_time")],
-        )
-        calls: dict[int, dict] = {}
-        async for chunk in stream:
-            for tc in chunk.choices[0].delta.tool_calls or []:
-                c = calls.setdefault(
-                    tc.index, {"id": tc.id, "name": tc.function.name, "arguments": ""}
-                )
-                c["arguments"] += tc.function.arguments or ""
-        assert [c["name"] for c in calls.values()] == ["get_weather", "get_time"]
-        messages.append(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": c["arguments"]},
-                    }
-                    for c in calls.values()
-                ],
-            }
-        )
-        messages += [
-            {"role": "tool", "tool_call_id": "call_a", "content": json.dumps({"temp_c": 21})},
-            {"role": "tool", "tool_call_id": "call_b", "content": "14:05"},
-        ]
-        await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-        await client.close()
+    calls = await weather_conversation(SECRET)
+    assert [c["name"] for c in calls] == ["get_weather", "get_time"]
     events = proxied_env.events()
     kinds = [e["kind"] for e in events]
     assert kinds[:3] == ["tools", "user_message", "llm_request"]
@@ -263,10 +228,3 @@ async def test_env_prints_exports_and_ca_key_is_private(tmp_path: Path) -> None:
         assert Path(lines[key]).exists()
     key_file = tmp_path / "s" / "mitmproxy" / "mitmproxy-ca.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
-
-
-def _fn(name: str) -> dict:
-    return {
-        "type": "function",
-        "function": {"name": name, "parameters": {"type": "object", "properties": {}}},
-    }

@@ -126,3 +126,31 @@ def test_scope_hashes_credentials_and_hides_them() -> None:
     e = scope_of({}, "https://g.example/v1/models/x:generateContent?key=AIza2")
     assert a == b and a != c and d != e
     assert "sk-1" not in a and len(a) == 16
+
+
+def test_repeated_task_runs_stay_apart() -> None:
+    """Run 2 sends exactly run 1's requests: its follow-up belongs to run 2, not to run 1."""
+    s = Sessions()
+    a, _ = s.request_events("scope", req(SYS, U1), 1.0)
+    s.call_event(a, CallDraft("c1", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 1.1)
+    s.request_events("scope", req(SYS, U1, CALL, RES), 2.0)
+    b, _ = s.request_events("scope", req(SYS, U1), 3.0)
+    s.call_event(b, CallDraft("c1", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 3.1)
+    b2, events = s.request_events("scope", req(SYS, U1, CALL, RES), 4.0)
+    assert b2 == b != a
+    assert [type(e) for e in events] == [ToolResult, LLMRequest]
+
+
+def test_concurrent_runs_with_the_same_question_follow_their_call_ids() -> None:
+    s = Sessions()
+    a, _ = s.request_events("scope", req(SYS, U1), 1.0)
+    b, _ = s.request_events("scope", req(SYS, U1), 1.0)
+    s.call_event(a, CallDraft("ca", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 1.1)
+    s.call_event(b, CallDraft("cb", "search", {"q": "Oslo"}, '{"q":"Oslo"}'), "openai_chat", 1.1)
+    call_a = Item(
+        TOOL_CALL, call_id="ca", name="search", arguments={"q": "Oslo"}, raw_arguments="{}"
+    )
+    res_a = Item(TOOL_RESULT, call_id="ca", content=1)
+    a2, events = s.request_events("scope", req(SYS, U1, call_a, res_a), 2.0)
+    assert a2 == a != b
+    assert [type(e) for e in events] == [ToolResult, LLMRequest]

@@ -7,6 +7,7 @@ whole JSON body or as an SSE stream sent in several chunks with small gaps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -293,10 +294,12 @@ class LLMUpstream:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        for c in chunks:
-            await resp.write(c)
-            await asyncio.sleep(self.gap_s)
-        await resp.write_eof()
+        # SDKs stop reading at the terminal event and may close before the last chunk
+        with contextlib.suppress(ConnectionResetError):
+            for c in chunks:
+                await resp.write(c)
+                await asyncio.sleep(self.gap_s)
+            await resp.write_eof()
         return resp
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
