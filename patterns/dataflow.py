@@ -9,7 +9,9 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
   ("const", json)                                  the same value every time
   ("res", tool, back, path, transform)             a value in an earlier result
   ("arg", tool, back, path, transform)             an earlier call's argument
-  ("user", back, "anchor", (words, n), transform)  the n words after `words` in a user message
+  ("user", back, "anchor", (words, skip, n), transform)
+                                                   the n words that start `skip` words after
+                                                   `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
   ("iter", tool, back, path, transform, target)    the first element of a result list not yet
@@ -148,12 +150,15 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
         transform = transform_between(span, value)
         if transform is False:
             continue
-        words = _WORD.findall(text[:pos])[-2:]
+        before = [w.casefold() for w in _WORD.findall(text[:pos])[-3:]]
         nwords = len(_WORD.findall(span))
         if 0 < nwords <= _MAX_SPAN_WORDS:
-            out.append(
-                ("user", back, "anchor", (tuple(w.casefold() for w in words), nwords), transform)
-            )
+            # anchors: the two words right before, the one word right before, and one
+            # word two or three back (so "are Yusuf Rossi" finds Rossi from "are")
+            anchors = [(tuple(before[-2:]), 0), (tuple(before[-1:]), 0)]
+            anchors += [((before[-1 - skip],), skip) for skip in (1, 2) if len(before) > skip]
+            for words, skip in dict.fromkeys(anchors):
+                out.append(("user", back, "anchor", (words, skip, nwords), transform))
         shape = _shape_of(span)
         occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
         out.append(("user", back, "shape", (shape, occurrence), transform))
@@ -175,14 +180,16 @@ def _words(text: str) -> tuple[list[re.Match[str]], list[str], dict[str, list[in
     return matches, words, where
 
 
-def _anchor_span(text: str, anchor: tuple[str, ...], nwords: int) -> str | None:
+def _anchor_span(text: str, anchor: tuple[str, ...], skip: int, nwords: int) -> str | None:
     matches, words, where = _words(text)
     k = len(anchor)
     if k == 0:
-        starts = [0]
+        starts = [skip]
     else:
         starts = [
-            i + 1 for i in where.get(anchor[-1], ()) if tuple(words[i + 1 - k : i + 1]) == anchor
+            i + 1 + skip
+            for i in where.get(anchor[-1], ())
+            if tuple(words[i + 1 - k : i + 1]) == anchor
         ]
     for i in starts:
         if i >= k and i + nwords <= len(words):
@@ -197,7 +204,7 @@ def _shape_of(span: str) -> str:
     for m in re.finditer(r"\d+|[A-Z]+[a-z]*|[a-z]+|\s+|.", span):
         tok = m.group()
         if tok.isdigit():
-            out.append(rf"\d{{{len(tok)}}}")
+            out.append(r"\d+")
         elif tok[0].isupper() and tok[1:].islower():
             out.append("[A-Z][a-z]+")
         elif tok.isupper():

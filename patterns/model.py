@@ -14,6 +14,7 @@ from typing import Any
 
 from lru import LRU
 
+from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical, digest
 from prefire.patterns.controlflow import END, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses
@@ -63,6 +64,8 @@ class _Decision:
     first_call_t: float | None = None
     # the words of the user message this decision answers, if it follows one
     words: frozenset[str] | None = None
+    # what was predicted here, (raw rank, raw probability, call key), for calibration
+    predicted: list[tuple[int, float, bytes]] | None = None
 
 
 class PatternModel:
@@ -75,6 +78,7 @@ class PatternModel:
     ) -> None:
         self.flow = ControlFlow()
         self.intent = Intent()
+        self.calibrator = Calibrator()
         # app -> [mean P the control flow gave the called tools, same for the intent model],
         # over decisions that answer a user message: how far to trust each
         self.trust: LRU = LRU(max_arg_keys)
@@ -135,6 +139,10 @@ class PatternModel:
         decision = self._decisions.pop(session, None)
         if decision is not None:
             called = Counter(c.name for c in mem.turn_calls)
+            if decision.predicted:
+                keys = {call_key(c.name, c.arguments) for c in mem.turn_calls}
+                for rank, raw, key in decision.predicted:
+                    self.calibrator.observe(mem.app, rank, raw, key in keys)
             if decision.words is not None:
                 self._learn_trust(mem.app, decision, set(called))
                 if called:
@@ -228,8 +236,15 @@ class PatternModel:
                 cand = Candidate.of(tool, args, p, p * saving)
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
-        ranked = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))
-        return ranked[:limit]
+        raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]
+        if decision.predicted is None:
+            decision.predicted = [(i, c.probability, c.key) for i, c in enumerate(raw)]
+        calibrated = []
+        for i, c in enumerate(raw):
+            p = self.calibrator.calibrated(mem.app, i, c.probability)
+            saving = c.value / c.probability if c.probability > 0 else 0.0
+            calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
+        return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         counts = self.keysets.get((mem.app, tool))

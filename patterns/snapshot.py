@@ -33,6 +33,7 @@ def dump(model: PatternModel) -> bytes:
             for app, a in model.intent.apps.items()
         ],
         "trust": list(model.trust.items()),
+        "calibration": list(model.calibrator.apps.items()),
         "args": [
             [k, [[src, st.hits, st.trials] for src, st in h.stats.items()]]
             for k, h in model.args.items()
@@ -66,6 +67,8 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.intent.apps[_tuple(app)] = a
         for app, trust in state["trust"]:
             m.trust[_tuple(app)] = list(trust)
+        for app, table in state["calibration"]:
+            m.calibrator.apps[_tuple(app)] = [list(cell) for cell in table]
         for key, stats in state["args"]:
             h = ArgHypotheses()
             h.stats = {_tuple(src): Stat(hits, trials) for src, hits, trials in stats}
