@@ -16,7 +16,7 @@ from lru import LRU
 
 from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical, digest
-from prefire.patterns.controlflow import END, ControlFlow, contexts
+from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses
 from prefire.patterns.events import (
     Event,
@@ -196,12 +196,14 @@ class PatternModel:
             if counts is None:
                 counts = self.keysets[keyset_key] = Counter()
             counts[tuple(sorted(args))] += 1
+            prev = mem.names[-1] if mem.names else START
             for name, value in args.items():
-                hkey = (mem.app, event.name, name)
-                hyps = self.args.get(hkey)
-                if hyps is None:
-                    hyps = self.args[hkey] = ArgHypotheses()
-                hyps.observe(value, mem, (event.name, name))
+                # sources are learned for the tool in general and after the previous tool
+                for hkey in ((mem.app, event.name, name), (mem.app, prev, event.name, name)):
+                    hyps = self.args.get(hkey)
+                    if hyps is None:
+                        hyps = self.args[hkey] = ArgHypotheses()
+                    hyps.observe(value, mem, (event.name, name))
         mem.add_call(event.call_id, event.name, args)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
@@ -253,8 +255,11 @@ class PatternModel:
         names, seen = counts.most_common(1)[0]
         p_keyset = seen / sum(counts.values())
         options: list[list[tuple[str, Any, float, bool]]] = []
+        prev = mem.names[-1] if mem.names else START
         for name in names:
-            hyps = self.args.get((mem.app, tool, name))
+            hyps = _sharper(
+                self.args.get((mem.app, prev, tool, name)), self.args.get((mem.app, tool, name))
+            )
             values = hyps.values(mem) if hyps is not None else []
             if not values:
                 return []
@@ -282,6 +287,16 @@ class PatternModel:
                 share = min(1.0, self.width.get((mem.app, tool), 1.0) / len(fan_values))
                 results += [({**args, fan_name: v}, p * share) for v in fan_values]
         return results
+
+
+def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:
+    """The hypotheses learned after the previous tool where their best source is at
+    least as reliable as the best one learned for the tool in general."""
+    if specific is None or not specific.ranked:
+        return general
+    if general is None or not general.ranked:
+        return specific
+    return specific if specific.ranked[0][1].score >= general.ranked[0][1].score else general
 
 
 def _toolset(names: frozenset[str]) -> str:
