@@ -36,20 +36,31 @@ def synthetic(n: int, apps: int = 20, seed: int = 7) -> list[ReplaySession]:
         tools = [{"type": "function", "function": {"name": t}} for t in names]
         city = rnd.choice(CITIES)
         ids = [f"X{rnd.randrange(10**6)}" for _ in range(rnd.randint(2, 6))]
-        msgs: list[dict] = [{"role": "user", "content": f"Find trips to {city} and check the first one"}]
+        msgs: list[dict] = [
+            {"role": "user", "content": f"Find trips to {city} and check the first one"}
+        ]
 
         def call(cid: str, name: str, args: dict, result: object) -> None:
             msgs.append(
                 {
                     "role": "assistant",
                     "tool_calls": [
-                        {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                        {
+                            "id": cid,
+                            "type": "function",
+                            "function": {"name": name, "arguments": json.dumps(args)},
+                        }
                     ],
                 }
             )
             msgs.append({"role": "tool", "tool_call_id": cid, "content": json.dumps(result)})
 
-        call("c1", names[0], {"to": city}, {"trips": [{"id": x, "price": rnd.randrange(900)} for x in ids]})
+        call(
+            "c1",
+            names[0],
+            {"to": city},
+            {"trips": [{"id": x, "price": rnd.randrange(900)} for x in ids]},
+        )
         call("c2", names[1], {"trip_id": ids[0]}, {"id": ids[0], "seats": rnd.randrange(9)})
         if rnd.random() < 0.7:
             call("c3", names[2], {"city": city.lower(), "unit": "c"}, {"t": rnd.randrange(30)})

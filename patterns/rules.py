@@ -148,16 +148,13 @@ class Rule:
             why.append(held[1])
         if self.method:
             if method is None:
-                return (
-                    False,
-                    f"method: {_q(tool)} is not a REST call, rule wants {_qs(self.method)}",
-                )
+                return False, f"method: not known for {_q(tool)}, rule wants {_qs(self.method)}"
             if _first_match(self.method, [method.upper()]) is None:
                 return False, f"method {method.upper()} matches none of {_qs(self.method)}"
             why.append(f"method {method.upper()} matches")
         if self.host:
             if host is None:
-                return False, f"host: {_q(tool)} is not a REST call, rule wants {_qs(self.host)}"
+                return False, f"host: not known for {_q(tool)}, rule wants {_qs(self.host)}"
             hit = _first_match(self.host, [host.lower()])
             if hit is None:
                 return False, f"host {_q(host.lower())} matches none of {_qs(self.host)}"
@@ -420,38 +417,23 @@ class _Loader:
             self.problem(
                 line, "prefire", "missing; every rule says prefire: true or prefire: false"
             )
-        trust = self._bool(item, "trust_annotations", "") if "trust_annotations" in item else False
-        ttl = (
-            self._number(item, "ttl", "", integer=False, low=0, above=True)
-            if "ttl" in item
-            else 30.0
-        )
-        reuse = self._number(item, "reuse", "", integer=True, low=1) if "reuse" in item else 1
-        invalidates = self._globs(item, "invalidates", "") if "invalidates" in item else ()
-        rest = self._rest(item) if "rest" in item else None
+        # only the keys given, so Rule's own defaults apply to the rest
+        settings: dict[str, Any] = {}
+        if "trust_annotations" in item:
+            settings["trust_annotations"] = self._bool(item, "trust_annotations", "")
+        if "ttl" in item:
+            settings["ttl"] = self._number(item, "ttl", "", integer=False, low=0, above=True)
+        if "reuse" in item:
+            settings["reuse"] = self._number(item, "reuse", "", integer=True, low=1)
+        if "invalidates" in item:
+            settings["invalidates"] = self._globs(item, "invalidates", "")
+        if "rest" in item:
+            settings["rest"] = self._rest(item)
         if match is not None:
-            self._cross_check(item, match, trust)
-        if (
-            len(self.problems) > before
-            or match is None
-            or prefire is None
-            or ttl is None
-            or reuse is None
-            or invalidates is None
-        ):
+            self._cross_check(item, match, settings.get("trust_annotations", False))
+        if len(self.problems) > before or match is None or prefire is None:
             return None
-        return Rule(
-            prefire=prefire,
-            trust_annotations=trust is True,
-            ttl=float(ttl),
-            reuse=int(reuse),
-            invalidates=invalidates,
-            rest=rest,
-            index=index,
-            line=line,
-            text=text,
-            **match,
-        )
+        return Rule(prefire=prefire, index=index, line=line, text=text, **match, **settings)
 
     def _cross_check(self, item: CommentedMap, match: dict[str, Any], trust: bool | None) -> None:
         m = item["match"]
@@ -493,7 +475,7 @@ class _Loader:
             return None
         before = len(self.problems)
         self._unknown(m, _MATCH_KEYS, "match.")
-        if not any(key in m for key in _MATCH_KEYS):
+        if not m:  # (only unknown keys: those messages already say what to write)
             self.problem(
                 _value_line(item, "match"),
                 "match",

@@ -8,6 +8,9 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from prefire.proxy import logs
 from prefire.proxy.state import StateDir, default_state_dir, proxy_env
@@ -27,6 +30,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="holds the CA and learned state "
         "(default $PREFIRE_STATE_DIR or ~/.local/state/prefire)",
     )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"readOnlyHint": true}')
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +103,39 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--baseline", action="store_true", help="also score the most-frequent-next-tool baseline"
     )
+    replay.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="decide which tools may run early, and the budgets, from this rules file "
+        "(default: every tool except those the workload labels as writes)",
+    )
     replay.add_argument("--json", action="store_true", help="print one JSON object")
+
+    rules = sub.add_parser("rules", help="check a rules file, or explain what it decides")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate FILE; errors name the line and key")
+    check.add_argument("file", type=Path, metavar="FILE")
+    explain = rules_sub.add_parser("explain", help="which rule decides TOOL, and why")
+    explain.add_argument("file", type=Path, metavar="FILE")
+    explain.add_argument("tool", metavar="TOOL")
+    explain.add_argument(
+        "--mcp-annotations",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="the tool's MCP annotations, e.g. '{\"readOnlyHint\": true}'",
+    )
+    explain.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="S",
+        help="the tool's MCP server URL or name (repeat to give both)",
+    )
+    explain.add_argument("--method", default=None, metavar="M", help="HTTP method of a REST tool")
+    explain.add_argument("--host", default=None, metavar="H", help="host of a REST tool")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
     _common(env)
@@ -116,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             as_json=args.json,
             with_baseline=args.baseline,
+            rules_path=args.rules,
+        )
+    if args.command == "rules":
+        from prefire.proxy import rules_file
+
+        if args.rules_command == "check":
+            return rules_file.check(args.file)
+        return rules_file.explain(
+            args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
         )
     if args.command == "run":
         logs.configure(args.log_format)

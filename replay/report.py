@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from typing import Any, TextIO
 import orjson
 
 from prefire.patterns.baseline import BaselineModel
-from prefire.replay.simulate import Simulation, Totals
+from prefire.patterns.rules import RulesError, RuleSet
+from prefire.proxy.rules_file import read_rules
+from prefire.replay.simulate import Budget, Eligible, Simulation, Totals
 from prefire.replay.sources import InputError, ReplaySession, read
 
 
@@ -23,6 +26,7 @@ def run(
     warmup: Path | None = None,
     as_json: bool = False,
     with_baseline: bool = False,
+    rules_path: Path | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -30,10 +34,29 @@ def run(
         if not path.exists():
             print(f"prefire replay: {path}: no such file", file=err)
             return 2
-    sims = {"prefire": Simulation(tool_latency=tool_latency, llm_latency=llm_latency)}
+    eligible: Eligible | None = None
+    budget: Budget | None = None
+    if rules_path is not None:
+        try:
+            ruleset = read_rules(rules_path)
+        except RulesError as exc:
+            print(exc, file=err)
+            return 2
+        eligible = _rules_eligible(ruleset)
+        budget = Budget(
+            max_per_turn=ruleset.budgets.max_per_turn,
+            min_probability=ruleset.budgets.min_probability,
+        )
+    sims = {
+        "prefire": Simulation(
+            eligible=eligible, budget=budget, tool_latency=tool_latency, llm_latency=llm_latency
+        )
+    }
     if with_baseline:
         sims["baseline"] = Simulation(
             model=BaselineModel(tool_latency, llm_latency),
+            eligible=eligible,
+            budget=budget,
             tool_latency=tool_latency,
             llm_latency=llm_latency,
         )
@@ -65,6 +88,17 @@ def run(
     else:
         out.write(format_table(result))
     return 1 if errors and not result["sessions"] else 0
+
+
+def _rules_eligible(ruleset: RuleSet) -> Eligible:
+    """The rules replace the workload's write labels: replay scores what they would allow.
+    Replay knows only tool names, so each name's decision is made once."""
+
+    @functools.cache
+    def allowed(tool: str) -> bool:
+        return ruleset.decide(tool).allowed
+
+    return lambda tool, session: allowed(tool)
 
 
 def _sessions(paths: list[Path], fmt: str, err: TextIO) -> Iterator[ReplaySession | InputError]:

@@ -1,0 +1,78 @@
+"""The rules file at the I/O edge: reading it, and `prefire rules check | explain`.
+
+Parsing and deciding live in prefire.patterns.rules, which takes text, so the live
+proxy and replay share them; this module only adds the file and the terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from prefire.patterns.rules import Decision, RulesError, RuleSet, load_rules
+
+
+def read_rules(path: Path) -> RuleSet:
+    """Load and check a rules file; RulesError lists every problem as file:line: key: what."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RulesError([f"{path}: cannot read: {reason}"]) from exc
+    return load_rules(text, str(path))
+
+
+def check(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        ruleset = read_rules(path)
+    except RulesError as exc:
+        print(exc, file=err)
+        return 1
+    print(f"{path}: {len(ruleset.rules)} rules OK", file=out)
+    return 0
+
+
+def explain(
+    path: Path,
+    tool: str,
+    annotations: Mapping[str, Any] | None = None,
+    servers: Sequence[str] = (),
+    method: str | None = None,
+    host: str | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    try:
+        ruleset = read_rules(path)
+    except RulesError as exc:
+        print(exc, file=err)
+        return 1
+    decision = ruleset.decide(tool, servers, annotations, method, host)
+    out.write(format_decision(decision, tool, str(path)))
+    return 0
+
+
+def format_decision(decision: Decision, tool: str, source: str) -> str:
+    """The deciding rule as written and why, then why each earlier rule did not match
+    (the usual surprise is an earlier rule catching the tool, or one never reached)."""
+    lines: list[str] = []
+    rule = decision.rule
+    if rule is None:
+        lines.append(decision.reason)
+    else:
+        verdict = "may run early" if decision.allowed else "may not run early"
+        lines.append(f"{tool} {verdict}: rule {rule.index + 1} at {source}:{rule.line} decides")
+        lines.extend(f"    {text_line}" for text_line in rule.text.splitlines())
+        lines.append(f"why: {decision.reason}")
+        if decision.allowed:
+            lines.append(f"ttl {rule.ttl:g}s, served at most {rule.reuse} time(s)")
+        if rule.invalidates:
+            lines.append(f"a call to it drops cached results of: {', '.join(rule.invalidates)}")
+    if decision.skipped:
+        lines.append("rules that did not match:")
+        lines.extend(
+            f"  rule {r.index + 1} at {source}:{r.line}: {why}" for r, why in decision.skipped
+        )
+    return "\n".join(lines) + "\n"
