@@ -40,7 +40,7 @@ def synthetic(n: int, apps: int = 20, seed: int = 7) -> list[ReplaySession]:
             {"role": "user", "content": f"Find trips to {city} and check the first one"}
         ]
 
-        def call(cid: str, name: str, args: dict, result: object) -> None:
+        def call(cid: str, name: str, args: dict, result: object, msgs: list[dict] = msgs) -> None:
             msgs.append(
                 {
                     "role": "assistant",
