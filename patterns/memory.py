@@ -18,7 +18,7 @@ from prefire.patterns.values import Path, at_path, leaves, match_keys
 MAX_CALLS = 64
 MAX_USER_TEXTS = 8
 MAX_REFS_PER_KEY = 6
-MAX_INDEX_KEYS = 20_000
+MAX_INDEX_KEYS = 2_000
 
 
 @dataclass(slots=True)

@@ -66,12 +66,14 @@ class _Decision:
     words: frozenset[str] | None = None
     # what was predicted here, (raw rank, raw probability, call key), for calibration
     predicted: list[tuple[int, float, bytes]] | None = None
+    # the two experts' tool distributions at this point, computed once
+    experts: tuple[dict[str, float], dict[str, float]] | None = None
 
 
 class PatternModel:
     def __init__(
         self,
-        max_sessions: int = 10_000,
+        max_sessions: int = 4_096,
         max_arg_keys: int = 100_000,
         default_tool_s: float = 1.0,
         default_llm_s: float = 2.0,
@@ -153,20 +155,24 @@ class PatternModel:
                 self.width[(mem.app, tool)] = n if old is None else old + 0.2 * (n - old)
         mem.turn_calls = []
 
+    def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:
+        """(control flow's, intent model's) P(tool in the next turn) at this decision."""
+        if decision.experts is None:
+            flow = self.flow.predict(decision.keys)
+            intent = self.intent.predict(app, decision.words) if decision.words is not None else {}
+            decision.experts = (flow, intent)
+        return decision.experts
+
     def _learn_trust(self, app: Any, decision: _Decision, called: set[str]) -> None:
-        assert decision.words is not None
-        flow = self.flow.predict(decision.keys)
-        intent = self.intent.predict(app, decision.words)
         outcome = called or {END}
-        scores = [sum(d.get(t, 0.0) for t in outcome) / len(outcome) for d in (flow, intent)]
+        scores = [
+            sum(d.get(t, 0.0) for t in outcome) / len(outcome) for d in self._experts(app, decision)
+        ]
         old = self.trust.get(app) or [0.5, 0.5]
         self.trust[app] = [o + 0.1 * (n - o) for o, n in zip(old, scores, strict=True)]
 
     def _tool_probabilities(self, app: Any, decision: _Decision) -> dict[str, float]:
-        probs = self.flow.predict(decision.keys)
-        if decision.words is None:
-            return probs
-        intent = self.intent.predict(app, decision.words)
+        probs, intent = self._experts(app, decision)
         if not intent:
             return probs
         trust_flow, trust_intent = self.trust.get(app) or [0.5, 0.5]

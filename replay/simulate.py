@@ -153,7 +153,8 @@ class Simulation:
                 llm_s = (
                     session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
                 )
-                candidates = self.model.predict(event.session)
+                # enough for top-3 and for the firing budget, with room for ineligible tools
+                candidates = self.model.predict(event.session, limit=self.budget.max_per_turn + 3)
                 turn = _Turn(
                     llm_s, candidates, self._fire(candidates, session), first=decisions == 0
                 )
