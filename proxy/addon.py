@@ -18,6 +18,7 @@ from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture
 from prefire.proxy.decoding import ChunkDecoder, chunk_decoder
 from prefire.proxy.observer import ChunkObserver, Observer
+from prefire.proxy.speculator import Speculator
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,7 @@ class PrefireAddon:
         self.config = config
         self.listeners: list[Listener] = []
         self.observer = Observer(self._emit)
+        self.speculator: Speculator | None = None
         self._taps: dict[str, StreamTap] = {}
 
     def running(self) -> None:
@@ -81,12 +83,12 @@ class PrefireAddon:
             addrs = ctx.master.addons.get("proxyserver").listen_addrs()
             self.config.on_ready([(a[0], a[1]) for a in addrs])
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         if req.raw_content is None or len(req.raw_content) > self.config.max_body:
             return
         try:
-            self.observer.request(
+            ex = self.observer.request(
                 flow.id,
                 req.method,
                 req.url,
@@ -94,10 +96,18 @@ class PrefireAddon:
                 req.headers.items(multi=True),
                 req.get_content(),
                 req.timestamp_start,
+                flow.client_conn.peername[0] if flow.client_conn.peername else "",
             )
         except Exception as exc:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=req.pretty_url, error=repr(exc))
+            return
+        if ex is not None and ex.codec is None and self.speculator is not None:
+            try:
+                await self.speculator.serve(flow, ex)
+            except Exception as exc:  # serving failed: the request goes upstream as it is
+                flow.response = None
+                log.warning("speculate.serve_failed", url=req.pretty_url, error=repr(exc))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:

@@ -15,9 +15,12 @@ import structlog
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, PrefireAddon
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
+from prefire.proxy.rules_file import RulesWatcher
+from prefire.proxy.speculator import Speculator
 from prefire.proxy.state import StateDir, proxy_env, url_host
 
 log = structlog.get_logger(__name__)
@@ -32,6 +35,8 @@ class ProxyConfig:
     capture_dir: Path | None = None
     ssl_insecure: bool = False
     max_body: int = 8 * 1024 * 1024
+    rules_path: Path | None = None
+    speculate: bool = True
 
 
 class Proxy:
@@ -39,6 +44,7 @@ class Proxy:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
+        self.rules = RulesWatcher(config.rules_path)  # first: a broken rules file stops here
         config.state.ensure()
         self.capture = Capture(config.capture_dir) if config.capture_dir else None
         self.ready: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
@@ -58,7 +64,19 @@ class Proxy:
         )
         self.master.addons.add(self.addon)
         self.learner = Learner(config.state.root)
-        self.addon.listeners.append(self.learner)
+        self.accounting = Accounting()
+        self.speculator = Speculator(
+            self.learner.model,
+            self.rules,
+            self.addon.observer,
+            self.accounting,
+            enabled=config.speculate,
+            verify_tls=not config.ssl_insecure,
+        )
+        # the model learns from an event before the speculator acts on it
+        self.addon.listeners += [self.learner, self.speculator]
+        self.addon.observer.on_call_closed = self.speculator.eager
+        self.addon.speculator = self.speculator
 
     def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
         if not self.ready.done() and addrs:
@@ -73,6 +91,11 @@ class Proxy:
         host, port = self.ready.result()
         return proxy_env(host, port, self.config.state)
 
+    async def _write_stats_periodically(self, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            self.accounting.write(self.config.state.root)
+
     def shutdown(self) -> None:
         self.master.shutdown()
 
@@ -86,7 +109,11 @@ class Proxy:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.shutdown)
         serving = asyncio.create_task(self.master.run())
-        saving = asyncio.create_task(self.learner.save_periodically())
+        background = [
+            asyncio.create_task(self.learner.save_periodically()),
+            asyncio.create_task(self.rules.watch()),
+            asyncio.create_task(self._write_stats_periodically()),
+        ]
         status = 0
         try:
             await asyncio.wait({serving, self.ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,10 +130,14 @@ class Proxy:
                 self.shutdown()
             await serving
         finally:
-            saving.cancel()
+            for task in background:
+                task.cancel()
+            await self.speculator.close()
             if self.capture is not None:
                 self.capture.close()
             self.learner.save()
+            self.accounting.write(self.config.state.root)
+            log.info("speculate.totals", **self.accounting.report()["totals"])
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

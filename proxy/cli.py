@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not verify upstream TLS certificates (testing only)",
     )
     run.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="tool-safety rules: which tools may run early (default: the packaged file, "
+        "which allows none); reloaded when the file changes",
+    )
+    run.add_argument(
+        "--no-speculate",
+        action="store_true",
+        help="observe and learn, but never run anything early (the baseline)",
+    )
+    run.add_argument(
         "--max-body",
         type=int,
         default=8 * 1024 * 1024,
@@ -137,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default=None, metavar="M", help="HTTP method of a REST tool")
     explain.add_argument("--host", default=None, metavar="H", help="host of a REST tool")
 
+    stats = sub.add_parser("stats", help="speculation counters per tool, from the state dir")
+    stats.add_argument("--state-dir", type=Path, default=None)
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
     _common(env)
     return parser
@@ -171,6 +188,20 @@ def main(argv: list[str] | None = None) -> int:
         return rules_file.explain(
             args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
         )
+    if args.command == "stats":
+        from prefire.proxy import accounting
+
+        report = accounting.read(state.root)
+        if report is None:
+            print(
+                f"prefire stats: no stats in {state.root} yet (run the proxy first)",
+                file=sys.stderr,
+            )
+            return 1
+        sys.stdout.write(
+            orjson.dumps(report).decode() + "\n" if args.json else accounting.format_table(report)
+        )
+        return 0
     if args.command == "run":
         logs.configure(args.log_format)
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -179,19 +210,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int:
+    from prefire.patterns.rules import RulesError
     from prefire.proxy.app import Proxy, ProxyConfig
 
-    proxy = Proxy(
-        ProxyConfig(
-            state=state,
-            listen_host=args.listen_host,
-            listen_port=args.listen_port,
-            mode=args.mode,
-            capture_dir=args.capture,
-            ssl_insecure=args.ssl_insecure,
-            max_body=args.max_body,
-        )
+    config = ProxyConfig(
+        state=state,
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+        mode=args.mode,
+        capture_dir=args.capture,
+        ssl_insecure=args.ssl_insecure,
+        max_body=args.max_body,
+        rules_path=args.rules,
+        speculate=not args.no_speculate,
     )
+    try:
+        proxy = Proxy(config)
+    except RulesError as exc:
+        print(f"prefire run: the rules file cannot be used:\n{exc}", file=sys.stderr)
+        return 2
     if not cmd:
         return await proxy.run()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from lru import LRU
 
 from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolsOffered
 from prefire.proxy import sessions as sessions_mod
@@ -37,6 +38,7 @@ class Exchange:
     url: str
     started: float
     session: SessionKey
+    client: str = ""
     codec: LLMCodec | None = None
     parsed: ParsedRequest | None = None
     # MCP: JSON-RPC id -> (tool name, arguments) of tools/call requests; ids of tools/list
@@ -52,10 +54,23 @@ class Exchange:
 
 
 class Observer:
-    def __init__(self, emit: Emit, sessions: sessions_mod.Sessions | None = None) -> None:
+    def __init__(
+        self,
+        emit: Emit,
+        sessions: sessions_mod.Sessions | None = None,
+        on_call_closed: Emit | None = None,
+    ) -> None:
         self.emit = emit
+        # told of each tool call the moment an LLM response finishes emitting it
+        self.on_call_closed = on_call_closed
         self.sessions = sessions or sessions_mod.Sessions()
         self._open: dict[str, Exchange] = {}
+        # session -> (client address, URL of its latest request)
+        self._origins: LRU = LRU(100_000)
+
+    def origin(self, session: SessionKey) -> tuple[str, str] | None:
+        """The client address and the URL of a session's latest request."""
+        return self._origins.get(session)
 
     def request(
         self,
@@ -66,6 +81,7 @@ class Observer:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         t: float,
+        client: str = "",
     ) -> Exchange | None:
         """A request with its decoded body. Returns the exchange if it is one we follow."""
         if method != "POST" or not body:
@@ -78,7 +94,7 @@ class Observer:
         scope = sessions_mod.scope_of(header_list, url)
         if mcp.matches(method, path, data):
             session_id = next((v for k, v in header_list if k.lower() == "mcp-session-id"), "")
-            ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id))
+            ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id), client)
             for msg in mcp.parse_request(data):
                 if msg.method == "tools/list" and msg.id is not None:
                     ex.mcp_lists.add(msg.id)
@@ -86,13 +102,15 @@ class Observer:
                     ex.mcp_calls[msg.id] = call
             if not (ex.mcp_calls or ex.mcp_lists):
                 return None
+            self._origins[ex.session] = (client, url)
         else:
             codec = llm_codec_for(method, path, data)
             if codec is None:
                 return None
             parsed = codec.parse_request(data, path)
             session, events = self.sessions.request_events(scope, parsed, t)
-            ex = Exchange(method, url, t, session, codec=codec, parsed=parsed)
+            ex = Exchange(method, url, t, session, client, codec=codec, parsed=parsed)
+            self._origins[session] = (client, url)
             for event in events:
                 self.emit(event)
         self._open[xid] = ex
@@ -146,6 +164,8 @@ class Observer:
                 event = self.sessions.call_event(ex.session, out, api, t)
                 if event is not None:
                     self.emit(event)
+                    if self.on_call_closed is not None:
+                        self.on_call_closed(event)
             elif isinstance(out, ResponseDone):
                 self.sessions.response_done(ex.session, out.response_id)
 

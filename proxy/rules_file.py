@@ -6,12 +6,18 @@ proxy and replay share them; this module only adds the file and the terminal.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
+import structlog
+
 from prefire.patterns.rules import Decision, RulesError, RuleSet, load_rules
+
+log = structlog.get_logger(__name__)
 
 
 def read_rules(path: Path) -> RuleSet:
@@ -76,3 +82,51 @@ def format_decision(decision: Decision, tool: str, source: str) -> str:
             f"  rule {r.index + 1} at {source}:{r.line}: {why}" for r, why in decision.skipped
         )
     return "\n".join(lines) + "\n"
+
+
+class RulesWatcher:
+    """The rules in force for the running proxy, reloaded when the file changes.
+
+    A broken edit keeps the last good rules and says why in the log; fixing the
+    file brings the new rules in. With no file, the packaged default applies
+    (no rules: nothing runs early).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self.current = read_rules(path) if path is not None else default_rules()
+        if path is not None:
+            self._mtime = _mtime(path)
+
+    def reload_if_changed(self) -> bool:
+        if self.path is None:
+            return False
+        mtime = _mtime(self.path)
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            self.current = read_rules(self.path)
+        except RulesError as exc:
+            log.warning("rules.reload_failed", file=str(self.path), problems=exc.problems)
+            return False
+        log.info("rules.reloaded", file=str(self.path), rules=len(self.current.rules))
+        return True
+
+    async def watch(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            self.reload_if_changed()
+
+
+def default_rules() -> RuleSet:
+    text = resources.files("prefire.configs").joinpath("rules.yaml").read_text(encoding="utf-8")
+    return load_rules(text, "prefire/configs/rules.yaml")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None

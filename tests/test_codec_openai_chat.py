@@ -427,11 +427,13 @@ def test_stream_emits_each_call_as_soon_as_it_is_complete() -> None:
     decoder = CODEC.stream_decoder(REQ)
     per_event = [decoder.feed(e) for e in events]
     # events: role, start0, 3x args0, start1, 2x args1, finish, usage, [DONE]
-    assert per_event[:5] == [[], [], [], [], []]
-    assert [d.call_id for d in per_event[5]] == ["call_Weather01"]  # index 1 starts
-    assert per_event[6:8] == [[], []]
-    assert [d.call_id for d in per_event[8]] == ["call_Time02"]  # finish_reason
-    assert per_event[9] == []
+    assert per_event[:4] == [[], [], [], []]
+    # the last piece closes the arguments' JSON object: the call is complete there,
+    # before the next call starts
+    assert [d.call_id for d in per_event[4]] == ["call_Weather01"]
+    assert per_event[5:7] == [[], []]
+    assert [d.call_id for d in per_event[7]] == ["call_Time02"]  # before finish_reason
+    assert per_event[8:10] == [[], []]
     assert per_event[10] == [ResponseDone(CHUNK_ID, "tool_calls", "")]
     assert decoder.close() == []
 
@@ -572,11 +574,30 @@ def test_stream_only_choice_zero_is_tracked() -> None:
 
 
 def test_stream_without_done_marker_finishes_at_close() -> None:
-    stream = sse(chunk(call_start(0, "a", "f")), chunk(call_args(0, "{}")), done=False)
+    stream = sse(chunk(call_start(0, "a", "f")), chunk(call_args(0, '{"x": ')), done=False)
     decoder = CODEC.stream_decoder(REQ)
     assert decoder.feed(stream) == []
-    assert decoder.close() == [CallDraft("a", "f", {}, "{}"), ResponseDone(CHUNK_ID, "", "")]
+    # arguments never completed: the call is closed (unparsed) at the end
+    assert decoder.close() == [
+        CallDraft("a", "f", None, '{"x": '),
+        ResponseDone(CHUNK_ID, "", ""),
+    ]
     assert decoder.close() == []
+
+
+def test_call_is_complete_when_its_arguments_parse() -> None:
+    decoder = CODEC.stream_decoder(REQ)
+    assert (
+        decoder.feed(
+            sse(chunk(call_start(0, "a", "f")), chunk(call_args(0, '{"q": "}')), done=False)
+        )
+        == []
+    )
+    assert decoder.feed(sse(chunk(call_args(0, 'x"}')), done=False)) == [
+        CallDraft("a", "f", {"q": "}x"}, '{"q": "}x"}')
+    ]
+    # a late piece of the emitted call changes nothing
+    assert decoder.feed(sse(chunk(call_args(0, " ")), done=False)) == []
 
 
 def test_stream_cut_mid_event_drops_the_partial_event() -> None:

@@ -137,6 +137,13 @@ class _Partial:
         piece = fn.get("arguments")
         self.pieces.append(piece if isinstance(piece, str) else arguments(piece)[1])
 
+    def complete(self) -> bool:
+        """Whether the arguments so far are a whole JSON object (checked only when the
+        last piece ends in "}", so a long stream is not re-parsed on every piece)."""
+        if not self.name or not self.pieces or not self.pieces[-1].rstrip().endswith("}"):
+            return False
+        return isinstance(loads_or_none("".join(self.pieces)), dict)
+
     def draft(self) -> CallDraft:
         raw = "".join(self.pieces)
         return CallDraft(self.call_id, self.name, *arguments(raw))
@@ -214,12 +221,16 @@ class ChatStreamDecoder:
         new_id = bool(call_id) and bool(current and current.call_id) and call_id != current.call_id
         if current is not None and index == current.index and not new_id:
             current.add(delta)
-            return
-        if index in self._closed_indexes and (not call_id or call_id in self._closed_ids):
+        elif index in self._closed_indexes and (not call_id or call_id in self._closed_ids):
             return  # a late piece of a call already emitted: never emit twice
-        self._close_call(out)
-        self._open = _Partial(index)
-        self._open.add(delta)
+        else:
+            self._close_call(out)
+            self._open = _Partial(index)
+            self._open.add(delta)
+        if self._open is not None and self._open.complete():
+            # Arguments are one JSON object: once they parse, nothing valid can follow,
+            # so the call is done now, not when the stream says so (often much later).
+            self._close_call(out)
 
     def _close_call(self, out: list[Output]) -> None:
         call, self._open = self._open, None

@@ -1,0 +1,70 @@
+"""Counters per tool: fired, used, wasted, promotions, seconds saved. Kept in memory,
+logged as key-value lines, written to the state dir for `prefire stats`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STATS_NAME = "stats.json"
+
+
+@dataclass(slots=True)
+class ToolCounters:
+    fired: int = 0
+    eager: int = 0
+    predicted: int = 0
+    used: int = 0
+    promotions: int = 0
+    wasted: int = 0
+    failed: int = 0
+    saved_s: float = 0.0
+
+
+class Accounting:
+    def __init__(self) -> None:
+        self.tools: dict[str, ToolCounters] = {}
+
+    def tool(self, name: str) -> ToolCounters:
+        c = self.tools.get(name)
+        if c is None:
+            c = self.tools[name] = ToolCounters()
+        return c
+
+    def report(self) -> dict[str, Any]:
+        tools = {name: asdict(c) for name, c in sorted(self.tools.items())}
+        totals: dict[str, Any] = {k: 0 for k in asdict(ToolCounters())}
+        for c in tools.values():
+            for k, v in c.items():
+                totals[k] += v
+        totals["saved_s"] = round(totals["saved_s"], 3)
+        for c in tools.values():
+            c["saved_s"] = round(c["saved_s"], 3)
+        return {"tools": tools, "totals": totals}
+
+    def write(self, state_root: Path) -> None:
+        path = state_root / STATS_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self.report(), option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+
+
+def read(state_root: Path) -> dict[str, Any] | None:
+    path = state_root / STATS_NAME
+    if not path.exists():
+        return None
+    return orjson.loads(path.read_bytes())
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cols = ("fired", "eager", "predicted", "used", "promotions", "wasted", "failed", "saved_s")
+    lines = [f"{'tool':<32}" + "".join(f"{c:>11}" for c in cols)]
+    for name, c in report["tools"].items():
+        lines.append(f"{name[:31]:<32}" + "".join(f"{c[k]:>11}" for k in cols))
+    t = report["totals"]
+    lines.append(f"{'total':<32}" + "".join(f"{t[k]:>11}" for k in cols))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""Single-flight cache of speculative results.
+
+Key: (scope, binding, tool, canonical arguments). The scope is the hash of the
+credentials the tool request carries, so a result fetched with one tenant's
+credentials is never served to another. An entry is created when a call is
+fired; while it runs, an agent request for the same key waits for it (in-flight
+promotion) instead of sending a second call. A result is served `reuse` times
+(once by default), expires after `ttl` seconds, and can be invalidated. A failed
+speculative call leaves nothing behind: the agent's request goes upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from lru import LRU
+
+CacheKey = tuple[str, str, str, bytes]  # scope, binding id, tool, canonical arguments
+
+
+@dataclass(slots=True)
+class Result:
+    """A speculative call's response, as the tool server sent it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes  # decoded (no content-encoding)
+    content_type: str
+    duration_s: float
+    # for MCP: the JSON-RPC id prefire used, to be replaced by the agent's id
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class Entry:
+    key: CacheKey
+    tool: str
+    task: asyncio.Task[Result | None]
+    fired_at: float
+    expires: float
+    uses_left: int
+    kind: str  # "eager" | "predicted"
+    used: int = 0
+    tags: tuple[str, ...] = field(
+        default_factory=tuple
+    )  # e.g. the binding's server, for invalidation
+
+
+Fetch = Callable[[], Coroutine[Any, Any, Result | None]]
+OnDrop = Callable[[Entry, str], None]
+
+
+class ResultCache:
+    def __init__(self, capacity: int = 10_000, on_drop: OnDrop | None = None) -> None:
+        self._on_drop = on_drop
+        self._entries: LRU = LRU(capacity, callback=self._evicted)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _evicted(self, key: CacheKey, entry: Entry) -> None:
+        self._dropped(entry, "evicted")
+
+    def _dropped(self, entry: Entry, why: str) -> None:
+        if entry.used == 0 and not entry.task.done():
+            entry.task.cancel()
+        if self._on_drop is not None:
+            self._on_drop(entry, why)
+
+    def lookup(self, key: CacheKey, now: float | None = None) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if (now or time.monotonic()) >= entry.expires:
+            self._remove(key, "expired")
+            return None
+        return entry
+
+    def start(
+        self,
+        key: CacheKey,
+        tool: str,
+        fetch: Fetch,
+        ttl: float,
+        reuse: int,
+        kind: str,
+        tags: tuple[str, ...],
+    ) -> Entry | None:
+        """Fire `fetch` unless the same call is cached or in flight (single flight).
+        Returns the new entry, or None when one existed."""
+        if self.lookup(key) is not None:
+            return None
+        now = time.monotonic()
+        task = asyncio.get_running_loop().create_task(fetch())
+        entry = Entry(key, tool, task, now, now + ttl, max(1, reuse), kind, tags=tags)
+        self._entries[key] = entry
+        task.add_done_callback(lambda t: self._settled(key, entry, t))
+        return entry
+
+    def _settled(self, key: CacheKey, entry: Entry, task: asyncio.Task[Result | None]) -> None:
+        # errors are never cached: the agent's own request goes upstream
+        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        if failed and self._entries.get(key) is entry:
+            self._remove(key, "failed")
+
+    async def take(self, key: CacheKey) -> tuple[Result, Entry, bool] | None:
+        """The result for an agent request: (result, entry, was still in flight), or None
+        when there is none or the speculative call failed. Uses one of the entry's serves."""
+        entry = self.lookup(key)
+        if entry is None:
+            return None
+        in_flight = not entry.task.done()
+        entry.uses_left -= 1
+        entry.used += 1
+        if entry.uses_left <= 0:
+            del self._entries[key]  # served for the last time; not a drop
+        try:
+            result = await asyncio.shield(entry.task)
+        except (asyncio.CancelledError, Exception):
+            return None
+        if result is None:
+            return None
+        return result, entry, in_flight
+
+    def invalidate(self, match: Callable[[Entry], bool], why: str = "invalidated") -> int:
+        """Drop every entry `match` selects; returns how many."""
+        doomed = [k for k, e in self._entries.items() if match(e)]
+        for key in doomed:
+            self._remove(key, why)
+        return len(doomed)
+
+    def _remove(self, key: CacheKey, why: str) -> None:
+        entry = self._entries.pop(key, None)  # lru-dict calls back on capacity evictions only
+        if entry is not None:
+            self._dropped(entry, why)
+
+    def clear(self, why: str = "shutdown") -> None:
+        self.invalidate(lambda e: True, why)

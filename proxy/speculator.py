@@ -1,0 +1,255 @@
+"""Decides what to run early, runs it, serves it, and accounts for it.
+
+Two ways to start early:
+- eager: an LLM response has just finished emitting a tool call (the stream is
+  still running); the call is certain, so it starts now;
+- predicted: a request carrying tool results or a user message went to the LLM;
+  the pattern model's candidates start, best expected saving first, within the
+  rules' budgets, while the LLM thinks.
+Nothing starts unless a rule allows the tool and the proxy knows exactly how the
+agent reaches it (a binding). When the agent's own request arrives, a finished
+result is served at once and a running one is waited for (promotion); otherwise
+the request goes upstream untouched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from lru import LRU
+from mitmproxy import http
+
+from prefire.patterns.canonical import canonical
+from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
+from prefire.patterns.model import PatternModel
+from prefire.proxy.accounting import Accounting
+from prefire.proxy.bindings import Bindings, McpServer
+from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
+from prefire.proxy.observer import Exchange, Observer
+from prefire.proxy.providers import mcp
+from prefire.proxy.rules_file import RulesWatcher
+
+log = structlog.get_logger(__name__)
+
+CALL_TIMEOUT_S = 60.0
+_HOP_HEADERS = {
+    b"content-length",
+    b"content-encoding",
+    b"transfer-encoding",
+    b"connection",
+    b"keep-alive",
+}
+
+
+class Speculator:
+    def __init__(
+        self,
+        model: PatternModel,
+        rules: RulesWatcher,
+        observer: Observer,
+        accounting: Accounting,
+        enabled: bool = True,
+        verify_tls: bool = True,
+    ) -> None:
+        self.model = model
+        self.rules = rules
+        self.observer = observer
+        self.accounting = accounting
+        self.enabled = enabled
+        self.verify_tls = verify_tls
+        self.bindings = Bindings()
+        self.cache = ResultCache(on_drop=self._dropped)
+        self._http: aiohttp.ClientSession | None = None
+        self._in_flight = 0
+        self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
+        self._turn_left: LRU = LRU(100_000)  # session -> predicted calls left at this decision
+
+    # -- events -------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        """Listener for every observed event (after the model has learned from it)."""
+        if isinstance(event, ToolsOffered) and event.api == "mcp":
+            origin = self.observer.origin(event.session)
+            if origin is not None:
+                server = self.bindings.server(event.session.scope, origin[1])
+                if server is not None:
+                    self.bindings.observe_tools(origin[0], server, event.tools)
+        elif isinstance(event, LLMRequest) and self.enabled:
+            self._turn_left[event.session] = self.rules.current.budgets.max_per_turn
+            self._fire_predicted(event.session)
+
+    def eager(self, call: ToolCall) -> None:
+        """A tool call has just closed in an LLM response: it is certain, start it."""
+        if self.enabled and isinstance(call.arguments, dict):
+            self._fire(call.session, call.name, call.arguments, "eager")
+
+    def _fire_predicted(self, session: SessionKey) -> None:
+        budgets = self.rules.current.budgets
+        candidates = [
+            c for c in self.model.predict(session) if c.probability >= budgets.min_probability
+        ]
+        candidates.sort(key=lambda c: -c.value)
+        for c in candidates:
+            if self._turn_left.get(session, 0) <= 0:
+                break
+            if isinstance(c.arguments, dict) and self._fire(
+                session, c.tool, c.arguments, "predicted"
+            ):
+                self._turn_left[session] -= 1
+
+    # -- firing ---------------------------------------------------------------------
+
+    def _fire(self, session: SessionKey, tool: str, args: dict[str, Any], kind: str) -> bool:
+        origin = self.observer.origin(session)
+        if origin is None:
+            return False
+        server = self.bindings.for_tool(origin[0], tool)
+        if server is None:
+            return False
+        ruleset = self.rules.current
+        decision = ruleset.decide(tool, server=server.url, annotations=server.annotations.get(tool))
+        if not decision.allowed or decision.rule is None:
+            return False
+        counters = self.accounting.tool(tool)
+        if ruleset.budgets.backs_off(counters.fired, counters.wasted):
+            return False
+        if self._in_flight >= ruleset.budgets.max_concurrent:
+            return False
+        key: CacheKey = (server.scope, server.id, tool, canonical(args))
+        entry = self.cache.start(
+            key,
+            tool,
+            lambda: self._call_mcp(server, tool, args),
+            ttl=decision.rule.ttl,
+            reuse=decision.rule.reuse,
+            kind=kind,
+            tags=(server.scope, server.url),
+        )
+        if entry is None:
+            return False
+        counters.fired += 1
+        if kind == "eager":
+            counters.eager += 1
+        else:
+            counters.predicted += 1
+        log.info("speculate.fired", tool=tool, kind=kind, session=str(session))
+        return True
+
+    async def _call_mcp(self, server: McpServer, tool: str, args: dict[str, Any]) -> Result | None:
+        rid = next(self._ids)
+        body = orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": args},
+            }
+        )
+        headers = {**server.headers, "content-type": "application/json"}
+        self._in_flight += 1
+        started = time.monotonic()
+        try:
+            async with self._client().post(server.url, data=body, headers=headers) as resp:
+                data = await resp.read()
+                status, ctype = resp.status, resp.headers.get("content-type", "")
+                raw_headers = list(resp.raw_headers)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("speculate.failed", tool=tool, error=repr(exc))
+            return None
+        finally:
+            self._in_flight -= 1
+        if not 200 <= status < 300:
+            return None
+        reply = next((r for r in mcp.parse_response(data, ctype) if r.id == rid), None)
+        if reply is None or reply.error is not None or mcp.call_result(reply.result)[1]:
+            return None  # errors are never served from speculation
+        return Result(status, raw_headers, data, ctype, time.monotonic() - started, rid)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=None if self.verify_tls else False),
+                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+                auto_decompress=True,
+            )
+        return self._http
+
+    async def close(self) -> None:
+        self.cache.clear()
+        if self._http is not None:
+            await self._http.close()
+
+    # -- serving ------------------------------------------------------------------
+
+    async def serve(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """The agent's own MCP request: answer it from speculation if we can."""
+        server = self.bindings.observe_mcp(
+            ex.client, ex.session.scope, ex.url, flow.request.headers.items(multi=True)
+        )
+        if len(ex.mcp_calls) != 1 or ex.mcp_lists:
+            return
+        ((agent_id, (tool, args)),) = ex.mcp_calls.items()
+        self.bindings.offer(ex.client, tool, server)
+        key: CacheKey = (server.scope, server.id, tool, canonical(args))
+        if not self.enabled:
+            return
+        taken = await self.cache.take(key)
+        if taken is None:
+            self._invalidate_for(tool, server)
+            return
+        result, entry, in_flight = taken
+        counters = self.accounting.tool(tool)
+        counters.used += 1
+        saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
+        counters.saved_s += max(0.0, min(saved, result.duration_s))
+        if in_flight:
+            counters.promotions += 1
+        flow.response = http.Response.make(
+            result.status,
+            result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id)),
+            [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
+        )
+        flow.metadata["prefire.served"] = entry.kind
+        log.info(
+            "speculate.served",
+            tool=tool,
+            kind=entry.kind,
+            promoted=in_flight,
+            saved_s=round(saved, 3),
+        )
+
+    def _invalidate_for(self, tool: str, server: McpServer) -> None:
+        """A call that was not served goes upstream. If it may change state (no rule
+        lets it run early), drop what was fetched from that server in that scope; a
+        rule's `invalidates` globs drop the matching tools' results in that scope."""
+        decision = self.rules.current.decide(
+            tool, server=server.url, annotations=server.annotations.get(tool)
+        )
+        globs = decision.rule.invalidates if decision.rule is not None else ()
+
+        def stale(e: Entry) -> bool:
+            if e.tags[0] != server.scope:
+                return False
+            same_server = e.tags[1] == server.url
+            return (not decision.allowed and same_server) or any(
+                fnmatch.fnmatchcase(e.tool, g) for g in globs
+            )
+
+        dropped = self.cache.invalidate(stale)
+        if dropped:
+            log.info("speculate.invalidated", by=tool, dropped=dropped)
+
+    def _dropped(self, entry: Entry, why: str) -> None:
+        counters = self.accounting.tool(entry.tool)
+        if why == "failed":
+            counters.failed += 1
+        if entry.used == 0:
+            counters.wasted += 1
+            log.info("speculate.wasted", tool=entry.tool, why=why)

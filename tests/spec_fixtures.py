@@ -1,0 +1,125 @@
+"""A scripted LLM and an agent for speculation tests: the LLM streams one tool call per
+request (from a script), then thinks before it ends the stream; the agent runs the call on
+a real MCP server through the mcp SDK. Everything goes through the proxy by environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from aiohttp import web
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from tests.agent_script import function_tool
+
+
+@dataclass
+class ScriptedLLM:
+    """Answers each chat request with the next scripted call, streamed; the stream stays
+    open `think_after_s` after the call closes, as a model that keeps generating."""
+
+    script: list[tuple[str, dict[str, Any]]]
+    think_after_s: float = 0.4
+    served: int = 0
+    app: web.Application = field(default_factory=web.Application)
+
+    def __post_init__(self) -> None:
+        self.app.router.add_post("/v1/chat/completions", self.chat)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        name, args = self.script[self.served % len(self.script)]
+        self.served += 1
+        base = {
+            "id": f"c{self.served}",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            body = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        call = {
+            "index": 0,
+            "id": f"call_{self.served}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(chunk({"role": "assistant", "tool_calls": [call]}))
+        await asyncio.sleep(self.think_after_s)
+        await resp.write(chunk({}, "tool_calls"))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+async def llm_only(
+    llm_base: str,
+    mcp_url: str,
+    *,
+    api_key: str,
+    mcp_token: str,
+    then: Callable[[ClientSession], Awaitable[None]] | None = None,
+) -> None:
+    """Connect to the MCP server and ask the LLM, but do not make the call it returns;
+    `then` runs afterwards in the same MCP session."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
+    async with (
+        http,
+        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
+        ClientSession(r, w) as session,
+    ):
+        await session.initialize()
+        await session.list_tools()
+        client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        async for _ in stream:
+            pass
+        await client.close()
+        if then is not None:
+            await then(session)
+
+
+async def agent_step(llm_base: str, mcp_url: str, *, api_key: str, mcp_token: str) -> Any:
+    """One agent step: list the MCP tools, ask the LLM, run the call it returns on the MCP
+    server. Returns the tool result's text, parsed when it is JSON."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
+    async with (
+        http,
+        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
+        ClientSession(r, w) as session,
+    ):
+        await session.initialize()
+        tools = await session.list_tools()
+        client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
+        stream = await client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[function_tool(t.name) for t in tools.tools],
+            stream=True,
+        )
+        calls: dict[int, dict[str, Any]] = {}
+        async for chunk in stream:
+            for tc in chunk.choices[0].delta.tool_calls or []:
+                c = calls.setdefault(tc.index, {"name": tc.function.name, "arguments": ""})
+                c["arguments"] += tc.function.arguments or ""
+        await client.close()
+        (call,) = calls.values()
+        result = await session.call_tool(call["name"], json.loads(call["arguments"]))
+        text = "\n".join(c.text for c in result.content if c.type == "text")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text

@@ -1,0 +1,249 @@
+"""End-to-end speculation: real SDKs, a real MCP server, a real prefire in between."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+from tests.conftest import PROXY_ENV_KEYS, RunningProxy, start_proxy, stop_proxy
+from tests.mcp_server import serve_mcp
+from tests.spec_fixtures import ScriptedLLM, agent_step, llm_only
+from tests.upstreams import serve
+
+RULES = """
+rules:
+  - match: {tool: "get_*"}
+    prefire: true
+    ttl: %(ttl)s
+  - match: {tool: "book_*"}
+    prefire: false
+    invalidates: ["get_*"]
+"""
+
+
+def weather_server(delay_s: float = 0.0, fail_first: int = 0) -> FastMCP:
+    server = FastMCP("weather")
+    server.calls = []  # type: ignore[attr-defined]
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    async def get_weather(city: str) -> dict:
+        """Current weather for a city."""
+        server.calls.append(("get_weather", city))  # type: ignore[attr-defined]
+        await asyncio.sleep(delay_s)
+        if len(server.calls) <= fail_first:  # type: ignore[attr-defined]
+            raise RuntimeError("upstream hiccup")
+        return {"city": city, "temp_c": 21 + len(city)}
+
+    @server.tool(annotations=ToolAnnotations(destructiveHint=True))
+    def book_table(restaurant: str) -> str:
+        """Book a table."""
+        server.calls.append(("book_table", restaurant))  # type: ignore[attr-defined]
+        return f"booked {restaurant}"
+
+    return server
+
+
+async def proxy_with_rules(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, ttl: float = 30
+) -> RunningProxy:
+    rules = tmp / "rules.yaml"
+    rules.write_text(RULES % {"ttl": ttl})
+    proxy = await start_proxy(tmp, "--rules", str(rules), *extra)
+    for key in PROXY_ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in proxy.env().items():
+        monkeypatch.setenv(key, value)
+    return proxy
+
+
+async def stats(proxy: RunningProxy) -> dict:
+    assert await stop_proxy(proxy) == 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "prefire.proxy.cli",
+        "stats",
+        "--state-dir",
+        str(proxy.state_dir),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return json.loads(out)
+
+
+async def direct_result(server: FastMCP, script: list) -> object:
+    """What the agent gets with no proxy at all."""
+    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script).app) as llm:
+        return await agent_step(llm, mcp_url, api_key="k", mcp_token="t")
+
+
+async def test_read_tool_is_served_from_speculation_and_runs_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    script = [("get_weather", {"city": "Paris"})]
+    expected = await direct_result(weather_server(), script)
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server(delay_s=0.2)
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM(script, think_after_s=0.5).app) as llm,
+    ):
+        got = await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert got == expected
+    assert server.calls == [("get_weather", "Paris")]  # the early call; the agent's was served
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["fired"] == counters["eager"] == counters["used"] == 1
+    assert counters["wasted"] == 0 and counters["saved_s"] > 0
+
+
+async def test_in_flight_call_is_promoted_not_repeated(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server(delay_s=1.0)  # still running when the agent asks
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM([("get_weather", {"city": "Oslo"})], 0.1).app) as llm,
+    ):
+        got = await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert got == {"city": "Oslo", "temp_c": 25}
+    assert server.calls == [("get_weather", "Oslo")]
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["promotions"] == 1 and counters["used"] == 1
+
+
+async def test_write_tool_never_runs_early(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server()
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM([("book_table", {"restaurant": "Noma"})]).app) as llm,
+    ):
+        got = await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert got == "booked Noma"
+    assert server.calls == [("book_table", "Noma")]  # only the agent's own call
+    assert "book_table" not in (await stats(proxy))["tools"]
+
+
+async def test_other_credentials_never_get_the_result(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server()
+    script = [("get_weather", {"city": "Rome"})]
+    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.2).app) as llm:
+        # tenant A: its LLM asks for the call, which is fetched early with A's credentials,
+        # but A never makes it, so A's result sits in the cache ...
+        await llm_only(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+        await asyncio.sleep(0.3)
+        # ... when tenant B makes the same call with the same arguments
+        got = await agent_step(llm, mcp_url, api_key="sk-b", mcp_token="tok-b")
+    assert got == {"city": "Rome", "temp_c": 25}
+    # A's early call, then B's own: B was not served A's result
+    assert server.calls == [("get_weather", "Rome")] * 2
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["used"] == 0 and counters["wasted"] == 1
+
+
+async def test_failed_speculative_call_leaves_the_agent_call_to_succeed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server(fail_first=1)  # the early call fails, the agent's succeeds
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM([("get_weather", {"city": "Lima"})], 0.5).app) as llm,
+    ):
+        got = await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert got == {"city": "Lima", "temp_c": 25}
+    assert server.calls == [("get_weather", "Lima")] * 2
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["failed"] == 1 and counters["used"] == 0
+
+
+async def test_expired_result_is_not_served(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch, ttl=0.1)
+    server = weather_server()
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM([("get_weather", {"city": "Kyiv"})], 0.6).app) as llm,
+    ):
+        await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert server.calls == [("get_weather", "Kyiv")] * 2
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["wasted"] == 1 and counters["used"] == 0
+
+
+async def test_a_write_invalidates_cached_reads(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    server = weather_server()
+    llm_app = ScriptedLLM([("get_weather", {"city": "Riga"})], 0.4)
+    async with serve_mcp(server) as mcp_url, serve(llm_app.app) as llm:
+        # the LLM's call is fetched early; then a booking happens before the agent reads
+        import openai
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        http = create_mcp_http_client(headers={"Authorization": "Bearer tok-a"})
+        async with (
+            http,
+            streamable_http_client(mcp_url, http_client=http) as (r, w, _),
+            ClientSession(r, w) as s,
+        ):
+            await s.initialize()
+            await s.list_tools()
+            client = openai.AsyncOpenAI(base_url=llm + "/v1", api_key="sk-a")
+            stream = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            async for _ in stream:
+                pass
+            await client.close()
+            await asyncio.sleep(0.3)  # the early call has finished
+            await s.call_tool("book_table", {"restaurant": "Noma"})
+            await s.call_tool("get_weather", {"city": "Riga"})
+    assert server.calls == [
+        ("get_weather", "Riga"),
+        ("book_table", "Noma"),
+        ("get_weather", "Riga"),
+    ]
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["wasted"] == 1 and counters["used"] == 0
+
+
+async def test_no_speculate_fires_nothing(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch, "--no-speculate")
+    server = weather_server()
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM([("get_weather", {"city": "Oslo"})], 0.3).app) as llm,
+    ):
+        await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
+    assert server.calls == [("get_weather", "Oslo")]
+    assert (await stats(proxy))["totals"]["fired"] == 0
+
+
+async def test_a_broken_rules_file_is_reported_with_its_line(tmp_path: Path) -> None:
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("rules:\n  - match: {tool: 'get_*'}\n    prefire: maybe\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "prefire.proxy.cli",
+        "run",
+        "--listen-port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--rules",
+        str(rules),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert f"{rules}:3: prefire" in err.decode()
