@@ -102,12 +102,16 @@ class PrefireAddon:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=req.pretty_url, error=repr(exc))
             return
-        if ex is not None and ex.codec is None and self.speculator is not None:
-            try:
+        if self.speculator is None or (ex is not None and ex.codec is not None):
+            return
+        try:
+            if ex is not None:
                 await self.speculator.serve(flow, ex)
-            except Exception as exc:  # serving failed: the request goes upstream as it is
-                flow.response = None
-                log.warning("speculate.serve_failed", url=req.pretty_url, error=repr(exc))
+            else:
+                await self.speculator.serve_http(flow)
+        except Exception as exc:  # serving failed: the request goes upstream as it is
+            flow.response = None
+            log.warning("speculate.serve_failed", url=req.pretty_url, error=repr(exc))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:

@@ -18,7 +18,9 @@ import fnmatch
 import itertools
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -26,15 +28,18 @@ import structlog
 from lru import LRU
 from mitmproxy import http
 
-from prefire.patterns.canonical import canonical
+from prefire.patterns.canonical import canonical, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.model import PatternModel
+from prefire.patterns.rules import RestRequest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
+from prefire.proxy.rest import RestLearner, request_key
 from prefire.proxy.rules_file import RulesWatcher
+from prefire.proxy.sessions import scope_of
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +70,7 @@ class Speculator:
         self.enabled = enabled
         self.verify_tls = verify_tls
         self.bindings = Bindings()
+        self.rest = RestLearner()
         self.cache = ResultCache(on_drop=self._dropped)
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
@@ -84,6 +90,10 @@ class Speculator:
         elif isinstance(event, LLMRequest) and self.enabled:
             self._turn_left[event.session] = self.rules.current.budgets.max_per_turn
             self._fire_predicted(event.session)
+        elif isinstance(event, ToolCall) and isinstance(event.arguments, dict):
+            origin = self.observer.origin(event.session)
+            if origin is not None and self.bindings.for_tool(origin[0], event.name) is None:
+                self.rest.call_seen(origin[0], event.name, event.arguments)
 
     def eager(self, call: ToolCall) -> None:
         """A tool call has just closed in an LLM response: it is certain, start it."""
@@ -110,11 +120,32 @@ class Speculator:
         origin = self.observer.origin(session)
         if origin is None:
             return False
-        server = self.bindings.for_tool(origin[0], tool)
-        if server is None:
-            return False
+        client = origin[0]
         ruleset = self.rules.current
-        decision = ruleset.decide(tool, server=server.url, annotations=server.annotations.get(tool))
+        server = self.bindings.for_tool(client, tool)
+        if server is not None:
+            decision = ruleset.decide(
+                tool, server=server.url, annotations=server.annotations.get(tool)
+            )
+            key: CacheKey = (server.scope, server.id, tool, canonical(args))
+            tags = (server.scope, server.url)
+
+            def fetch() -> Coroutine[Any, Any, Result | None]:
+                return self._call_mcp(server, tool, args)
+
+        else:
+            planned = self._plan_rest(client, tool, args)
+            if planned is None:
+                return False
+            request, headers, scope = planned
+            parts = urlsplit(request.url)
+            decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
+            key = (scope, "rest", *request_key(request.method, request.url, request.body))
+            tags = (scope, _origin(request.url))
+
+            def fetch() -> Coroutine[Any, Any, Result | None]:
+                return self._call_rest(request, headers, tool)
+
         if not decision.allowed or decision.rule is None:
             return False
         counters = self.accounting.tool(tool)
@@ -122,15 +153,8 @@ class Speculator:
             return False
         if self._in_flight >= ruleset.budgets.max_concurrent:
             return False
-        key: CacheKey = (server.scope, server.id, tool, canonical(args))
         entry = self.cache.start(
-            key,
-            tool,
-            lambda: self._call_mcp(server, tool, args),
-            ttl=decision.rule.ttl,
-            reuse=decision.rule.reuse,
-            kind=kind,
-            tags=(server.scope, server.url),
+            key, tool, fetch, ttl=decision.rule.ttl, reuse=decision.rule.reuse, kind=kind, tags=tags
         )
         if entry is None:
             return False
@@ -171,6 +195,47 @@ class Speculator:
         if reply is None or reply.error is not None or mcp.call_result(reply.result)[1]:
             return None  # errors are never served from speculation
         return Result(status, raw_headers, data, ctype, time.monotonic() - started, rid)
+
+    def _plan_rest(
+        self, client: str, tool: str, args: dict[str, Any]
+    ) -> tuple[RestRequest, dict[str, str], str] | None:
+        """The request a REST tool call becomes, the headers to send and its scope: from a
+        binding declared in the rules, or one learned from this client's traffic."""
+        declared = self.rules.current.decide(tool).rule
+        template = declared.rest if declared is not None and declared.rest is not None else None
+        template = template or self.rest.binding(client, tool)
+        if template is None:
+            return None
+        try:
+            request = template.render(args)
+        except KeyError:
+            return None
+        headers = self.rest.headers_for(client, request.url)
+        return request, headers, scope_of(headers, request.url)
+
+    async def _call_rest(
+        self, request: RestRequest, headers: dict[str, str], tool: str
+    ) -> Result | None:
+        data = None if request.body is None else orjson.dumps(request.body)
+        if data is not None:
+            headers = {**headers, "content-type": "application/json"}
+        self._in_flight += 1
+        started = time.monotonic()
+        try:
+            async with self._client().request(
+                request.method, request.url, data=data, headers=headers
+            ) as resp:
+                body = await resp.read()
+                status, ctype = resp.status, resp.headers.get("content-type", "")
+                raw_headers = list(resp.raw_headers)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("speculate.failed", tool=tool, error=repr(exc))
+            return None
+        finally:
+            self._in_flight -= 1
+        if not 200 <= status < 300:
+            return None
+        return Result(status, raw_headers, body, ctype, time.monotonic() - started)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -225,6 +290,53 @@ class Speculator:
             saved_s=round(saved, 3),
         )
 
+    async def serve_http(self, flow: http.HTTPFlow) -> None:
+        """Any other request of the agent: learn REST bindings from it, and answer it from
+        speculation when a fetched request is exactly this one."""
+        req = flow.request
+        client = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+        body: Any = None
+        if req.raw_content:
+            body = loads_or_none(req.get_content(strict=False) or b"")
+        headers = req.headers.items(multi=True)
+        self.rest.request_seen(client, req.method, req.url, list(headers), body)
+        scope = scope_of(headers, req.url)
+        key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
+        taken = await self.cache.take(key) if self.enabled else None
+        if taken is None:
+            if req.method not in ("GET", "HEAD", "OPTIONS"):
+                # it may change what was read from this host: drop this scope's reads from it
+                origin = f"{req.scheme}://{req.host_header or req.host}"
+                self.cache.invalidate(
+                    lambda e: e.tags == (scope, origin) or e.tags == (scope, _origin(req.url))
+                )
+            return
+        result, entry, in_flight = taken
+        self._served(flow, entry, result, in_flight, result.body)
+
+    def _served(
+        self, flow: http.HTTPFlow, entry: Entry, result: Result, in_flight: bool, body: bytes
+    ) -> None:
+        counters = self.accounting.tool(entry.tool)
+        counters.used += 1
+        saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
+        counters.saved_s += max(0.0, min(saved, result.duration_s))
+        if in_flight:
+            counters.promotions += 1
+        flow.response = http.Response.make(
+            result.status,
+            body,
+            [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
+        )
+        flow.metadata["prefire.served"] = entry.kind
+        log.info(
+            "speculate.served",
+            tool=entry.tool,
+            kind=entry.kind,
+            promoted=in_flight,
+            saved_s=round(saved, 3),
+        )
+
     def _invalidate_for(self, tool: str, server: McpServer) -> None:
         """A call that was not served goes upstream. If it may change state (no rule
         lets it run early), drop what was fetched from that server in that scope; a
@@ -253,3 +365,8 @@ class Speculator:
         if entry.used == 0:
             counters.wasted += 1
             log.info("speculate.wasted", tool=entry.tool, why=why)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

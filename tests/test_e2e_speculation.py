@@ -7,7 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
+from aiohttp import web
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
@@ -247,3 +250,49 @@ async def test_a_broken_rules_file_is_reported_with_its_line(tmp_path: Path) -> 
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert f"{rules}:3: prefire" in err.decode()
+
+
+class WeatherREST:
+    """A REST tool server: GET /v1/weather?city=X, slow enough to be worth starting early."""
+
+    def __init__(self, delay_s: float = 0.3) -> None:
+        self.delay_s = delay_s
+        self.calls: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_get("/v1/weather", self.weather)
+
+    async def weather(self, request: web.Request) -> web.Response:
+        city = request.query["city"]
+        self.calls.append(city)
+        await asyncio.sleep(self.delay_s)
+        return web.json_response({"city": city, "sky": "clear"})
+
+
+async def rest_step(llm: str, rest: str, api_key: str) -> dict:
+    """The LLM asks for get_weather; the agent runs it as a plain HTTP GET."""
+    client = openai.AsyncOpenAI(base_url=llm + "/v1", api_key=api_key)
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "weather?"}], stream=True
+    )
+    args = ""
+    async for chunk in stream:
+        for tc in chunk.choices[0].delta.tool_calls or []:
+            args += tc.function.arguments or ""
+    await client.close()
+    async with httpx.AsyncClient() as http:  # proxy and CA from the environment
+        resp = await http.get(rest + "/v1/weather", params=json.loads(args))
+    return resp.json()
+
+
+async def test_rest_binding_is_learned_then_used(tmp_path: Path, monkeypatch) -> None:
+    proxy = await proxy_with_rules(tmp_path, monkeypatch)
+    rest = WeatherREST()
+    cities = ["Oslo", "Rome", "Lima"]
+    llm_app = ScriptedLLM([("get_weather", {"city": c}) for c in cities], think_after_s=0.5)
+    async with serve(rest.app) as rest_url, serve(llm_app.app) as llm:
+        got = [await rest_step(llm, rest_url, "sk-a") for _ in cities]
+    assert [g["city"] for g in got] == cities
+    # two calls teach the template; the third is fetched early and served
+    assert rest.calls == cities
+    counters = (await stats(proxy))["tools"]["get_weather"]
+    assert counters["fired"] == counters["used"] == 1

@@ -1,0 +1,148 @@
+"""REST bindings learned from traffic.
+
+An LLM asks for `get_weather(city="Paris")`; moments later the same client sends
+`GET https://api.example.com/weather?q=Paris`. Every argument of the call
+appears in the request (a path segment, a query value, a JSON body value), so
+the request is a template of the call: `.../weather?q={city}`. A template is
+trusted once two different calls produced the same template; from then on the
+tool can be run early by rendering the template, with the credential headers
+the client last sent to that host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+
+from lru import LRU
+
+from prefire.patterns.canonical import canonical
+from prefire.patterns.rules import RestTemplate
+
+CONFIRMATIONS = 2
+_WINDOW_S = 30.0  # a request this long after a call can still be that call's
+_KEPT_HEADERS = ("authorization", "x-api-key", "api-key", "cookie", "accept", "user-agent")
+
+
+@dataclass(slots=True)
+class _Learned:
+    template: RestTemplate
+    seen_args: set[bytes] = field(default_factory=set)
+
+    @property
+    def trusted(self) -> bool:
+        return len(self.seen_args) >= CONFIRMATIONS
+
+
+class RestLearner:
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._recent: LRU = LRU(capacity)  # client -> deque of (t, tool, arguments)
+        self._learned: LRU = LRU(capacity)  # (client, tool) -> _Learned
+        self._headers: LRU = LRU(capacity)  # (client, scheme://host) -> headers to repeat
+
+    def call_seen(self, client: str, tool: str, arguments: dict[str, Any]) -> None:
+        """A tool call the LLM made that no MCP binding explains: a REST request may follow."""
+        recent = self._recent.get(client)
+        if recent is None:
+            recent = self._recent[client] = deque(maxlen=32)
+        recent.append((time.monotonic(), tool, arguments))
+
+    def request_seen(
+        self, client: str, method: str, url: str, headers: list[tuple[str, str]], body: Any
+    ) -> None:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        kept = {k.lower(): v for k, v in headers if k.lower() in _KEPT_HEADERS}
+        self._headers[(client, origin)] = kept
+        recent = self._recent.get(client)
+        if not recent:
+            return
+        now = time.monotonic()
+        for i in range(len(recent) - 1, -1, -1):
+            t, tool, arguments = recent[i]
+            if now - t > _WINDOW_S:
+                break
+            template = derive(method, url, body, arguments)
+            if template is None:
+                continue
+            del recent[i]
+            learned = self._learned.get((client, tool))
+            if learned is None or learned.template != template:
+                learned = self._learned[(client, tool)] = _Learned(template)
+            learned.seen_args.add(canonical(arguments))
+            return
+
+    def binding(self, client: str, tool: str) -> RestTemplate | None:
+        learned = self._learned.get((client, tool))
+        return learned.template if learned is not None and learned.trusted else None
+
+    def headers_for(self, client: str, url: str) -> dict[str, str]:
+        parts = urlsplit(url)
+        return dict(self._headers.get((client, f"{parts.scheme}://{parts.netloc}")) or {})
+
+
+def derive(method: str, url: str, body: Any, arguments: dict[str, Any]) -> RestTemplate | None:
+    """The template that turns `arguments` into this request, if every argument appears in it."""
+    values = {
+        name: v
+        for name, v in arguments.items()
+        if isinstance(v, str | int | float) and not isinstance(v, bool)
+    }
+    if not values or len(values) != len(arguments):
+        return None
+    by_text = {_text(v): name for name, v in values.items() if _text(v)}
+    used: set[str] = set()
+
+    def place(text: str) -> str:
+        name = by_text.get(text)
+        if name is None:
+            return text.replace("{", "{{").replace("}", "}}")
+        used.add(name)
+        return "{" + name + "}"
+
+    parts = urlsplit(url)
+    path = "/".join(_keep_placeholder(place(unquote(seg))) for seg in parts.path.split("/"))
+    query = "&".join(
+        f"{quote(k, safe='')}={_keep_placeholder(place(v))}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    template_url = urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+    template_body = _place_body(body, values, used)
+    if used != set(values):
+        return None
+    return RestTemplate(url=template_url, method=method.upper(), body=template_body)
+
+
+def _place_body(body: Any, values: dict[str, Any], used: set[str]) -> Any:
+    if isinstance(body, dict):
+        return {k: _place_body(v, values, used) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_place_body(v, values, used) for v in body]
+    for name, v in values.items():
+        if type(v) is type(body) and v == body:
+            used.add(name)
+            return "{" + name + "}"
+    if isinstance(body, str):
+        return body.replace("{", "{{").replace("}", "}}")
+    return body
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _keep_placeholder(text: str) -> str:
+    """Percent-encode a template piece, leaving its {placeholders} to `render`."""
+    return quote(text, safe="{}")
+
+
+def request_key(method: str, url: str, body: Any) -> tuple[str, bytes]:
+    """What identifies a REST request for serving: method, origin, decoded path, query
+    pairs in order and canonical body, so that equivalent encodings match."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ident = [method.upper(), parts.scheme, parts.netloc.lower(), unquote(parts.path), query, body]
+    return f"{method.upper()} {parts.scheme}://{parts.netloc}{parts.path}", canonical(ident)
