@@ -56,6 +56,8 @@ class SessionMemory:
     # calls of earlier turns and on user texts, which change only between turns.
     resolved: dict[Any, Any] = field(default_factory=dict)
     resolved_turn: int = -1
+    # call keys (tool + canonical arguments) this session has made
+    called: set[bytes] = field(default_factory=set)
     # words of a user message not yet answered by a decision point
     new_words: frozenset[str] | None = None
     # (tool, argument name) -> canonical values already used, for sources that walk a list

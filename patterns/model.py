@@ -30,7 +30,7 @@ from prefire.patterns.events import (
 )
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies
-from prefire.patterns.memory import SessionMemory
+from prefire.patterns.memory import MAX_CALLS, SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
 TOOLS_CONSIDERED = 6
@@ -87,6 +87,7 @@ class PatternModel:
         self.args: LRU = LRU(max_arg_keys)  # (app, tool, arg name) -> ArgHypotheses
         self.keysets: LRU = LRU(max_arg_keys)  # (app, tool) -> Counter of argument-name tuples
         self.offered: LRU = LRU(max_arg_keys)  # app -> frozenset of tool names
+        self.repeats: LRU = LRU(max_arg_keys)  # app -> [calls that repeated one, calls]
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
@@ -195,6 +196,11 @@ class PatternModel:
         if decision.first_call_t is None:
             decision.first_call_t = event.t
             self.latency.observe_llm(mem.app, event.t - decision.t)
+        key = call_key(event.name, event.arguments)
+        repeats = self.repeats.get(mem.app) or [0.0, 0.0]
+        self.repeats[mem.app] = [repeats[0] + (key in mem.called), repeats[1] + 1]
+        if len(mem.called) < 4 * MAX_CALLS:
+            mem.called.add(key)
         args = event.arguments
         if isinstance(args, dict):
             keyset_key = (mem.app, event.name)
@@ -239,9 +245,15 @@ class PatternModel:
             if len(out) >= limit and sorted(c.probability for c in out.values())[-limit] >= p_tool:
                 break
             saving = min(llm_s, self.latency.tool_s(mem.app, tool))
+            repeats, calls = self.repeats.get(mem.app) or [0.0, 0.0]
+            # how often this application repeats a call it already made in a session
+            repeat_rate = (repeats + 0.5) / (calls + 1.0)
             for args, p_args in self._arguments(mem, tool):
                 p = p_tool * p_args
                 cand = Candidate.of(tool, args, p, p * saving)
+                if cand.key in mem.called:
+                    p *= repeat_rate
+                    cand = Candidate(tool, args, p, p * saving, cand.key)
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
         raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]

@@ -41,6 +41,7 @@ def dump(model: PatternModel) -> bytes:
         "keysets": [[k, list(c.items())] for k, c in model.keysets.items()],
         "offered": [[k, sorted(v)] for k, v in model.offered.items()],
         "width": list(model.width.items()),
+        "repeats": list(model.repeats.items()),
         "tool_latency": list(model.latency.tool.items()),
         "llm_latency": list(model.latency.llm.items()),
     }
@@ -80,6 +81,8 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.offered[_tuple(key)] = frozenset(names)
         for key, width in state["width"]:
             m.width[_tuple(key)] = width
+        for key, counts in state["repeats"]:
+            m.repeats[_tuple(key)] = list(counts)
         for key, seconds in state["tool_latency"]:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:

@@ -123,3 +123,77 @@ async def agent_step(llm_base: str, mcp_url: str, *, api_key: str, mcp_token: st
             return json.loads(text)
         except ValueError:
             return text
+
+
+class DataFlowLLM:
+    """An LLM whose second call takes its argument from the first call's result:
+    search(q=<the user's last word>) -> get_item(id=<first id found>) -> answer.
+    It thinks `think_s` before it starts answering."""
+
+    def __init__(self, think_s: float = 0.6) -> None:
+        self.think_s = think_s
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.chat)
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        messages = body["messages"]
+        await asyncio.sleep(self.think_s)
+        tool_msgs = [m for m in messages if m["role"] == "tool"]
+        if not tool_msgs:
+            call = ("search", {"q": messages[-1]["content"].split()[-1]})
+        elif len(tool_msgs) == 1:
+            call = ("get_item", {"id": json.loads(tool_msgs[-1]["content"])["ids"][0]})
+        else:
+            call = None
+        message: dict[str, Any] = {"role": "assistant", "content": None if call else "done"}
+        if call:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{len(tool_msgs)}_{call[0]}",
+                    "type": "function",
+                    "function": {"name": call[0], "arguments": json.dumps(call[1])},
+                }
+            ]
+        finish = "tool_calls" if call else "stop"
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            }
+        )
+
+
+async def agent_loop(
+    llm_base: str, mcp_url: str, question: str, *, api_key: str, mcp_token: str
+) -> list[Any]:
+    """Run the LLM's calls on the MCP server until it answers; returns the results."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
+    results: list[Any] = []
+    async with (
+        http,
+        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
+        ClientSession(r, w) as session,
+    ):
+        await session.initialize()
+        tools = await session.list_tools()
+        client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+        for _ in range(5):
+            resp = await client.chat.completions.create(
+                model="m", messages=messages, tools=[function_tool(t.name) for t in tools.tools]
+            )
+            msg = resp.choices[0].message
+            if not msg.tool_calls:
+                break
+            messages.append(msg.model_dump(exclude_none=True))
+            for tc in msg.tool_calls:
+                out = await session.call_tool(tc.function.name, json.loads(tc.function.arguments))
+                text = "\n".join(c.text for c in out.content if c.type == "text")
+                results.append(text)
+                messages.append({"role": "tool", "tool_call_id": tc.id, "content": text})
+        await client.close()
+    return results

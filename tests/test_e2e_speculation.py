@@ -16,7 +16,7 @@ from mcp.types import ToolAnnotations
 
 from tests.conftest import PROXY_ENV_KEYS, RunningProxy, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
-from tests.spec_fixtures import ScriptedLLM, agent_step, llm_only
+from tests.spec_fixtures import DataFlowLLM, ScriptedLLM, agent_loop, agent_step, llm_only
 from tests.upstreams import serve
 
 RULES = """
@@ -296,3 +296,48 @@ async def test_rest_binding_is_learned_then_used(tmp_path: Path, monkeypatch) ->
     assert rest.calls == cities
     counters = (await stats(proxy))["tools"]["get_weather"]
     assert counters["fired"] == counters["used"] == 1
+
+
+def shop_server() -> FastMCP:
+    server = FastMCP("shop")
+    server.calls = []  # type: ignore[attr-defined]
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    async def search(q: str) -> str:
+        """Search the catalogue."""
+        server.calls.append(("search", q))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        return json.dumps({"ids": [f"{q}-{n}" for n in range(3)]})
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    async def get_item(id: str) -> str:
+        """One item."""
+        server.calls.append(("get_item", id))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        return json.dumps({"id": id, "price": len(id)})
+
+    return server
+
+
+async def test_predicted_call_learned_from_earlier_sessions(tmp_path: Path, monkeypatch) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - match: {tool: ['search', 'get_item']}\n    prefire: true\n")
+    proxy = await start_proxy(tmp_path, "--rules", str(rules))
+    for key in PROXY_ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in proxy.env().items():
+        monkeypatch.setenv(key, value)
+    server = shop_server()
+    words = ["shoes", "hats", "socks", "belts", "scarves"]
+    async with serve_mcp(server) as mcp_url, serve(DataFlowLLM().app) as llm:
+        runs = [
+            await agent_loop(llm, mcp_url, f"find me {w}", api_key="sk-a", mcp_token="tok-a")
+            for w in words
+        ]
+    assert [json.loads(r[1])["id"] for r in runs] == [f"{w}-0" for w in words]
+    counters = (await stats(proxy))["tools"]
+    # after a few sessions the id flowing from search into get_item is predicted while the
+    # LLM thinks, and the agent's get_item is served from it
+    assert counters["get_item"]["predicted"] >= 2
+    assert counters["get_item"]["used"] >= 2
+    assert server.calls.count(("get_item", "belts-0")) == 1
