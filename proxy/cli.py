@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--state-dir", type=Path, default=None)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
+    demo = sub.add_parser(
+        "demo", help="run a local agent workload without, then with speculation, and compare"
+    )
+    demo.add_argument("--tasks", type=int, default=12, metavar="N", help="tasks (default 12)")
+    demo.add_argument("--seed", type=int, default=1, metavar="S", help="workload seed")
+    demo.add_argument("--concurrency", type=int, default=4, metavar="N", help="tasks at once")
+    demo.add_argument(
+        "--think", type=float, default=1.25, metavar="S", help="mean LLM think time per turn"
+    )
+    demo.add_argument("--timeout", type=float, default=180.0, metavar="S", help="for it all")
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
+
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
     _common(env)
     return parser
@@ -187,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             return rules_file.check(args.file)
         return rules_file.explain(
             args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
+        )
+    if args.command == "demo":
+        from prefire.proxy.demo import runner
+
+        return runner.run(
+            args.tasks, args.seed, args.concurrency, args.think, args.timeout, args.json
         )
     if args.command == "stats":
         from prefire.proxy import accounting

@@ -1,0 +1,36 @@
+"""`prefire demo` end to end, small: two tasks, short think time, so it stays well under a
+minute while still running both proxies, both agent runs and all three servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def test_demo_json_reports_both_runs_with_identical_results() -> None:
+    args = ["demo", "--json", "--tasks", "2", "--think", "0.6", "--timeout", "50"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefire.proxy.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the demo stops its proxies and agent; SIGKILL would not
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"prefire demo took over 60 s:\n{err}")
+    assert proc.returncode == 0, err
+    summary = json.loads(out)  # exactly one JSON object, nothing else
+    for key in ("baseline_s", "speculative_s", "reduction", "hits", "wasted", "identical"):
+        assert key in summary
+    assert summary["baseline_s"] > 0 and summary["speculative_s"] > 0
+    assert summary["identical"] is True
+    assert summary["gave_up"] == 0  # every task reached its scripted answer
+    assert summary["writes_run_early"] is False
+    assert summary["stats_error"] is None, summary["stats_error"]
+    assert isinstance(summary["hits"], int) and isinstance(summary["wasted"], int)
