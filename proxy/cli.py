@@ -163,7 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--think", type=float, default=1.25, metavar="S", help="mean LLM think time per turn"
     )
-    demo.add_argument("--timeout", type=float, default=180.0, metavar="S", help="for it all")
+    demo.add_argument(
+        "--warmup",
+        type=int,
+        default=12,
+        metavar="N",
+        help="other tasks prefire learns from before the measured runs (default 12; 0: none)",
+    )
+    demo.add_argument(
+        "--workload",
+        choices=("mixed", "reads"),
+        default="mixed",
+        help="mixed: support tasks with writes (default); reads: tool-heavy, side-effect free",
+    )
+    demo.add_argument("--timeout", type=float, default=240.0, metavar="S", help="for it all")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
@@ -204,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         from prefire.proxy.demo import runner
 
         return runner.run(
-            args.tasks, args.seed, args.concurrency, args.think, args.timeout, args.json
+            tasks=args.tasks,
+            seed=args.seed,
+            concurrency=args.concurrency,
+            think_s=args.think,
+            timeout_s=args.timeout,
+            as_json=args.json,
+            warmup=args.warmup,
+            workload=args.workload,
         )
     if args.command == "stats":
         from prefire.proxy import accounting

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import random
 import re
@@ -35,6 +36,14 @@ TEMPLATES: dict[str, str] = {
     "book": "Book the cheapest flight from {origin} to {destination} on {date} "
     "for customer {user_id}, then email them the booking confirmation.",
     "status": "What is the status of the two most recent orders of customer {user_id}?",
+    "research": "Compare the cheapest flights from {origin} to {destination} on {date} and "
+    "the two days after, with the weather in {city} on each of those days.",
+}
+# Task kinds per workload: "mixed" is what a support agent sees; "reads" is tool-heavy,
+# every call side-effect free.
+WORKLOADS: dict[str, tuple[str, ...]] = {
+    "mixed": ("trip", "cancel", "book", "status", "research"),
+    "reads": ("trip", "status", "research"),
 }
 # The final answer of a task whose tool results lacked what the script needs.
 GAVE_UP = "I could not finish this task"
@@ -45,13 +54,16 @@ Turn = list[Call] | str  # tool calls to make, or the final answer
 Seen = dict[str, list[Any]]  # tool name -> its results so far, oldest first
 
 
-def make_tasks(n: int, seed: int, user_ids: Sequence[str]) -> list[dict[str, str]]:
-    """`n` tasks cycling through the task types. Each has its own customer and travel date,
-    so no task's writes change what another task reads, whatever order they run in."""
+def make_tasks(
+    n: int, seed: int, user_ids: Sequence[str], workload: str = "mixed"
+) -> list[dict[str, str]]:
+    """`n` tasks cycling through the workload's task types. Each has its own customer and
+    travel date, so no task's writes change what another task reads, whatever order they
+    run in."""
     rng = random.Random(f"{seed}|tasks")
     users = rng.sample(list(user_ids), n)
-    days = rng.sample(range(62), n)  # July and August
-    kinds = list(TEMPLATES)
+    days = rng.sample(range(60), n)  # July and August, with two days to spare
+    kinds = list(WORKLOADS[workload])
     tasks = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
@@ -151,6 +163,28 @@ def _book(p: dict[str, str], step: int, seen: Seen) -> Turn:
     )
 
 
+def _research(p: dict[str, str], step: int, seen: Seen) -> Turn:
+    first = datetime.date.fromisoformat(p["date"])
+    dates = [(first + datetime.timedelta(days=k)).isoformat() for k in range(3)]
+    if step == 0:
+        return [
+            ("search_flights", {"origin": p["origin"], "destination": p["destination"], "date": d})
+            for d in dates
+        ]
+    if step == 1:
+        cheapest = [r["flights"][0]["flight_id"] for r in seen["search_flights"][-3:]]
+        return [("get_flight", {"flight_id": f}) for f in cheapest]
+    if step == 2:
+        return [("get_weather", {"city": p["city"], "date": d}) for d in dates]
+    days = zip(seen["get_flight"][-3:], seen["get_weather"][-3:], strict=True)
+    return (
+        "; ".join(
+            f"{w['date']}: {f['flight_id']} ${f['price_usd']:.2f}, {w['sky']}" for f, w in days
+        )
+        + "."
+    )
+
+
 def _status(p: dict[str, str], step: int, seen: Seen) -> Turn:
     if step == 0:
         return [("list_orders", {"user_id": p["user_id"]})]
@@ -170,6 +204,7 @@ _SCRIPTS: dict[str, Callable[[dict[str, str], int, Seen], Turn]] = {
     "cancel": _cancel,
     "book": _book,
     "status": _status,
+    "research": _research,
 }
 _PATTERNS = {kind: _pattern(t) for kind, t in TEMPLATES.items()}
 

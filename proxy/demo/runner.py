@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import StateDir
 
 START_TIMEOUT_S = 30.0
@@ -55,6 +57,8 @@ def run(
     think_s: float = 1.25,
     timeout_s: float = 180.0,
     as_json: bool = False,
+    warmup: int = 12,
+    workload: str = "mixed",
 ) -> int:
     """Run the demo and print the comparison (a table, or one JSON object). Exit status."""
     missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
@@ -65,16 +69,19 @@ def run(
             file=sys.stderr,
         )
         return 2
-    if not 1 <= tasks <= 60 or concurrency < 1 or think_s <= 0:
+    if not 1 <= tasks <= 60 or not 0 <= warmup <= 60 or concurrency < 1 or think_s <= 0:
         print(
-            "prefire demo: --tasks must be 1 to 60, --concurrency at least 1, --think above 0",
+            "prefire demo: --tasks must be 1 to 60, --warmup 0 to 60, --concurrency at least 1, "
+            "--think above 0",
             file=sys.stderr,
         )
         return 2
     progress = _quiet if as_json else _to_stderr
     try:
         summary = asyncio.run(
-            _bounded(timeout_s, _demo(tasks, seed, concurrency, think_s, progress))
+            _bounded(
+                timeout_s, _demo(tasks, seed, concurrency, think_s, warmup, workload, progress)
+            )
         )
     except DemoError as exc:
         print(f"prefire demo: {exc}", file=sys.stderr)
@@ -108,7 +115,13 @@ def _to_stderr(line: str) -> None:
 
 
 async def _demo(
-    n: int, seed: int, concurrency: int, think_s: float, progress: Callable[[str], None]
+    n: int,
+    seed: int,
+    concurrency: int,
+    think_s: float,
+    warmup: int,
+    workload: str,
+    progress: Callable[[str], None],
 ) -> dict[str, Any]:
     # Imported here so that a missing extra is reported above, not as a traceback.
     from prefire.proxy.demo.llm_server import GAVE_UP, ScriptedLLM, make_tasks
@@ -133,12 +146,27 @@ async def _demo(
             rules = tmp / "rules.yaml"
             rules.write_text(rules_yaml(rest_url))
             task_file = tmp / "tasks.json"
-            task_file.write_text(json.dumps(make_tasks(n, seed, sorted(world.users))))
+            task_file.write_text(json.dumps(make_tasks(n, seed, sorted(world.users), workload)))
             agent_args = [
                 *("--llm", llm_url + "/v1", "--mcp", mcp_url, "--rest", rest_url),
                 *("--tasks", str(task_file), "--concurrency", str(concurrency)),
             ]
-            progress(f"prefire demo: {n} tasks, {concurrency} at a time, seed {seed}")
+            progress(f"prefire demo: {n} {workload} tasks, {concurrency} at a time, seed {seed}")
+            if warmup:
+                # prefire learns online; a deployed proxy has seen earlier tasks of the same
+                # agent. Other tasks (another seed) teach it first, through a proxy that only
+                # observes, and the speculative run starts from what that proxy learned.
+                progress(f"  warm-up: {warmup} other tasks through prefire run --no-speculate ...")
+                warm_file = tmp / "warmup.json"
+                warm_file.write_text(
+                    json.dumps(make_tasks(warmup, seed + 1000, sorted(world.users), workload))
+                )
+                warm_args = [*agent_args]
+                warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
+                await _run_pass(tmp, "warmup", ["--no-speculate", "--rules", str(rules)], warm_args)
+                world.reset()
+                (tmp / "speculative").mkdir()
+                shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
             progress("  baseline run (prefire run --no-speculate) ...")
             baseline = await _run_pass(
                 tmp, "baseline", ["--no-speculate", "--rules", str(rules)], agent_args
@@ -161,6 +189,8 @@ async def _demo(
         "wasted": totals["wasted"] if totals else None,
         "identical": _identical(baseline["tasks"], speculative["tasks"]),
         "tasks": n,
+        "warmup_tasks": warmup,
+        "workload": workload,
         "seed": seed,
         "concurrency": concurrency,
         "tool_calls": sum(len(t["tool_results"]) for t in baseline["tasks"]),
