@@ -263,17 +263,12 @@ class ArgHypotheses:
             self.stats = dict(order)
         self.ranked = [(src, st) for src, st in order if st.trials >= 1]
 
-    def values(
-        self, mem: SessionMemory, limit: int = 2, width: float = 1.0
-    ) -> list[tuple[Any, float, bool]]:
+    def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
         """Up to `limit` distinct predicted values: (value, probability, fan-out).
 
-        For a tool called once a turn, hypotheses are tried best first; a later one
-        only matters when the ones before it are wrong, so each adds score x P(all
-        before it wrong) to the value it gives, and one argument's values sum to <= 1.
-        For a tool called `width` times a turn (width > 1), each call takes one value:
-        a source right for one call in `width` is right for the turn, so its values
-        stand side by side with probability score x width.
+        Hypotheses are tried best first; a later one only matters when the ones
+        before it are wrong, so each adds score x P(all before it wrong) to the
+        value it gives. The probabilities of one argument's values sum to <= 1.
         """
         found: dict[bytes, list[Any]] = {}  # canonical value -> [value, probability, fan-out]
         remaining = 1.0
@@ -282,11 +277,8 @@ class ArgHypotheses:
             if value is None:
                 continue
             key = canonical(value)
-            if width > 1.0:
-                p = min(1.0, stat.score * width)
-            else:
-                p = stat.score * remaining
-                remaining -= p
+            p = stat.score * remaining
+            remaining -= p
             if key in found:
                 found[key][1] += p
             else:

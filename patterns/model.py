@@ -278,21 +278,17 @@ class PatternModel:
             hyps = _sharper(
                 self.args.get((mem.app, prev, tool, name)), self.args.get((mem.app, tool, name))
             )
-            width = self.width.get((mem.app, tool), 1.0)
-            # a fan-out source only speaks for tools that are called several times a turn
-            fans_out = width >= 1.5
-            if hyps is None:
+            values = hyps.values(mem) if hyps is not None else []
+            if not values:
                 return []
-            if fans_out:
-                values = hyps.values(mem, limit=min(FAN_OUT_LIMIT, round(width) + 1), width=width)
-            else:
-                values = hyps.values(mem)
+            # a fan-out source only speaks for tools that are called several times a turn
+            fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
             values = [v for v in values if fans_out or not v[2]]
             if not values:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []
-        for combo in itertools.islice(itertools.product(*options), FAN_OUT_LIMIT):
+        for combo in itertools.islice(itertools.product(*options), 4):
             p = p_keyset
             fan_name, fan_values = None, None
             args: dict[str, Any] = {}

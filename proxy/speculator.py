@@ -151,7 +151,9 @@ class Speculator:
         counters = self.accounting.tool(tool)
         if ruleset.budgets.backs_off(counters.fired, counters.wasted):
             return False
-        if self._in_flight >= ruleset.budgets.max_concurrent:
+        # The cap bounds guesses. An eager call is the agent's own call started sooner:
+        # it adds no load the agent would not make, so a backlog of guesses never holds it up.
+        if kind != "eager" and self._in_flight >= ruleset.budgets.max_concurrent:
             return False
         entry = self.cache.start(
             key, tool, fetch, ttl=decision.rule.ttl, reuse=decision.rule.reuse, kind=kind, tags=tags
