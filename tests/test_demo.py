@@ -11,7 +11,7 @@ import pytest
 
 
 def test_demo_json_reports_both_runs_with_identical_results() -> None:
-    args = ["demo", "--json", "--tasks", "2", "--think", "0.6", "--timeout", "50"]
+    args = ["demo", "--json", "--tasks", "2", "--warmup", "2", "--think", "0.6", "--timeout", "50"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefire.proxy.cli", *args],
         stdout=subprocess.PIPE,
