@@ -1,0 +1,58 @@
+"""With vs without speculation, on the demo's world, larger than `prefire demo` by default.
+
+    python bench/speculation.py [--tasks 24] [--warmup 24] [--seeds 1 2]
+
+For each workload (mixed, reads) and seed it runs `prefire demo --json` (a warm-up
+through a proxy that only learns, then the measured tasks through `prefire run
+--no-speculate` and through `prefire run`, in one run) and prints wall times,
+reduction, hits, wasted calls per hit and whether every agent-visible result was
+identical. Loopback only; each run is bounded by the demo's own timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=24)
+    ap.add_argument("--warmup", type=int, default=24)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--timeout", type=float, default=400.0)
+    args = ap.parse_args()
+    rows = []
+    for workload in ("mixed", "reads"):
+        for seed in args.seeds:
+            cmd = [
+                sys.executable, "-m", "prefire.proxy.cli", "demo", "--json",
+                "--tasks", str(args.tasks), "--warmup", str(args.warmup),
+                "--seed", str(seed), "--workload", workload, "--timeout", str(args.timeout),
+            ]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout + 60)
+            if done.returncode != 0:
+                print(f"{workload} seed {seed}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            r = json.loads(done.stdout)
+            rows.append((workload, seed, r))
+            print(f"[bench] {workload} seed {seed}: {r['reduction']:.1%}", file=sys.stderr)
+    print(
+        "| workload | seed | tasks | baseline s | speculative s | reduction | hits "
+        "| wasted/hit | identical |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for workload, seed, r in rows:
+        per_hit = r["wasted"] / r["hits"] if r["hits"] else float("nan")
+        times = f"{r['baseline_s']:.1f} | {r['speculative_s']:.1f}"
+        print(
+            f"| {workload} | {seed} | {r['tasks']} | {times} | {r['reduction']:.1%} "
+            f"| {r['hits']} | {per_hit:.2f} | {r['identical']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
