@@ -137,7 +137,10 @@ class Proxy:
                 self.capture.close()
             self.learner.save()
             self.accounting.write(self.config.state.root)
-            log.info("speculate.totals", **self.accounting.report()["totals"])
+            report = self.accounting.report()
+            for tool, counters in report["tools"].items():
+                log.info("speculate.tool", tool=tool, **counters)
+            log.info("speculate.totals", **report["totals"])
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
