@@ -72,11 +72,3 @@ class ControlFlow:
                 probs[tool] = probs.get(tool, 0.0) + coef * n
             scale *= _PRIOR_WEIGHT / (c.total + _PRIOR_WEIGHT)
         return probs
-
-    def support(self, keys: list[tuple[Any, ...]]) -> float:
-        """How often the longest known context was seen."""
-        for key in reversed(keys):
-            c = self.table.get(key)
-            if c is not None:
-                return c.total
-        return 0.0

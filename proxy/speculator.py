@@ -179,24 +179,16 @@ class Speculator:
             }
         )
         headers = {**server.headers, "content-type": "application/json"}
-        self._in_flight += 1
-        started = time.monotonic()
-        try:
-            async with self._client().post(server.url, data=body, headers=headers) as resp:
-                data = await resp.read()
-                status, ctype = resp.status, resp.headers.get("content-type", "")
-                raw_headers = list(resp.raw_headers)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.info("speculate.failed", tool=tool, error=repr(exc))
+        sent = await self._send("POST", server.url, body, headers, tool)
+        if sent is None:
             return None
-        finally:
-            self._in_flight -= 1
-        if not 200 <= status < 300:
-            return None
-        reply = next((r for r in mcp.parse_response(data, ctype) if r.id == rid), None)
+        reply = next(
+            (r for r in mcp.parse_response(sent.body, sent.content_type) if r.id == rid), None
+        )
         if reply is None or reply.error is not None or mcp.call_result(reply.result)[1]:
             return None  # errors are never served from speculation
-        return Result(status, raw_headers, data, ctype, time.monotonic() - started, rid)
+        sent.request_id = rid
+        return sent
 
     def _plan_rest(
         self, client: str, tool: str, args: dict[str, Any]
@@ -221,12 +213,16 @@ class Speculator:
         data = None if request.body is None else orjson.dumps(request.body)
         if data is not None:
             headers = {**headers, "content-type": "application/json"}
+        return await self._send(request.method, request.url, data, headers, tool)
+
+    async def _send(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str], tool: str
+    ) -> Result | None:
+        """Send a speculative request; its response if 2xx, else None (never an error)."""
         self._in_flight += 1
         started = time.monotonic()
         try:
-            async with self._client().request(
-                request.method, request.url, data=data, headers=headers
-            ) as resp:
+            async with self._client().request(method, url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 status, ctype = resp.status, resp.headers.get("content-type", "")
                 raw_headers = list(resp.raw_headers)
@@ -272,25 +268,9 @@ class Speculator:
             self._invalidate_for(tool, server)
             return
         result, entry, in_flight = taken
-        counters = self.accounting.tool(tool)
-        counters.used += 1
-        saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
-        counters.saved_s += max(0.0, min(saved, result.duration_s))
-        if in_flight:
-            counters.promotions += 1
-        flow.response = http.Response.make(
-            result.status,
-            result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id)),
-            [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
-        )
-        flow.metadata["prefire.served"] = entry.kind
-        log.info(
-            "speculate.served",
-            tool=tool,
-            kind=entry.kind,
-            promoted=in_flight,
-            saved_s=round(saved, 3),
-        )
+        # the server's own bytes, answering the agent's JSON-RPC id instead of ours
+        body = result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id))
+        self._served(flow, entry, result, in_flight, body)
 
     async def serve_http(self, flow: http.HTTPFlow) -> None:
         """Any other request of the agent: learn REST bindings from it, and answer it from
@@ -308,10 +288,8 @@ class Speculator:
         if taken is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):
                 # it may change what was read from this host: drop this scope's reads from it
-                origin = f"{req.scheme}://{req.host_header or req.host}"
-                self.cache.invalidate(
-                    lambda e: e.tags == (scope, origin) or e.tags == (scope, _origin(req.url))
-                )
+                tags = (scope, _origin(req.url))
+                self.cache.invalidate(lambda e: e.tags == tags)
             return
         result, entry, in_flight = taken
         self._served(flow, entry, result, in_flight, result.body)

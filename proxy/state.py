@@ -10,6 +10,21 @@ import certifi
 from mitmproxy import certs
 
 CA_BASENAME = "mitmproxy"
+# Proxy and trust settings a child process must not inherit from the caller's shell:
+# they would send its traffic somewhere else, or trust something else.
+PROXY_ENV_KEYS = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+)
 
 
 def default_state_dir() -> Path:

@@ -35,8 +35,6 @@ from prefire.patterns.events import (
 from prefire.proxy.providers.base import ASSISTANT, TOOL_CALL, TOOL_RESULT, USER
 from prefire.proxy.providers.openai_chat import CODEC as OPENAI_CHAT
 
-FORMATS = ("auto", "openai", "capture", "mitm", "har")
-
 
 @dataclass(slots=True)
 class ReplaySession:

@@ -19,19 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-PROXY_ENV_KEYS = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-)
+from prefire.proxy.state import PROXY_ENV_KEYS
 
 
 @dataclass
@@ -114,14 +102,18 @@ async def prefire(tmp_path: Path) -> AsyncIterator[RunningProxy]:
         assert await stop_proxy(proxy) == 0
 
 
-@pytest.fixture
-def proxied_env(prefire: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:
+def point_env_at(proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:
     """Point this process's HTTP clients at the proxy through the environment only."""
     for key in PROXY_ENV_KEYS:
         monkeypatch.delenv(key, raising=False)
-    for key, value in prefire.env().items():
+    for key, value in proxy.env().items():
         monkeypatch.setenv(key, value)
-    return prefire
+    return proxy
+
+
+@pytest.fixture
+def proxied_env(prefire: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:
+    return point_env_at(prefire, monkeypatch)
 
 
 @pytest.fixture(scope="session")

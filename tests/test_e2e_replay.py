@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_script import weather_conversation
-from tests.conftest import PROXY_ENV_KEYS, start_proxy, stop_proxy
+from tests.conftest import point_env_at, start_proxy, stop_proxy
 
 
 async def replay_json(*args: str) -> dict:
@@ -34,10 +34,7 @@ async def test_capture_replays_the_same_from_events_and_flows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proxy = await start_proxy(tmp_path)
-    for key in PROXY_ENV_KEYS:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in proxy.env().items():
-        monkeypatch.setenv(key, value)
+    point_env_at(proxy, monkeypatch)
     for _ in range(3):  # the same task three times: the third run can be predicted
         await weather_conversation("sk-replay-test")
     assert await stop_proxy(proxy) == 0

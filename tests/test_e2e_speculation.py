@@ -14,7 +14,7 @@ from aiohttp import web
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
-from tests.conftest import PROXY_ENV_KEYS, RunningProxy, start_proxy, stop_proxy
+from tests.conftest import RunningProxy, point_env_at, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import DataFlowLLM, ScriptedLLM, agent_loop, agent_step, llm_only
 from tests.upstreams import serve
@@ -58,10 +58,7 @@ async def proxy_with_rules(
     rules = tmp / "rules.yaml"
     rules.write_text(RULES % {"ttl": ttl})
     proxy = await start_proxy(tmp, "--rules", str(rules), *extra)
-    for key in PROXY_ENV_KEYS:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in proxy.env().items():
-        monkeypatch.setenv(key, value)
+    point_env_at(proxy, monkeypatch)
     return proxy
 
 
@@ -323,10 +320,7 @@ async def test_predicted_call_learned_from_earlier_sessions(tmp_path: Path, monk
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - match: {tool: ['search', 'get_item']}\n    prefire: true\n")
     proxy = await start_proxy(tmp_path, "--rules", str(rules))
-    for key in PROXY_ENV_KEYS:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in proxy.env().items():
-        monkeypatch.setenv(key, value)
+    point_env_at(proxy, monkeypatch)
     server = shop_server()
     words = ["shoes", "hats", "socks", "belts", "scarves"]
     async with serve_mcp(server) as mcp_url, serve(DataFlowLLM().app) as llm:

@@ -24,25 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from prefire.proxy.learner import SNAPSHOT_NAME
-from prefire.proxy.state import StateDir
+from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
-# Proxy settings inherited from the caller's shell would send the demo's traffic, or
-# the proxy's own upstream traffic, somewhere else.
-PROXY_ENV_KEYS = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-)
 _NEEDS = ("mcp", "openai", "uvicorn", "httpx")
 
 
