@@ -1,6 +1,6 @@
 """With vs without speculation, on the demo's world, larger than `prefire demo` by default.
 
-    python bench/speculation.py [--tasks 24] [--warmup 24] [--seeds 1 2]
+    python bench/speculation.py [--tasks 24] [--warmup 24] [--seeds 1 2] [--workloads mixed reads]
 
 For each workload (mixed, reads) and seed it runs `prefire demo --json` (a warm-up
 through a proxy that only learns, then the measured tasks through `prefire run
@@ -22,10 +22,13 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=24)
     ap.add_argument("--warmup", type=int, default=24)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--timeout", type=float, default=400.0)
+    ap.add_argument(
+        "--workloads", nargs="+", default=["mixed", "reads"], choices=["mixed", "reads"]
+    )
+    ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
     rows = []
-    for workload in ("mixed", "reads"):
+    for workload in args.workloads:
         for seed in args.seeds:
             cmd = [
                 sys.executable, "-m", "prefire.proxy.cli", "demo", "--json",
