@@ -37,6 +37,7 @@ class ProxyConfig:
     max_body: int = 8 * 1024 * 1024
     rules_path: Path | None = None
     speculate: bool = True
+    proxy_auth: str | None = None
 
 
 class Proxy:
@@ -59,6 +60,8 @@ class Proxy:
         # Declared by an addon, so settable only once the addons are loaded.
         # Bodies above the limit are streamed through untouched and not observed.
         opts.update(stream_large_bodies=str(config.max_body))
+        if config.proxy_auth:
+            opts.update(proxyauth=config.proxy_auth)
         self.addon = PrefireAddon(
             AddonConfig(capture=self.capture, max_body=config.max_body, on_ready=self._on_ready)
         )

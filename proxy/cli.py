@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import shlex
 import sys
@@ -63,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write events JSONL and .mitm flows here",
     )
     run.add_argument("--log-format", choices=("console", "json"), default="console")
+    run.add_argument(
+        "--proxy-auth",
+        default=None,
+        metavar="SPEC",
+        help="require proxy authentication (mitmproxy's proxyauth, e.g. user:pass); "
+        "needed to listen on a non-loopback address",
+    )
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a non-loopback address without --proxy-auth (anyone who can reach "
+        "the port can use the proxy and its learned state)",
+    )
     run.add_argument(
         "--ssl-insecure",
         action="store_true",
@@ -251,6 +265,14 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
     from prefire.patterns.rules import RulesError
     from prefire.proxy.app import Proxy, ProxyConfig
 
+    if not _loopback(args.listen_host) and not (args.proxy_auth or args.allow_remote):
+        print(
+            f"prefire run: refusing to listen on {args.listen_host} without --proxy-auth: "
+            "other machines could use the proxy; add --proxy-auth USER:PASS, or --allow-remote "
+            "if the network is trusted",
+            file=sys.stderr,
+        )
+        return 2
     config = ProxyConfig(
         state=state,
         listen_host=args.listen_host,
@@ -261,6 +283,7 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
         max_body=args.max_body,
         rules_path=args.rules,
         speculate=not args.no_speculate,
+        proxy_auth=args.proxy_auth,
     )
     try:
         proxy = Proxy(config)
@@ -275,6 +298,15 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
         return await child.wait()
 
     return await proxy.run(until_ready=run_command)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

@@ -228,3 +228,30 @@ async def test_env_prints_exports_and_ca_key_is_private(tmp_path: Path) -> None:
         assert Path(lines[key]).exists()
     key_file = tmp_path / "s" / "mitmproxy" / "mitmproxy-ca.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+async def test_non_loopback_listen_needs_proxy_auth(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-host", "0.0.0.0",
+        "--listen-port", "0", "--state-dir", str(tmp_path / "s"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "--proxy-auth" in err.decode()
+
+
+async def test_proxy_auth_is_required_when_set(tmp_path: Path) -> None:
+    proxy = await start_proxy(tmp_path, "--proxy-auth", "agent:s3cret")
+    up = LLMUpstream()
+    try:
+        async with serve(up.app) as base:
+            async with httpx.AsyncClient(proxy=proxy.url, trust_env=False) as anonymous:
+                denied = await anonymous.post(base + ROUTES[0][0], json=ROUTES[0][1])
+            authed_url = proxy.url.replace("http://", "http://agent:s3cret@")
+            async with httpx.AsyncClient(proxy=authed_url, trust_env=False) as client:
+                allowed = await client.post(base + ROUTES[0][0], json=ROUTES[0][1])
+    finally:
+        assert await stop_proxy(proxy) == 0
+    assert denied.status_code == 407
+    assert allowed.status_code == 200 and allowed.json()["id"] == "chatcmpl-1"
