@@ -15,7 +15,7 @@ import structlog
 from mitmproxy import ctx, http
 
 from prefire.patterns.events import Event, ToolCall
-from prefire.proxy.capture import Capture
+from prefire.proxy.capture import Capture, redact_url
 from prefire.proxy.decoding import ChunkDecoder, chunk_decoder
 from prefire.proxy.observer import ChunkObserver, Observer
 from prefire.proxy.speculator import Speculator
@@ -100,7 +100,7 @@ class PrefireAddon:
             )
         except Exception as exc:
             self.observer.forget(flow.id)
-            log.warning("observe.request_failed", url=req.pretty_url, error=repr(exc))
+            log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
             return
         if self.speculator is None or (ex is not None and ex.codec is not None):
             return
@@ -111,13 +111,15 @@ class PrefireAddon:
                 await self.speculator.serve_http(flow)
         except Exception as exc:  # serving failed: the request goes upstream as it is
             flow.response = None
-            log.warning("speculate.serve_failed", url=req.pretty_url, error=repr(exc))
+            log.warning("speculate.serve_failed", url=redact_url(req.pretty_url), error=repr(exc))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
             self._maybe_tap(flow)
         except Exception as exc:
-            log.warning("observe.headers_failed", url=flow.request.pretty_url, error=repr(exc))
+            log.warning(
+                "observe.headers_failed", url=redact_url(flow.request.pretty_url), error=repr(exc)
+            )
 
     def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
@@ -133,7 +135,9 @@ class PrefireAddon:
             )
         except Exception as exc:
             self.observer.forget(flow.id)
-            log.warning("observe.response_failed", url=flow.request.pretty_url, error=repr(exc))
+            log.warning(
+                "observe.response_failed", url=redact_url(flow.request.pretty_url), error=repr(exc)
+            )
         self._capture_flow(flow, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
