@@ -235,9 +235,9 @@ class ArgHypotheses:
         # tried sources, best first; refreshed whenever the stats change
         self.ranked: list[tuple[Source, Stat]] = []
 
-    def observe(
-        self, value: Any, mem: SessionMemory, target: tuple[str, str] | None = None
-    ) -> None:
+    def observe(self, value: Any, mem: SessionMemory, explained_by: list[Source]) -> None:
+        """Score every source on this call's value; `explained_by` (from `discover`) are
+        the sources that explain it now."""
         for source, stat in self.stats.items():
             predicted = resolve(source, mem)
             stat.trials += 1
@@ -245,7 +245,7 @@ class ArgHypotheses:
                 stat.hits += 1
         # A new source is not yet evidence: it was picked because it matched.
         # It counts from the next call on.
-        for source in discover(value, mem, target):
+        for source in explained_by:
             if source not in self.stats:
                 self.stats[source] = Stat()
         self.rank()

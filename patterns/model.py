@@ -17,7 +17,7 @@ from lru import LRU
 from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical, digest
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
-from prefire.patterns.dataflow import ArgHypotheses
+from prefire.patterns.dataflow import ArgHypotheses, discover
 from prefire.patterns.events import (
     Event,
     LLMRequest,
@@ -210,12 +210,13 @@ class PatternModel:
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
             for name, value in args.items():
+                explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
                 for hkey in ((mem.app, event.name, name), (mem.app, prev, event.name, name)):
                     hyps = self.args.get(hkey)
                     if hyps is None:
                         hyps = self.args[hkey] = ArgHypotheses()
-                    hyps.observe(value, mem, (event.name, name))
+                    hyps.observe(value, mem, explained_by)
         mem.add_call(event.call_id, event.name, args)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
