@@ -19,10 +19,10 @@ class Latencies:
         self.llm: LRU = LRU(cap)  # app -> seconds
 
     def observe_tool(self, app: Any, tool: str, seconds: float) -> None:
-        _update(self.tool, (app, tool), seconds)
+        ewma(self.tool, (app, tool), seconds)
 
     def observe_llm(self, app: Any, seconds: float) -> None:
-        _update(self.llm, app, seconds)
+        ewma(self.llm, app, seconds)
 
     def tool_s(self, app: Any, tool: str) -> float:
         return self.tool.get((app, tool), self.default_tool_s)
@@ -31,8 +31,9 @@ class Latencies:
         return self.llm.get(app, self.default_llm_s)
 
 
-def _update(table: LRU, key: Any, seconds: float) -> None:
-    if seconds < 0 or seconds != seconds:
+def ewma(table: LRU, key: Any, value: float) -> None:
+    """Move the table's mean for `key` towards `value`; negative and NaN values are noise."""
+    if value < 0 or value != value:
         return
     old = table.get(key)
-    table[key] = seconds if old is None else old + _ALPHA * (seconds - old)
+    table[key] = value if old is None else old + _ALPHA * (value - old)

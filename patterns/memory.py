@@ -27,6 +27,7 @@ class CallRecord:
     turn: int
     name: str
     arguments: Any
+    key: bytes  # call_key(name, arguments)
     result: Any = None
     has_result: bool = False
 
@@ -72,8 +73,8 @@ class SessionMemory:
             return True, self.resolved[key]
         return False, None
 
-    def add_call(self, call_id: str, name: str, arguments: Any) -> CallRecord:
-        rec = CallRecord(self.next_seq, self.turn, name, arguments)
+    def add_call(self, call_id: str, name: str, arguments: Any, key: bytes) -> CallRecord:
+        rec = CallRecord(self.next_seq, self.turn, name, arguments, key)
         self.next_seq += 1
         if len(self.calls) == self.calls.maxlen:
             old = self.calls[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from prefire.patterns.events import (
     UserMessage,
 )
 from prefire.patterns.intent import Intent, tokens
-from prefire.patterns.latency import Latencies
+from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
@@ -50,6 +51,13 @@ class Candidate:
     @classmethod
     def of(cls, tool: str, arguments: Any, probability: float, value: float) -> Candidate:
         return cls(tool, arguments, probability, value, call_key(tool, arguments))
+
+
+def firing_order(candidates: Iterable[Candidate], min_probability: float) -> list[Candidate]:
+    """The candidates worth starting early, best expected saving first."""
+    return sorted(
+        (c for c in candidates if c.probability >= min_probability), key=lambda c: -c.value
+    )
 
 
 def call_key(tool: str, arguments: Any) -> bytes:
@@ -143,7 +151,7 @@ class PatternModel:
         if decision is not None:
             called = Counter(c.name for c in mem.turn_calls)
             if decision.predicted:
-                keys = {call_key(c.name, c.arguments) for c in mem.turn_calls}
+                keys = {c.key for c in mem.turn_calls}
                 for rank, raw, key in decision.predicted:
                     self.calibrator.observe(mem.app, rank, raw, key in keys)
             if decision.words is not None:
@@ -152,8 +160,7 @@ class PatternModel:
                     self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
             for tool, n in called.items():
-                old = self.width.get((mem.app, tool))
-                self.width[(mem.app, tool)] = n if old is None else old + 0.2 * (n - old)
+                ewma(self.width, (mem.app, tool), n)
         mem.turn_calls = []
 
     def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:
@@ -217,7 +224,7 @@ class PatternModel:
                     if hyps is None:
                         hyps = self.args[hkey] = ArgHypotheses()
                     hyps.observe(value, mem, explained_by)
-        mem.add_call(event.call_id, event.name, args)
+        mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
     # -- prediction --------------------------------------------------------

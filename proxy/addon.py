@@ -87,16 +87,18 @@ class PrefireAddon:
         req = flow.request
         if req.raw_content is None or len(req.raw_content) > self.config.max_body:
             return
+        client = flow.client_conn.peername[0] if flow.client_conn.peername else ""
         try:
+            content = req.get_content()
             ex = self.observer.request(
                 flow.id,
                 req.method,
                 req.url,
                 req.path,
                 req.headers.items(multi=True),
-                req.get_content(),
+                content,
                 req.timestamp_start,
-                flow.client_conn.peername[0] if flow.client_conn.peername else "",
+                client,
             )
         except Exception as exc:
             self.observer.forget(flow.id)
@@ -108,7 +110,7 @@ class PrefireAddon:
             if ex is not None:
                 await self.speculator.serve(flow, ex)
             else:
-                await self.speculator.serve_http(flow)
+                await self.speculator.serve_http(flow, client, content)
         except Exception as exc:  # serving failed: the request goes upstream as it is
             flow.response = None
             log.warning("speculate.serve_failed", url=redact_url(req.pretty_url), error=repr(exc))

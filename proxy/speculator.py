@@ -25,12 +25,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import structlog
-from lru import LRU
 from mitmproxy import http
 
 from prefire.patterns.canonical import canonical, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
-from prefire.patterns.model import PatternModel
+from prefire.patterns.model import PatternModel, firing_order
 from prefire.patterns.rules import RestRequest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer
@@ -75,7 +74,6 @@ class Speculator:
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
         self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
-        self._turn_left: LRU = LRU(100_000)  # session -> predicted calls left at this decision
 
     # -- events -------------------------------------------------------------------
 
@@ -88,7 +86,6 @@ class Speculator:
                 if server is not None:
                     self.bindings.observe_tools(origin[0], server, event.tools)
         elif isinstance(event, LLMRequest) and self.enabled:
-            self._turn_left[event.session] = self.rules.current.budgets.max_per_turn
             self._fire_predicted(event.session)
         elif isinstance(event, ToolCall) and isinstance(event.arguments, dict):
             origin = self.observer.origin(event.session)
@@ -102,17 +99,14 @@ class Speculator:
 
     def _fire_predicted(self, session: SessionKey) -> None:
         budgets = self.rules.current.budgets
-        candidates = [
-            c for c in self.model.predict(session) if c.probability >= budgets.min_probability
-        ]
-        candidates.sort(key=lambda c: -c.value)
-        for c in candidates:
-            if self._turn_left.get(session, 0) <= 0:
+        left = budgets.max_per_turn
+        for c in firing_order(self.model.predict(session), budgets.min_probability):
+            if left <= 0:
                 break
             if isinstance(c.arguments, dict) and self._fire(
                 session, c.tool, c.arguments, "predicted"
             ):
-                self._turn_left[session] -= 1
+                left -= 1
 
     # -- firing ---------------------------------------------------------------------
 
@@ -272,14 +266,11 @@ class Speculator:
         body = result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id))
         self._served(flow, entry, result, in_flight, body)
 
-    async def serve_http(self, flow: http.HTTPFlow) -> None:
-        """Any other request of the agent: learn REST bindings from it, and answer it from
-        speculation when a fetched request is exactly this one."""
+    async def serve_http(self, flow: http.HTTPFlow, client: str, content: bytes) -> None:
+        """Any other request of the agent (`content`: its decoded body): learn REST bindings
+        from it, and answer it from speculation when a fetched request is exactly this one."""
         req = flow.request
-        client = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        body: Any = None
-        if req.raw_content:
-            body = loads_or_none(req.get_content(strict=False) or b"")
+        body: Any = loads_or_none(content) if content else None
         headers = req.headers.items(multi=True)
         self.rest.request_seen(client, req.method, req.url, list(headers), body)
         scope = scope_of(headers, req.url)

@@ -12,9 +12,9 @@ from typing import Any, TextIO
 import orjson
 
 from prefire.patterns.baseline import BaselineModel
-from prefire.patterns.rules import RulesError, RuleSet
+from prefire.patterns.rules import Budgets, RulesError, RuleSet
 from prefire.proxy.rules_file import read_rules
-from prefire.replay.simulate import Budget, Eligible, Simulation, Totals
+from prefire.replay.simulate import Eligible, Simulation, Totals
 from prefire.replay.sources import InputError, ReplaySession, read
 
 
@@ -35,7 +35,7 @@ def run(
             print(f"prefire replay: {path}: no such file", file=err)
             return 2
     eligible: Eligible | None = None
-    budget: Budget | None = None
+    budget: Budgets | None = None
     if rules_path is not None:
         try:
             ruleset = read_rules(rules_path)
@@ -43,10 +43,7 @@ def run(
             print(exc, file=err)
             return 2
         eligible = _rules_eligible(ruleset)
-        budget = Budget(
-            max_per_turn=ruleset.budgets.max_per_turn,
-            min_probability=ruleset.budgets.min_probability,
-        )
+        budget = ruleset.budgets
     sims = {
         "prefire": Simulation(
             eligible=eligible, budget=budget, tool_latency=tool_latency, llm_latency=llm_latency

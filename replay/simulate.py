@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from prefire.patterns.dataflow import discover
 from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
-from prefire.patterns.model import Candidate, PatternModel, call_key
+from prefire.patterns.model import Candidate, PatternModel, call_key, firing_order
+from prefire.patterns.rules import Budgets
 from prefire.replay.sources import ReplaySession
 
 Eligible = Callable[[str, ReplaySession], bool]
@@ -24,14 +25,6 @@ class Predictor(Protocol):
     def predict(self, session: SessionKey, limit: int = 8) -> list[Candidate]: ...
 
     def end_session(self, session: SessionKey) -> None: ...
-
-
-@dataclass(slots=True)
-class Budget:
-    """How many candidates are fired per decision point, and from what probability."""
-
-    max_per_turn: int = 3
-    min_probability: float = 0.2
 
 
 @dataclass(slots=True)
@@ -115,13 +108,13 @@ class Simulation:
         self,
         model: Predictor | None = None,
         eligible: Eligible | None = None,
-        budget: Budget | None = None,
+        budget: Budgets | None = None,
         tool_latency: float = 1.0,
         llm_latency: float = 2.0,
     ) -> None:
         self.model = model or PatternModel(default_tool_s=tool_latency, default_llm_s=llm_latency)
         self.eligible = eligible or _labelled_eligible
-        self.budget = budget or Budget()
+        self.budget = budget or Budgets()
         self.tool_latency = tool_latency
         self.llm_latency = llm_latency
         self.totals = Totals()
@@ -172,10 +165,9 @@ class Simulation:
     def _fire(self, candidates: list[Candidate], session: ReplaySession) -> dict[bytes, Candidate]:
         chosen = [
             c
-            for c in candidates
-            if c.probability >= self.budget.min_probability and self.eligible(c.tool, session)
+            for c in firing_order(candidates, self.budget.min_probability)
+            if self.eligible(c.tool, session)
         ]
-        chosen.sort(key=lambda c: -c.value)
         fired = {c.key: c for c in chosen[: self.budget.max_per_turn]}
         self.totals.prefired += len(fired)
         for c in fired.values():
