@@ -7,8 +7,11 @@ timestamps, so events line up with the flows of a `.mitm` capture.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from prefire.patterns.canonical import digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,11 @@ class ToolSpec:
     description: str = ""
     parameters: Any = None
     annotations: Any = None
+
+
+def toolset_id(tools: Iterable[ToolSpec]) -> str:
+    """Identifies an application by the names of the tools it offers."""
+    return digest(sorted({t.name for t in tools}))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,4 +196,5 @@ __all__ = [
     "UserMessage",
     "from_record",
     "to_record",
+    "toolset_id",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.calibration import Calibrator
-from prefire.patterns.canonical import canonical, digest
+from prefire.patterns.canonical import canonical
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses, discover
 from prefire.patterns.events import (
@@ -28,6 +28,7 @@ from prefire.patterns.events import (
     ToolResult,
     ToolsOffered,
     UserMessage,
+    toolset_id,
 )
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
@@ -115,9 +116,8 @@ class PatternModel:
         mem = self.memory(event.session)
         if isinstance(event, ToolsOffered):
             if event.api != "mcp" and event.tools:
-                names = frozenset(t.name for t in event.tools)
-                mem.app = (event.session.scope, _toolset(names))
-                self.offered[mem.app] = names
+                mem.app = (event.session.scope, toolset_id(event.tools))
+                self.offered[mem.app] = frozenset(t.name for t in event.tools)
         elif isinstance(event, UserMessage):
             mem.user_texts.append(event.text)
             mem.new_words = tokens(event.text)
@@ -323,7 +323,3 @@ def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> A
     if general is None or not general.ranked:
         return specific
     return specific if specific.ranked[0][1].score >= general.ranked[0][1].score else general
-
-
-def _toolset(names: frozenset[str]) -> str:
-    return digest(sorted(names))

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from lru import LRU
 
-from prefire.patterns.canonical import canonical, digest
+from prefire.patterns.canonical import canonical
 from prefire.patterns.events import (
     Event,
     LLMRequest,
@@ -27,8 +27,8 @@ from prefire.patterns.events import (
     ToolCall,
     ToolResult,
     ToolsOffered,
-    ToolSpec,
     UserMessage,
+    toolset_id,
 )
 from prefire.proxy.providers.base import (
     TOOL_CALL,
@@ -232,8 +232,3 @@ class Sessions:
 
 def mcp_session(scope: str, session_id: str) -> SessionKey:
     return SessionKey(scope, "mcp-" + (session_id or "none"))
-
-
-def toolset_id(tools: Iterable[ToolSpec]) -> str:
-    """Identifies an application by the names of the tools it offers."""
-    return digest(sorted({t.name for t in tools}))
