@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from prefire.patterns.canonical import canonical
 from prefire.patterns.events import (
     Event,
     LLMRequest,
@@ -32,6 +31,7 @@ from prefire.patterns.events import (
     UserMessage,
     from_record,
 )
+from prefire.patterns.model import call_key
 from prefire.proxy.providers.base import ASSISTANT, TOOL_CALL, TOOL_RESULT, USER
 from prefire.proxy.providers.openai_chat import CODEC as OPENAI_CHAT
 
@@ -203,7 +203,7 @@ def group_sessions(events: list[Event], origin: str) -> Iterator[ReplaySession]:
     exchanges: dict[bytes, list[float]] = {}
     for e in events:
         if isinstance(e, ToolExchange):
-            exchanges.setdefault(_call_id(e.name, e.arguments), []).append(e.duration_s)
+            exchanges.setdefault(call_key(e.name, e.arguments), []).append(e.duration_s)
     by_session: dict[SessionKey, list[Event]] = {}
     for e in events:
         if not isinstance(e, ToolExchange) and not (isinstance(e, ToolsOffered) and e.api == "mcp"):
@@ -223,13 +223,9 @@ def group_sessions(events: list[Event], origin: str) -> Iterator[ReplaySession]:
                     llm_s.append(max(0.0, e.t - request_t))
                     request_t = None
                 call_t[e.call_id] = e.t
-                recorded = exchanges.get(_call_id(e.name, e.arguments))
+                recorded = exchanges.get(call_key(e.name, e.arguments))
                 if recorded:
                     tool_s[e.call_id] = recorded.pop(0)
             elif isinstance(e, ToolResult) and e.call_id in call_t and e.call_id not in tool_s:
                 tool_s[e.call_id] = max(0.0, e.t - call_t[e.call_id])
         yield ReplaySession(str(key), evs, tool_s, llm_s, {}, origin)
-
-
-def _call_id(name: str, arguments: Any) -> bytes:
-    return name.encode() + b"\0" + canonical(arguments)
