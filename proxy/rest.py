@@ -53,10 +53,8 @@ class RestLearner:
     def request_seen(
         self, client: str, method: str, url: str, headers: list[tuple[str, str]], body: Any
     ) -> None:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
         kept = {k.lower(): v for k, v in headers if k.lower() in _KEPT_HEADERS}
-        self._headers[(client, origin)] = kept
+        self._headers[(client, origin(url))] = kept
         recent = self._recent.get(client)
         if not recent:
             return
@@ -80,8 +78,7 @@ class RestLearner:
         return learned.template if learned is not None and learned.trusted else None
 
     def headers_for(self, client: str, url: str) -> dict[str, str]:
-        parts = urlsplit(url)
-        return dict(self._headers.get((client, f"{parts.scheme}://{parts.netloc}")) or {})
+        return dict(self._headers.get((client, origin(url))) or {})
 
 
 def derive(method: str, url: str, body: Any, arguments: dict[str, Any]) -> RestTemplate | None:
@@ -137,6 +134,12 @@ def _text(value: Any) -> str:
 def _keep_placeholder(text: str) -> str:
     """Percent-encode a template piece, leaving its {placeholders} to `render`."""
     return quote(text, safe="{}")
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what a client's headers and a host's reads are kept by."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def request_key(method: str, url: str, body: Any) -> tuple[str, bytes]:

@@ -36,7 +36,7 @@ from prefire.proxy.bindings import Bindings, McpServer
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
-from prefire.proxy.rest import RestLearner, request_key
+from prefire.proxy.rest import RestLearner, origin, request_key
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.sessions import scope_of
 
@@ -135,7 +135,7 @@ class Speculator:
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
             key = (scope, "rest", *request_key(request.method, request.url, request.body))
-            tags = (scope, _origin(request.url))
+            tags = (scope, origin(request.url))
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
                 return self._call_rest(request, headers, tool)
@@ -279,7 +279,7 @@ class Speculator:
         if taken is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):
                 # it may change what was read from this host: drop this scope's reads from it
-                tags = (scope, _origin(req.url))
+                tags = (scope, origin(req.url))
                 self.cache.invalidate(lambda e: e.tags == tags)
             return
         result, entry, in_flight = taken
@@ -336,8 +336,3 @@ class Speculator:
         if entry.used == 0:
             counters.wasted += 1
             log.info("speculate.wasted", tool=entry.tool, why=why)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
