@@ -31,12 +31,13 @@ from prefire.patterns.canonical import canonical, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.model import PatternModel, firing_order
 from prefire.patterns.rules import RestRequest
+from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
-from prefire.proxy.rest import RestLearner, origin, request_key
+from prefire.proxy.rest import RestLearner, request_key
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.sessions import scope_of
 
@@ -135,7 +136,7 @@ class Speculator:
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
             key = (scope, "rest", *request_key(request.method, request.url, request.body))
-            tags = (scope, origin(request.url))
+            tags = (scope, rest.origin(request.url))
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
                 return self._call_rest(request, headers, tool)
@@ -279,7 +280,7 @@ class Speculator:
         if taken is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):
                 # it may change what was read from this host: drop this scope's reads from it
-                tags = (scope, origin(req.url))
+                tags = (scope, rest.origin(req.url))
                 self.cache.invalidate(lambda e: e.tags == tags)
             return
         result, entry, in_flight = taken
