@@ -23,25 +23,61 @@ _MAX_CONTAINER_KEY = 256  # canonical bytes; bigger containers are matched by th
 
 def leaves(value: Any, max_leaves: int = MAX_LEAVES) -> Iterator[tuple[Path, Any]]:
     """(path, value) for scalars, and for small containers as a whole, depth-first."""
-    stack: list[tuple[Path, Any]] = [((), value)]
+    # children are walked lazily, so a huge list costs only the leaves taken from it
+    stack: list[Iterator[tuple[Path, Any]]] = [iter((((), value),))]
     emitted = 0
-    while stack and emitted < max_leaves:
-        path, v = stack.pop()
-        if isinstance(v, dict):
-            if len(canonical(v)) <= _MAX_CONTAINER_KEY:
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        path, v = item
+        if isinstance(v, dict | list):
+            if _small(v):
                 yield path, v
                 emitted += 1
             if len(path) < MAX_DEPTH:
-                stack.extend(((*path, k), v[k]) for k in reversed(list(v)))
-        elif isinstance(v, list):
-            if len(canonical(v)) <= _MAX_CONTAINER_KEY:
-                yield path, v
-                emitted += 1
-            if len(path) < MAX_DEPTH:
-                stack.extend(((*path, i), v[i]) for i in range(len(v) - 1, -1, -1))
+                stack.append(_children(path, v))
         elif v is not None:
             yield path, v
             emitted += 1
+        if emitted >= max_leaves:
+            return
+
+
+def _children(path: Path, container: dict[Any, Any] | list[Any]) -> Iterator[tuple[Path, Any]]:
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    return (((*path, k), v) for k, v in items)
+
+
+def _small(container: dict[Any, Any] | list[Any]) -> bool:
+    """Whether the container's canonical JSON fits a container key; a cheap lower
+    bound on its size rules out big ones without serializing them."""
+    return (
+        _min_size(container, _MAX_CONTAINER_KEY) <= _MAX_CONTAINER_KEY
+        and len(canonical(container)) <= _MAX_CONTAINER_KEY
+    )
+
+
+def _min_size(v: Any, budget: int) -> int:
+    """A lower bound on len(canonical(v)); stops counting once it passes `budget`."""
+    if isinstance(v, str):
+        return len(v) + 2
+    if isinstance(v, dict):
+        n = 1 + (not v)
+        for k, x in v.items():
+            n += (len(k) if isinstance(k, str) else 1) + 4 + _min_size(x, budget - n)
+            if n > budget:
+                break
+        return n
+    if isinstance(v, list):
+        n = 1 + (not v)
+        for x in v:
+            n += 1 + _min_size(x, budget - n)
+            if n > budget:
+                break
+        return n
+    return 4 if v is None or v is True else 5 if v is False else 1
 
 
 def at_path(value: Any, path: Path) -> Any:

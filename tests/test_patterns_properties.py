@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prefire.patterns.canonical import canonical
 from prefire.patterns.events import (
     LLMRequest,
     SessionKey,
@@ -15,6 +16,7 @@ from prefire.patterns.events import (
     UserMessage,
 )
 from prefire.patterns.model import PatternModel
+from prefire.patterns.values import MAX_DEPTH, MAX_LEAVES, leaves
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession
 
@@ -93,3 +95,42 @@ def test_simulation_time_accounting_is_consistent(
     assert 0.0 <= r["hidden_fraction"] <= 1.0 and 0.0 <= r["e2e_reduction"] <= 1.0
     # every hit hides min(tool time, LLM time) and nothing else
     assert abs(t.hidden_tool_time_s - t.hits * min(tool_s, llm_s)) < 1e-6
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=40,
+)
+
+
+@given(json_values)
+def test_leaves_match_a_plain_depth_first_walk(value: object) -> None:
+    """The lazy walk gives what an eager walk serializing every container gives."""
+    expected = []
+    stack = [((), value)]
+    while stack and len(expected) < MAX_LEAVES:
+        path, v = stack.pop()
+        if isinstance(v, dict | list):
+            if len(canonical(v)) <= 256:
+                expected.append((path, v))
+            if len(path) < MAX_DEPTH:
+                items = list(v.items()) if isinstance(v, dict) else list(enumerate(v))
+                stack.extend(((*path, k), x) for k, x in reversed(items))
+        elif v is not None:
+            expected.append((path, v))
+    assert list(leaves(value)) == expected
+
+
+def test_a_huge_result_yields_its_first_leaves_only() -> None:
+    big = {"items": [{"id": i, "tags": ["a", "b"]} for i in range(200_000)]}
+    out = list(leaves(big))
+    assert len(out) == MAX_LEAVES
+    # neither the root nor the list is small enough to be a key; the first item is
+    assert out[0] == (("items", 0), big["items"][0])
+    assert out[1] == (("items", 0, "id"), 0)
+    assert all(path[1] < 200 for path, _ in out)
