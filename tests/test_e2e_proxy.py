@@ -255,3 +255,30 @@ async def test_proxy_auth_is_required_when_set(tmp_path: Path) -> None:
         assert await stop_proxy(proxy) == 0
     assert denied.status_code == 407
     assert allowed.status_code == 200 and allowed.json()["id"] == "chatcmpl-1"
+
+
+async def test_reverse_mode_base_url_for_clients_that_ignore_proxies(tmp_path: Path) -> None:
+    """The fallback of DESIGN.md: OPENAI_BASE_URL at prefire in reverse mode."""
+    up = LLMUpstream(gap_s=0.01)
+    async with serve(up.app) as base, httpx.AsyncClient(trust_env=False) as direct:
+        proxy = await start_proxy(tmp_path, "--mode", f"reverse:{base}")
+        try:
+            path, body = ROUTES[1]
+            want = await _fetch(direct, base + path, body)
+            got = await _fetch(direct, proxy.url + path, body)
+            client = openai.AsyncOpenAI(
+                base_url=proxy.url + "/v1",
+                api_key=SECRET,
+                http_client=httpx.AsyncClient(trust_env=False),
+            )
+            resp = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Weather in Paris?"}]
+            )
+            await client.close()
+        finally:
+            assert await stop_proxy(proxy) == 0
+    assert got[:3] == want[:3]
+    assert resp.choices[0].message.tool_calls[0].function.name == "get_weather"
+    calls = [e for e in proxy.events() if e["kind"] == "tool_call"]
+    # the streamed response's two calls, then the SDK's one: seen through reverse mode
+    assert [e["name"] for e in calls] == ["get_weather", "get_time", "get_weather"]
