@@ -54,10 +54,14 @@ class Stat:
 
 def resolve(source: Source, mem: SessionMemory) -> Any:
     """The value `source` gives in this session now; a list for fan-out; None if it cannot."""
-    hit, value = mem.cached(source)
-    if not hit:
-        value = mem.resolved[source] = _resolve(source, mem)
+    resolved = mem.resolved_now()
+    value = resolved.get(source, _UNRESOLVED)
+    if value is _UNRESOLVED:
+        value = resolved[source] = _resolve(source, mem)
     return value
+
+
+_UNRESOLVED = object()
 
 
 def _resolve(source: Source, mem: SessionMemory) -> Any:
@@ -232,8 +236,8 @@ class ArgHypotheses:
 
     def __init__(self) -> None:
         self.stats: dict[Source, Stat] = {}
-        # tried sources, best first; refreshed whenever the stats change
-        self.ranked: list[tuple[Source, Stat]] = []
+        # tried sources with their scores, best first; refreshed whenever the stats change
+        self.ranked: list[tuple[Source, float, bool]] = []
 
     def observe(self, value: Any, mem: SessionMemory, explained_by: list[Source]) -> None:
         """Score every source on this call's value; `explained_by` (from `discover`) are
@@ -249,11 +253,12 @@ class ArgHypotheses:
             if source not in self.stats:
                 self.stats[source] = Stat()
         self.rank()
-        if self.ranked and self.ranked[0][1].trials > AGE_AT:
+        if self.ranked and self.stats[self.ranked[0][0]].trials > AGE_AT:
             # halve the counts so that a source that stops working loses its lead in time
             for stat in self.stats.values():
                 stat.hits /= 2
                 stat.trials /= 2
+            self.rank()
 
     def rank(self) -> None:
         """Keep the best MAX_HYPOTHESES sources and order the tried ones, best first."""
@@ -261,7 +266,7 @@ class ArgHypotheses:
         if len(order) > MAX_HYPOTHESES:
             order = order[:MAX_HYPOTHESES]
             self.stats = dict(order)
-        self.ranked = [(src, st) for src, st in order if st.trials >= 1]
+        self.ranked = [(src, st.score, _fans_out(src)) for src, st in order if st.trials >= 1]
 
     def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
         """Up to `limit` distinct predicted values: (value, probability, fan-out).
@@ -270,27 +275,39 @@ class ArgHypotheses:
         before it are wrong, so each adds score x P(all before it wrong) to the
         value it gives. The probabilities of one argument's values sum to <= 1.
         """
-        found: dict[bytes, list[Any]] = {}  # canonical value -> [value, probability, fan-out]
+        found: dict[Any, list[Any]] = {}  # value's identity -> [value, probability, fan-out]
         remaining = 1.0
-        for source, stat in self.ranked:
+        for source, score, fan in self.ranked:
             value = resolve(source, mem)
             if value is None:
                 continue
-            key = canonical(value)
-            p = stat.score * remaining
+            key = _identity(value)
+            p = score * remaining
             remaining -= p
             if key in found:
                 found[key][1] += p
             else:
-                found[key] = [value, p, source[0] == "res" and WILDCARD in source[3]]
+                found[key] = [value, p, fan]
             if len(found) >= limit or remaining < 0.01:
                 break
         return sorted(((v, p, fan) for v, p, fan in found.values()), key=lambda x: -x[1])
 
 
+def _fans_out(source: Source) -> bool:
+    return source[0] == "res" and WILDCARD in source[3]
+
+
+def _identity(value: Any) -> Any:
+    """Equal for equal JSON values: the value with its type for strings, ints and
+    booleans (1 and True stay apart), canonical JSON otherwise."""
+    if type(value) in (str, int, bool):
+        return type(value), value
+    return canonical(value)
+
+
 def _agrees(predicted: Any, value: Any, source: Source) -> bool:
     if predicted is None:
         return False
-    if source[0] == "res" and WILDCARD in source[3]:
+    if _fans_out(source):
         return isinstance(predicted, list) and value in predicted
     return type(predicted) is type(value) and predicted == value

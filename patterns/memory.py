@@ -64,14 +64,12 @@ class SessionMemory:
     # (tool, argument name) -> canonical values already used, for sources that walk a list
     used: dict[tuple[str, str], set[bytes]] = field(default_factory=dict)
 
-    def cached(self, key: Any) -> tuple[bool, Any]:
+    def resolved_now(self) -> dict[Any, Any]:
+        """The resolved sources of this turn."""
         if self.resolved_turn != self.turn:
             self.resolved.clear()
             self.resolved_turn = self.turn
-            return False, None
-        if key in self.resolved:
-            return True, self.resolved[key]
-        return False, None
+        return self.resolved
 
     def add_call(self, call_id: str, name: str, arguments: Any, key: bytes) -> CallRecord:
         rec = CallRecord(self.next_seq, self.turn, name, arguments, key)

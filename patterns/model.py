@@ -322,4 +322,4 @@ def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> A
         return general
     if general is None or not general.ranked:
         return specific
-    return specific if specific.ranked[0][1].score >= general.ranked[0][1].score else general
+    return specific if specific.ranked[0][1] >= general.ranked[0][1] else general
