@@ -14,6 +14,10 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
                                                    `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
+  ("each", part, tool, path, transform)            the value at `path` in the arguments or result
+                                                   of each call of `tool` in the latest turn that
+                                                   made several: one call per earlier call (a map
+                                                   over parallel calls)
   ("iter", tool, back, path, transform, target)    the first element of a result list not yet
                                                    used as the target (tool, argument): a
                                                    list walked one call per turn
@@ -93,6 +97,17 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
             quoted = _quoted(text)
             span = quoted[param] if param < len(quoted) else None
         return None if span is None else apply(transform, span)
+    if kind == "each":
+        _, part, tool, path, transform = source
+        values = []
+        for rec in mem.last_turn_calls(tool):
+            if part == "res" and not rec.has_result:
+                return None
+            value = at_path(rec.result if part == "res" else rec.arguments, path)
+            value = None if value is None else apply(transform, value)
+            if value is not None:
+                values.append(value)
+        return values if len(values) > 1 else None
     if kind == "iter":
         _, tool, back, path, transform, target = source
         items = resolve(("res", tool, back, path, transform), mem)
@@ -121,6 +136,9 @@ def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = No
             continue
         back = mem.back_of(rec)
         found.append((ref.part, rec.name, back, ref.path, transform))
+        latest = mem.last_turn_calls(rec.name)
+        if len(latest) > 1 and rec.turn == latest[0].turn:
+            found.append(("each", ref.part, rec.name, ref.path, transform))
         fan = _fan_out(ref.path)
         if fan is not None and ref.part == "res":
             found.append((ref.part, rec.name, back, fan, transform))
@@ -294,7 +312,7 @@ class ArgHypotheses:
 
 
 def _fans_out(source: Source) -> bool:
-    return source[0] == "res" and WILDCARD in source[3]
+    return source[0] == "each" or (source[0] == "res" and WILDCARD in source[3])
 
 
 def _identity(value: Any) -> Any:

@@ -136,6 +136,16 @@ class SessionMemory:
             1 for c in self.calls if c.name == rec.name and c.seq > rec.seq and c.turn < self.turn
         )
 
+    def last_turn_calls(self, name: str) -> list[CallRecord]:
+        """The calls of `name` in the latest turn before this one that called it, in order."""
+        out: list[CallRecord] = []
+        for c in reversed(self.calls):
+            if c.name == name and c.turn < self.turn:
+                if out and c.turn != out[-1].turn:
+                    break
+                out.append(c)
+        return out[::-1]
+
     def nth_recent(self, name: str, back: int) -> CallRecord | None:
         """The `back`-th most recent call of `name` before this turn (0 = most recent)."""
         for c in reversed(self.calls):

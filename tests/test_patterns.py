@@ -190,3 +190,32 @@ def test_learned_latency_shapes_value() -> None:
     got = feed(m, s, predict_at=1)
     # the scripts take 2 s per LLM turn and 1 s per tool
     assert abs(got[0].value - got[0].probability * 1.0) < 1e-6
+
+
+def research_session(i: int, day: int) -> Script:
+    """Three searches in parallel; then the best of each result; then the weather on each
+    searched date: each later call maps over the earlier parallel calls."""
+    dates = [f"2025-07-{day + k:02d}" for k in range(3)]
+    best_ids = [f"F{i}{k}" for k in range(3)]
+    s = Script(f"r{i}", TOOLS).user(f"compare flights on {dates[0]} and the two days after")
+    s.turn(
+        *[
+            ("search", {"date": d}, {"flights": [{"id": f}, {"id": f + "x"}]})
+            for d, f in zip(dates, best_ids, strict=True)
+        ]
+    )
+    s.turn(*[("details", {"flight_id": f}, {"id": f, "price": 9}) for f in best_ids])
+    s.turn(*[("weather", {"date": d}, {"sky": "sun"}) for d in dates])
+    return s
+
+
+def test_a_map_over_parallel_calls_predicts_one_call_per_earlier_call() -> None:
+    m = PatternModel()
+    for i in range(4):
+        feed(m, research_session(i, 1 + i))
+    s = research_session(9, 20)
+    details = {c.arguments["flight_id"] for c in feed(m, s, predict_at=1) if c.tool == "details"}
+    assert details >= {"F90", "F91", "F92"}
+    s = research_session(9, 20)
+    weather = {c.arguments["date"] for c in feed(m, s, predict_at=2) if c.tool == "weather"}
+    assert weather >= {"2025-07-20", "2025-07-21", "2025-07-22"}
