@@ -182,6 +182,8 @@ class Observer:
                     result, is_error = reply.error, True
                 else:
                     result, is_error = mcp.call_result(reply.result)
+                arguments = sessions_mod.json_safe(arguments)
+                result = sessions_mod.json_safe(result)
                 self.emit(
                     ToolExchange(
                         session=ex.session,

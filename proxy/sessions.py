@@ -11,10 +11,13 @@ themselves are never kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from lru import LRU
@@ -81,11 +84,31 @@ class _Conversation:
             del self.hashes[next(iter(self.hashes))]
 
 
-def _item_hash(prev: bytes, item: Item) -> bytes:
-    body = canonical(
-        [item.role, item.text, item.call_id, item.name, item.raw_arguments, item.content]
-    )
-    return hashlib.blake2b(prev + body, digest_size=16).digest()
+def json_safe(value: Any) -> Any:
+    """`value` if it has a canonical form, else None.
+
+    orjson reads JSON nested up to 1024 levels but writes only 254: a value nested
+    deeper can be parsed but never compared, hashed or stored, so events carry None
+    in its place (as for arguments that are not JSON).
+    """
+    try:
+        canonical(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _item_hash(prev: bytes, item: Item) -> tuple[bytes, bool]:
+    """The rolling hash after `item`, and whether the item's values have a canonical form."""
+    fields = [item.role, item.text, item.call_id, item.name, item.raw_arguments, item.content]
+    try:
+        body, ok = canonical(fields), True
+    except (TypeError, ValueError):  # nested too deep to write (see json_safe)
+        fields[-1] = None
+        body, ok = canonical(fields) + b"\0deep", False
+        with contextlib.suppress(RecursionError, ValueError, TypeError):
+            body += json.dumps(item.content, sort_keys=True).encode("utf-8", "replace")
+    return hashlib.blake2b(prev + body, digest_size=16).digest(), ok
 
 
 class Sessions:
@@ -100,10 +123,13 @@ class Sessions:
     ) -> tuple[SessionKey, list[Event]]:
         """Place a request in its conversation and return the events its new items carry."""
         hashes: list[bytes] = []
+        deep: set[int] = set()  # indexes of items whose values have no canonical form
         h = req.api.encode()
-        for item in req.items:
-            h = _item_hash(h, item)
+        for i, item in enumerate(req.items):
+            h, ok = _item_hash(h, item)
             hashes.append(h)
+            if not ok:
+                deep.add(i)
 
         conv: _Conversation | None = None
         start = 0
@@ -119,7 +145,11 @@ class Sessions:
             conv.add_hash(hashes[-1])
 
         session = SessionKey(scope, conv.id)
-        return session, self._new_item_events(session, conv, req, req.items[start:], t)
+        items = [
+            _without_values(item) if i in deep else item
+            for i, item in enumerate(req.items[start:], start)
+        ]
+        return session, self._new_item_events(session, conv, req, items, t)
 
     def _continued(
         self, scope: str, req: ParsedRequest, hashes: list[bytes]
@@ -175,7 +205,7 @@ class Sessions:
                         t=t,
                         call_id=item.call_id,
                         name=item.name,
-                        arguments=item.arguments,
+                        arguments=json_safe(item.arguments),
                         raw_arguments=item.raw_arguments,
                         api=req.api,
                     )
@@ -204,6 +234,8 @@ class Sessions:
     ) -> ToolCall | None:
         """The event for a call the LLM just emitted, or None if it was already announced."""
         conv = self._get(session.conversation)
+        if draft.arguments is not None and json_safe(draft.arguments) is None:
+            draft = replace(draft, arguments=None)
         if conv is not None:
             if draft.call_id in conv.calls:
                 return None
@@ -228,6 +260,11 @@ class Sessions:
         if conv_id is None:
             return None
         return self._conversations.get(conv_id)
+
+
+def _without_values(item: Item) -> Item:
+    """An item whose content has no canonical form, with None in its place."""
+    return replace(item, content=None)
 
 
 def mcp_session(scope: str, session_id: str) -> SessionKey:
