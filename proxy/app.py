@@ -21,7 +21,7 @@ from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import Speculator
-from prefire.proxy.state import StateDir, proxy_env, url_host
+from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ class ProxyConfig:
     mode: str = "regular"
     capture_dir: Path | None = None
     ssl_insecure: bool = False
-    max_body: int = 8 * 1024 * 1024
+    max_body: int = DEFAULT_MAX_BODY
     rules_path: Path | None = None
     speculate: bool = True
     proxy_auth: str | None = None

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from prefire.proxy import logs
-from prefire.proxy.state import StateDir, default_state_dir, proxy_env
+from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, default_state_dir, proxy_env
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="holds the CA and learned state "
         "(default $PREFIRE_STATE_DIR or ~/.local/state/prefire)",
     )
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: 8388608, 512k, 8m, 8MiB, 1g."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    digits = t.rstrip("kmg")
+    unit = t[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 8m, 512k or a byte count)")
+    return int(digits) * _UNITS[unit]
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -97,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-body",
-        type=int,
-        default=8 * 1024 * 1024,
-        help="bodies larger than this many bytes are streamed through unobserved (default 8 MiB)",
+        type=_size,
+        default=DEFAULT_MAX_BODY,
+        metavar="SIZE",
+        help="bodies larger than this (bytes, or with k/m/g: 512k, 8m) are streamed through "
+        "without being buffered, parsed or learned from (default 8m)",
     )
     run.add_argument(
         "cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...: run CMD with the proxy environment"

@@ -10,6 +10,8 @@ import certifi
 from mitmproxy import certs
 
 CA_BASENAME = "mitmproxy"
+# Bodies above this are streamed through without being buffered, parsed or learned from.
+DEFAULT_MAX_BODY = 8 << 20
 # Proxy and trust settings a child process must not inherit from the caller's shell:
 # they would send its traffic somewhere else, or trust something else.
 PROXY_ENV_KEYS = (
