@@ -7,6 +7,7 @@ without prefire.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,11 +98,23 @@ class PrefireAddon:
         self.observer = Observer(self._emit)
         self.speculator: Speculator | None = None
         self._taps: dict[str, StreamTap] = {}
+        # flows whose response has not ended yet, so a shutdown can let them finish
+        self.in_flight: set[str] = set()
+        self.draining = False
+        self.idle = asyncio.Event()  # set when draining and nothing is in flight
 
     def running(self) -> None:
         if self.config.on_ready is not None:
             addrs = ctx.master.addons.get("proxyserver").listen_addrs()
             self.config.on_ready([(a[0], a[1]) for a in addrs])
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.draining:
+            # shutting down: nothing of this request has gone upstream, so closing its
+            # connection now is safe to retry (as when the listening socket is gone)
+            flow.kill()
+            return
+        self.in_flight.add(flow.id)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         req = flow.request
@@ -152,6 +165,7 @@ class PrefireAddon:
             )
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self._ended(flow)
         resp = flow.response
         assert resp is not None
         tap = self._taps.pop(flow.id, None)
@@ -178,8 +192,20 @@ class PrefireAddon:
         self._capture_flow(flow, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._ended(flow)
         self.observer.forget(flow.id)
         self._capture_flow(flow, self._taps.pop(flow.id, None))
+
+    def drain(self) -> None:
+        """Refuse new requests from now on; `idle` is set once those in flight have ended."""
+        self.draining = True
+        if not self.in_flight:
+            self.idle.set()
+
+    def _ended(self, flow: http.HTTPFlow) -> None:
+        self.in_flight.discard(flow.id)
+        if self.draining and not self.in_flight:
+            self.idle.set()
 
     def _maybe_tap(self, flow: http.HTTPFlow) -> None:
         resp = flow.response

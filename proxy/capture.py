@@ -53,22 +53,81 @@ def redacted_copy(flow: http.HTTPFlow) -> http.HTTPFlow:
     return f
 
 
+class _Appender:
+    """An append-only file that only ever holds whole records.
+
+    Each record goes out in one unbuffered write. When a write fails part-way (a
+    full disk, a file size limit), the file is cut back to the end of the last whole
+    record, so a reader never meets a torn record, and later records are appended
+    once there is room again. If even the cut fails, the file is left as it is and
+    nothing more is written to it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[bytes] | None = open(path, "ab", buffering=0)  # noqa: SIM115
+        self._good = self._fh.tell()
+        self.failures = 0
+
+    def write(self, data: bytes) -> bool:
+        fh = self._fh
+        if fh is None:
+            return False
+        try:
+            view = memoryview(data)
+            while view:
+                written = fh.write(view)
+                view = view[written or 0 :]
+        except OSError as exc:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 1000 == 0:
+                log.error(
+                    "capture.write_failed",
+                    file=str(self.path),
+                    error=str(exc),
+                    failures=self.failures,
+                )
+            try:
+                fh.truncate(self._good)
+                fh.seek(self._good)
+            except OSError as cut:
+                log.error("capture.abandoned", file=str(self.path), error=str(cut))
+                self.close()
+            return False
+        self._good += len(data)
+        return True
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 class Capture:
-    """Writes one events file and one flows file per run into `directory`."""
+    """Writes one events file and one flows file per run into `directory`.
+
+    A record that cannot be written (a full disk) is dropped whole: the proxy and
+    the agent's traffic go on, and both files stay readable to their last record.
+    """
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.events_path = directory / f"events-{stem}.jsonl"
         self.flows_path = directory / f"flows-{stem}.mitm"
-        self._events: IO[bytes] | None = open(self.events_path, "ab")  # noqa: SIM115
-        self._flows: IO[bytes] | None = open(self.flows_path, "ab")  # noqa: SIM115
+        self._events = _Appender(self.events_path)
+        self._flows = _Appender(self.flows_path)
 
     def write_event(self, event: Event) -> None:
         record = to_record(event)
         if isinstance(record.get("url"), str):
             record["url"] = redact_url(record["url"])
-        self._write(self._events, orjson.dumps(record, default=_jsonable) + b"\n")
+        try:
+            line = orjson.dumps(record, default=_jsonable) + b"\n"
+        except TypeError as exc:  # e.g. a tool schema nested deeper than orjson writes
+            log.warning("capture.event_unwritable", kind=event.kind, error=str(exc))
+            return
+        self._events.write(line)
 
     def write_flow(
         self,
@@ -88,23 +147,11 @@ class Capture:
         # Serialize first, then one write: a kill leaves whole records only.
         buf = BytesIO()
         io.FlowWriter(buf).add(f)
-        self._write(self._flows, buf.getvalue())
-
-    def _write(self, fh: IO[bytes] | None, data: bytes) -> None:
-        if fh is None:
-            return
-        try:
-            fh.write(data)
-            fh.flush()
-        except OSError as exc:
-            # A full disk must not stop the proxy; the agent's traffic is unaffected.
-            log.error("capture.write_failed", file=fh.name, error=str(exc))
+        self._flows.write(buf.getvalue())
 
     def close(self) -> None:
-        for fh in (self._events, self._flows):
-            if fh is not None:
-                fh.close()
-        self._events = self._flows = None
+        self._events.close()
+        self._flows.close()
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 
 from prefire.proxy import logs
-from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, default_state_dir, proxy_env
+from prefire.proxy.state import (
+    DEFAULT_MAX_BODY,
+    StateDir,
+    StateError,
+    default_state_dir,
+    proxy_env,
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -217,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
-        state.ensure()
+        try:
+            state.ensure()
+        except StateError as exc:
+            print(f"prefire env: {exc}", file=sys.stderr)
+            return 2
         for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
@@ -258,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stats":
         from prefire.proxy import accounting
 
-        report = accounting.read(state.root)
+        try:
+            report = accounting.read(state.root)
+        except accounting.StatsError as exc:
+            print(f"prefire stats: {exc}", file=sys.stderr)
+            return 1
         if report is None:
             print(
                 f"prefire stats: no stats in {state.root} yet (run the proxy first)",
@@ -304,6 +318,9 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
         proxy = Proxy(config)
     except RulesError as exc:
         print(f"prefire run: the rules file cannot be used:\n{exc}", file=sys.stderr)
+        return 2
+    except StateError as exc:
+        print(f"prefire run: {exc}", file=sys.stderr)
         return 2
     if not cmd:
         return await proxy.run()

@@ -8,7 +8,7 @@ here raises to the caller for bad traffic: codecs skip what they cannot read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -64,7 +64,8 @@ class Observer:
         # told of each tool call the moment an LLM response finishes emitting it
         self.on_call_closed = on_call_closed
         self.sessions = sessions or sessions_mod.Sessions()
-        self._open: dict[str, Exchange] = {}
+        # exchanges awaiting their response; bounded, in case a flow ends unannounced
+        self._open: LRU = LRU(10_000)
         # session -> (client address, URL of its latest request)
         self._origins: LRU = LRU(100_000)
 
@@ -109,7 +110,9 @@ class Observer:
                 return None
             parsed = codec.parse_request(data, path)
             session, events = self.sessions.request_events(scope, parsed, t)
-            ex = Exchange(method, url, t, session, client, codec=codec, parsed=parsed)
+            # the history is not needed for the response: do not hold it while it streams
+            slim = replace(parsed, items=(), tools=())
+            ex = Exchange(method, url, t, session, client, codec=codec, parsed=slim)
             self._origins[session] = (client, url)
             for event in events:
                 self.emit(event)
