@@ -6,6 +6,7 @@ valid up to the last complete record. Credentials are redacted in both.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from io import BytesIO
@@ -18,38 +19,49 @@ import structlog
 from mitmproxy import http, io
 
 from prefire.patterns.events import Event, to_record
-from prefire.proxy.sessions import CREDENTIAL_HEADERS, CREDENTIAL_QUERY_KEYS
+from prefire.proxy.sessions import SESSION_HEADERS, is_secret
 
 log = structlog.get_logger(__name__)
 
 REDACTED = "REDACTED"
-_REQUEST_SECRET_HEADERS = (*CREDENTIAL_HEADERS, "cookie")
-_RESPONSE_SECRET_HEADERS = ("set-cookie",)
 
 
 def redact_url(url: str) -> str:
+    """The URL with the values of secret-looking query parameters (?key=, ?api_key=,
+    ?access_token=, ?sig= ...) replaced by REDACTED."""
     parts = urlsplit(url)
     if not parts.query:
         return url
     query = [
-        (k, REDACTED if k.lower() in CREDENTIAL_QUERY_KEYS else v)
+        (k, REDACTED if is_secret(k) else v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _pseudonym(value: str) -> str:
+    """A session id's stand-in: the same id gives the same stand-in (so replay can still
+    link an MCP session's requests), and the id cannot be recovered from it."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def _redact_headers(headers: http.Headers) -> None:
+    for name in {k.lower() for k in headers}:
+        if name in SESSION_HEADERS:
+            headers.set_all(name, [_pseudonym(v) for v in headers.get_all(name)])
+        elif is_secret(name):
+            headers.set_all(name, [REDACTED] * len(headers.get_all(name)))
+
+
 def redacted_copy(flow: http.HTTPFlow) -> http.HTTPFlow:
-    """A copy of the flow safe to write to disk: no credential values."""
+    """A copy of the flow safe to write to disk: no credential values, in the request or
+    the response (cookies, tokens, API keys, secret-looking query parameters)."""
     f = flow.copy()
-    for name in _REQUEST_SECRET_HEADERS:
-        if name in f.request.headers:
-            f.request.headers[name] = REDACTED
-    if f.request.query and any(k.lower() in CREDENTIAL_QUERY_KEYS for k in f.request.query):
+    _redact_headers(f.request.headers)
+    if f.request.query and any(is_secret(k) for k in f.request.query):
         f.request.url = redact_url(f.request.url)
     if f.response is not None:
-        for name in _RESPONSE_SECRET_HEADERS:
-            if name in f.response.headers:
-                f.response.headers[name] = REDACTED
+        _redact_headers(f.response.headers)
     return f
 
 

@@ -92,8 +92,8 @@ class Observer:
         except orjson.JSONDecodeError:
             return None
         header_list = list(headers)
-        scope = sessions_mod.scope_of(header_list, url)
         if mcp.matches(method, path, data):
+            scope = sessions_mod.tool_scope_of(header_list, url)
             session_id = next((v for k, v in header_list if k.lower() == "mcp-session-id"), "")
             ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id), client)
             for msg in mcp.parse_request(data):
@@ -108,6 +108,7 @@ class Observer:
             codec = llm_codec_for(method, path, data)
             if codec is None:
                 return None
+            scope = sessions_mod.scope_of(header_list, url)
             parsed = codec.parse_request(data, path)
             session, events = self.sessions.request_events(scope, parsed, t)
             # the history is not needed for the response: do not hold it while it streams

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -50,16 +51,60 @@ CREDENTIAL_HEADERS = (
     "proxy-authorization",
 )
 CREDENTIAL_QUERY_KEYS = ("key", "api_key", "api-key")
+# Header and query names that may carry a secret besides the well-known ones above:
+# Cookie, X-Auth-Token, Private-Token, X-Access-Token, Ocp-Apim-Subscription-Key,
+# X-Functions-Key, X-Session-Token, ?access_token=, ?sig= ... Such values are redacted
+# from captures and logs, are part of a tool request's scope, and are repeated by
+# speculative calls (so that they run as the agent's own would).
+_SECRET_NAME = re.compile(
+    r"auth|token|secret|passw|credential|cookie|signature|session|api[-_]?key|"
+    r"subscription-key|functions-key|^key$|^sig$",
+    re.IGNORECASE,
+)
+# Secret-looking names that identify a session rather than a tenant: kept out of scopes
+# (one agent opens many MCP sessions), hashed rather than dropped in captures.
+SESSION_HEADERS = ("mcp-session-id",)
 _REMEMBERED_CALLS = 512
 
 
+def is_secret(name: str) -> bool:
+    """Whether a header or query parameter of this name may carry a secret."""
+    return name.lower() in CREDENTIAL_HEADERS or _SECRET_NAME.search(name) is not None
+
+
+def repeated_by_speculation(name: str) -> bool:
+    """Whether a speculative call repeats this secret header of the agent's request: all
+    but the proxy's own credential (mitmproxy removes it anyway once checked)."""
+    return is_secret(name) and name.lower() != "proxy-authorization"
+
+
 def scope_of(headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str = "") -> str:
-    """Hash of the credentials in headers (and API-key query parameters): the tenant key."""
+    """The tenant key of an LLM request: a hash of its credentials (API-key headers and
+    query parameters). Cookies are left out: SDKs keep the cookies an API sets, which
+    change, and a conversation must stay in one scope."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     creds = sorted((k.lower(), v) for k, v in pairs if k.lower() in CREDENTIAL_HEADERS)
     if url:
         query = parse_qsl(urlsplit(url).query)
         creds += sorted(("?" + k, v) for k, v in query if k.lower() in CREDENTIAL_QUERY_KEYS)
+    return _hash(creds)
+
+
+def tool_scope_of(headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str = "") -> str:
+    """The tenant key of a tool request (MCP, REST): a hash of every header and query
+    parameter that may carry a secret, cookies included, session ids excluded. A
+    speculative result is served only to a request of the same tool scope."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    creds = sorted(
+        (k.lower(), v) for k, v in pairs if is_secret(k) and k.lower() not in SESSION_HEADERS
+    )
+    if url:
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        creds += sorted(("?" + k, v) for k, v in query if is_secret(k))
+    return _hash(creds)
+
+
+def _hash(creds: list[tuple[str, str]]) -> str:
     h = hashlib.blake2b(canonical(creds), digest_size=8, person=b"prefire-scope")
     return h.hexdigest()
 

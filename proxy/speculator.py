@@ -41,7 +41,7 @@ from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
 from prefire.proxy.rest import RestLearner, request_key
 from prefire.proxy.rules_file import RulesWatcher
-from prefire.proxy.sessions import scope_of
+from prefire.proxy.sessions import tool_scope_of
 
 log = structlog.get_logger(__name__)
 
@@ -209,7 +209,9 @@ class Speculator:
         except KeyError:
             return None
         headers = self.rest.headers_for(client, request.url)
-        return request, headers, scope_of(headers, request.url)
+        if headers is None:
+            return None  # this client sent that host more than one set of credentials
+        return request, headers, tool_scope_of(headers, request.url)
 
     async def _call_rest(
         self, request: RestRequest, headers: dict[str, str], tool: str
@@ -294,7 +296,7 @@ class Speculator:
         body: Any = loads_or_none(content) if content else None
         headers = req.headers.items(multi=True)
         self.rest.request_seen(client, req.method, req.url, list(headers), body)
-        scope = scope_of(headers, req.url)
+        scope = tool_scope_of(headers, req.url)
         key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
         taken = await self.cache.take(key, self._promotion_wait) if self.enabled else None
         if taken is None:
