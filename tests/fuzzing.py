@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+import brotli
 import orjson
+import zstandard
 from hypothesis import strategies as st
 
 from prefire.patterns import snapshot
@@ -519,3 +523,107 @@ def check_model(events: list[Any]) -> None:
         model.observe(event)
         model.predict(event.session)
     snapshot.load(snapshot.dump(model))
+
+
+# -- live cases: whole exchanges for the proxy under test --------------------------------------
+
+
+@dataclass
+class LiveCase:
+    """One request and the response the upstream gives it, with how it frames it."""
+
+    method: str
+    path: str
+    request_headers: list[tuple[str, str]]
+    request_body: bytes
+    status: int
+    response_headers: list[tuple[str, str]]
+    response_chunks: list[bytes]
+    fixed_length: bool  # Content-Length, else chunked
+
+
+def _rng_mutate(rng: random.Random, data: bytes) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(0, 6)):
+        at = rng.randint(0, len(buf))
+        op = rng.choice(["flip", "delete", "insert", "token", "dup", "truncate"])
+        if op == "flip" and at < len(buf):
+            buf[at] ^= 1 << rng.randint(0, 7)
+        elif op == "delete":
+            del buf[at : at + rng.randint(1, 16)]
+        elif op == "insert":
+            buf[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif op == "token":
+            buf[at:at] = rng.choice(_TOKENS)
+        elif op == "dup":
+            buf[at:at] = buf[at : at + rng.randint(1, 64)]
+        elif op == "truncate":
+            del buf[at:]
+    return bytes(buf)
+
+
+def _encode(rng: random.Random, body: bytes) -> tuple[str, bytes]:
+    """(Content-Encoding, bytes): honest most of the time, sometimes a lie."""
+    enc = rng.choice(["", "", "", "gzip", "br", "zstd", "deflate", "lie-gzip", "lie-plain"])
+    if enc == "gzip":
+        return enc, gzip.compress(body)
+    if enc == "br":
+        return enc, brotli.compress(body, quality=4)
+    if enc == "zstd":
+        return enc, zstandard.ZstdCompressor().compress(body)
+    if enc == "deflate":
+        return enc, zlib.compress(body)
+    if enc == "lie-gzip":
+        return "gzip", body
+    if enc == "lie-plain":
+        return "", gzip.compress(body)
+    return "", body
+
+
+def live_cases(n: int, seed: int) -> list[LiveCase]:
+    """`n` random exchanges of every supported format, good and broken."""
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.6:
+            request = rng.choice(REQUEST_BODIES)
+            request = _rng_mutate(rng, request) if rng.random() < 0.4 else request
+        elif kind < 0.75:
+            request = rng.randbytes(rng.randint(0, 64))
+        elif kind < 0.85:
+            request = nested(rng.randint(200, 1100))
+        elif kind < 0.87:
+            request = ENORMOUS[0]
+        else:
+            request = dumps({"messages": [{"role": rng.choice(["user", 5, None])}], "x": kind})
+        response = rng.choice(STREAMS + WHOLE_BODIES)
+        if rng.random() < 0.4:
+            response = _rng_mutate(rng, response)
+        if rng.random() < 0.05:
+            response = nested(rng.randint(200, 1100))
+        encoding, wire = _encode(rng, response)
+        headers = [("Content-Type", rng.choice(CONTENT_TYPES) or "application/octet-stream")]
+        if encoding:
+            headers.append(("Content-Encoding", encoding))
+        cuts = sorted(rng.randint(0, len(wire)) for _ in range(rng.randint(0, 8)))
+        req_headers = [("Content-Type", rng.choice(["application/json", "text/plain", ""]))]
+        req_headers += [("Authorization", f"Bearer sk-fuzz-{rng.randint(0, 3)}")]
+        if rng.random() < 0.2:
+            req_headers.append(("Mcp-Session-Id", f"s{rng.randint(0, 3)}"))
+        path = rng.choice(PATHS[:-1]) or "/"
+        if rng.random() < 0.2:
+            path += ("&" if "?" in path else "?") + "key=sk-fuzz-q"
+        cases.append(
+            LiveCase(
+                method="POST" if rng.random() < 0.9 else "GET",
+                path=path,
+                request_headers=[(k, v) for k, v in req_headers if v],
+                request_body=request,
+                status=rng.choice([200] * 6 + [201, 204, 400, 429, 500, 503]),
+                response_headers=headers,
+                response_chunks=[c for c in split_at(wire, cuts) if c] or [b""],
+                fixed_length=rng.random() < 0.4,
+            )
+        )
+    return cases
