@@ -87,7 +87,8 @@ class RestLearner:
             learned = self._learned.get((client, tool))
             if learned is None or learned.template != template:
                 learned = self._learned[(client, tool)] = _Learned(template)
-            learned.seen_args.add(canonical(arguments))
+            if not learned.trusted:  # enough once trusted: the set must not grow forever
+                learned.seen_args.add(memoryview(canonical(arguments)).tobytes())
             return
 
     def binding(self, client: str, tool: str) -> RestTemplate | None:
