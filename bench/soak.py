@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live", action="store_true", help="through a `prefire run` subprocess")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent agents (--live)")
     p.add_argument("--max-seconds", type=float, default=1800, help="stop early (--live)")
-    p.add_argument("--rss-cap-mb", type=float, default=400.0, help="fail above this RSS")
+    p.add_argument("--rss-cap-mb", type=float, default=1024.0, help="fail above this RSS")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     os.environ.pop("HTTPS_PROXY", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import ssl
 from pathlib import Path
@@ -36,6 +37,7 @@ from prefire.patterns.model import PatternModel
 from prefire.proxy.cli import _loopback
 from tests.agent_script import function_tool
 from tests.conftest import log_lines, start_proxy, stop_proxy
+from tests.fuzzing import CASES
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import ScriptedLLM
 from tests.test_e2e_speculation import stats
@@ -257,7 +259,7 @@ async def test_tenants_racing_for_the_same_call_never_get_each_others_result(
     proxy = await start_proxy(tmp_path, "--rules", str(rules), log=tmp_path / "proxy.log")
     server = tenant_server()
     tenants = [("127.0.0.1", "sk-a", "tok-a"), ("127.0.0.2", "sk-b", "tok-b")]
-    rounds, cross = 4, 0
+    rounds, cross = int(os.environ.get("PREFIRE_RACE_ROUNDS", "4")), 0
     script = [("get_weather", {"city": "Rome"})]
     async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.3).app) as llm:
         for _ in range(rounds):
@@ -265,6 +267,8 @@ async def test_tenants_racing_for_the_same_call_never_get_each_others_result(
             for (_, _, token), result in zip(tenants, got, strict=True):
                 assert result["city"] == "Rome"
                 cross += result["tenant"] != f"Bearer {token}"
+                CASES["scope.race"] += 1
+                CASES["scope.cross"] += result["tenant"] != f"Bearer {token}"
     counters = (await stats(proxy))["tools"]["get_weather"]
     assert cross == 0
     # speculation did run for both tenants, each call served from its own early call
