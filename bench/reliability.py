@@ -20,6 +20,7 @@ and prints a markdown table (or --json). Exit status 1 if any check failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -49,7 +50,8 @@ def run_pytest(paths: list[str], env: dict[str, str]) -> Collector:
 
     os.environ.update(env)
     collector = Collector()
-    pytest.main(["-q", "-p", "no:cacheprovider", *paths], plugins=[collector])
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is for the table (or the JSON)
+        pytest.main(["-q", "-p", "no:cacheprovider", *paths], plugins=[collector])
     return collector
 
 

