@@ -169,3 +169,18 @@ async def test_memory_stays_flat_while_a_large_body_flows(tmp_path: Path) -> Non
     assert all(len(r[2]) == 48 << 20 and set(r[2]) == {0xAB} for r in results)
     # 96 MB went through; the proxy's peak grew by far less than one body
     assert after - before < 24, (before, after)
+
+
+def test_max_body_takes_sizes() -> None:
+    import argparse
+
+    import pytest
+
+    from prefire.proxy.cli import _size
+
+    assert [_size(t) for t in ("100", "512k", "8m", "8MiB", "8mb", "1g")] == [
+        100, 512 << 10, 8 << 20, 8 << 20, 8 << 20, 1 << 30,
+    ]  # fmt: skip
+    for bad in ("", "0", "-1", "8x", "m", "1.5m"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _size(bad)
