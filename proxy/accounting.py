@@ -3,12 +3,16 @@ logged as key-value lines, written to the state dir for `prefire stats`."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
+
+from prefire.proxy.state import atomic_write
+
+log = structlog.get_logger(__name__)
 
 STATS_NAME = "stats.json"
 
@@ -46,18 +50,34 @@ class Accounting:
             c["saved_s"] = round(c["saved_s"], 3)
         return {"tools": tools, "totals": totals}
 
-    def write(self, state_root: Path) -> None:
-        path = state_root / STATS_NAME
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self.report(), option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
+    def write(self, state_root: Path) -> bool:
+        """Write stats.json atomically; a failure (a full disk) is logged, never raised."""
+        try:
+            atomic_write(
+                state_root / STATS_NAME, orjson.dumps(self.report(), option=orjson.OPT_INDENT_2)
+            )
+        except OSError as exc:
+            log.error("stats.save_failed", file=str(state_root / STATS_NAME), error=str(exc))
+            return False
+        return True
+
+
+class StatsError(ValueError):
+    """stats.json cannot be read."""
 
 
 def read(state_root: Path) -> dict[str, Any] | None:
     path = state_root / STATS_NAME
     if not path.exists():
         return None
-    return orjson.loads(path.read_bytes())
+    try:
+        report = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        why = f"{path}: cannot be read ({exc}); the next run rewrites it"
+        raise StatsError(why) from None
+    if not isinstance(report, dict) or not isinstance(report.get("tools"), dict):
+        raise StatsError(f"{path}: not a stats file; the next run rewrites it")
+    return report
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ without prefire.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from mitmproxy import ctx, http
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
-from prefire.proxy.decoding import ChunkDecoder, chunk_decoder
+from prefire.proxy.decoding import ChunkDecoder, chunk_decoder, decode_body
 from prefire.proxy.observer import ChunkObserver, Observer
 from prefire.proxy.speculator import Speculator
+from prefire.proxy.state import DEFAULT_MAX_BODY
 
 log = structlog.get_logger(__name__)
 
@@ -30,14 +32,23 @@ class StreamTap:
 
     It feeds the decoded chunk to an observer and, when capturing, keeps the raw
     chunks and their arrival times (mitmproxy keeps no body for a streamed flow).
+    At most `observe_limit` decoded bytes are observed: past that, observing stops
+    (`on_stop` is told why) and the rest only flows through.
     """
 
     def __init__(
-        self, observe: ChunkObserver | None, decoder: ChunkDecoder | None, record_limit: int
+        self,
+        observe: ChunkObserver | None,
+        decoder: ChunkDecoder | None,
+        record_limit: int,
+        observe_limit: int,
+        on_stop: Callable[[str], None] | None = None,
     ) -> None:
         self._observe = observe if decoder is not None else None
         self._decoder = decoder
         self._record_limit = record_limit
+        self._observe_left = observe_limit
+        self._on_stop = on_stop
         self.chunks: list[bytes] = []
         self.times: list[float] = []
         self.recorded = 0
@@ -56,17 +67,27 @@ class StreamTap:
                 self.truncated = True
         if self._observe is not None:
             try:
-                self._observe(self._decoder.decode(chunk), now)  # type: ignore[union-attr]
+                data = self._decoder.decode(chunk, self._observe_left)  # type: ignore[union-attr]
+                self._observe_left -= len(data)
+                if self._observe_left < 0:
+                    self._stop("stream_above_max_body")
+                else:
+                    self._observe(data, now)
             except Exception as exc:  # an observer bug or bad encoding must not touch the stream
                 log.warning("observe.stream_failed", error=repr(exc))
-                self._observe = None
+                self._stop("stream_failed")
         return chunk
+
+    def _stop(self, why: str) -> None:
+        self._observe = self._decoder = None
+        if self._on_stop is not None:
+            self._on_stop(why)
 
 
 @dataclass(slots=True)
 class AddonConfig:
     capture: Capture | None = None
-    max_body: int = 8 * 1024 * 1024
+    max_body: int = DEFAULT_MAX_BODY
     on_ready: Callable[[list[tuple[str, int]]], None] | None = None
 
 
@@ -77,19 +98,39 @@ class PrefireAddon:
         self.observer = Observer(self._emit)
         self.speculator: Speculator | None = None
         self._taps: dict[str, StreamTap] = {}
+        # flows whose response has not ended yet, so a shutdown can let them finish
+        self.in_flight: set[str] = set()
+        self.draining = False
+        self.idle = asyncio.Event()  # set when draining and nothing is in flight
 
     def running(self) -> None:
         if self.config.on_ready is not None:
             addrs = ctx.master.addons.get("proxyserver").listen_addrs()
             self.config.on_ready([(a[0], a[1]) for a in addrs])
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.draining:
+            # shutting down: nothing of this request has gone upstream, so closing its
+            # connection now is safe to retry (as when the listening socket is gone)
+            flow.kill()
+            return
+        self.in_flight.add(flow.id)
+
     async def request(self, flow: http.HTTPFlow) -> None:
         req = flow.request
-        if req.raw_content is None or len(req.raw_content) > self.config.max_body:
+        raw = req.raw_content
+        if raw is None or len(raw) > self.config.max_body:
+            # streamed through by mitmproxy (stream_large_bodies): never buffered, not learned
+            self._skipped(flow, "request_body_above_max_body", raw)
             return
         client = flow.client_conn.peername[0] if flow.client_conn.peername else ""
         try:
-            content = req.get_content()
+            content, why = decode_body(
+                raw, req.headers.get("content-encoding", ""), self.config.max_body
+            )
+            if content is None:
+                self._skipped(flow, "request_" + why, raw)
+                return
             ex = self.observer.request(
                 flow.id,
                 req.method,
@@ -124,14 +165,22 @@ class PrefireAddon:
             )
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self._ended(flow)
         resp = flow.response
         assert resp is not None
         tap = self._taps.pop(flow.id, None)
         try:
             body = None
             raw = resp.raw_content
-            if tap is None and raw is not None and len(raw) <= self.config.max_body:
-                body = resp.get_content()
+            if tap is None and self.observer.exchange(flow.id) is not None:
+                if raw is None or len(raw) > self.config.max_body:
+                    self._skipped(flow, "response_body_above_max_body", raw)
+                else:
+                    body, why = decode_body(
+                        raw, resp.headers.get("content-encoding", ""), self.config.max_body
+                    )
+                    if body is None:
+                        self._skipped(flow, "response_" + why, raw)
             self.observer.response(
                 flow.id, resp.status_code, resp.headers.get("content-type", ""), body, time.time()
             )
@@ -143,15 +192,29 @@ class PrefireAddon:
         self._capture_flow(flow, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._ended(flow)
         self.observer.forget(flow.id)
         self._capture_flow(flow, self._taps.pop(flow.id, None))
+
+    def drain(self) -> None:
+        """Refuse new requests from now on; `idle` is set once those in flight have ended."""
+        self.draining = True
+        if not self.in_flight:
+            self.idle.set()
+
+    def _ended(self, flow: http.HTTPFlow) -> None:
+        self.in_flight.discard(flow.id)
+        if self.draining and not self.in_flight:
+            self.idle.set()
 
     def _maybe_tap(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
         assert resp is not None
-        if resp.stream:  # mitmproxy decided already (stream_large_bodies): not observed
-            return
         ex = self.observer.exchange(flow.id)
+        if resp.stream:  # mitmproxy decided already (stream_large_bodies): not observed
+            if ex is not None:
+                self._skipped(flow, "response_body_above_max_body", None)
+            return
         event_stream = resp.headers.get("content-type", "").startswith("text/event-stream")
         if not (event_stream or (ex is not None and ex.wants_stream)):
             return
@@ -161,8 +224,27 @@ class PrefireAddon:
         if decoder is None and not record:
             resp.stream = True
             return
-        tap = self._taps[flow.id] = StreamTap(observe, decoder, record)
+        tap = self._taps[flow.id] = StreamTap(
+            observe,
+            decoder,
+            record,
+            self.config.max_body,
+            on_stop=lambda why: self._skipped(flow, why, None),
+        )
         resp.stream = tap
+
+    def _skipped(self, flow: http.HTTPFlow, why: str, raw: bytes | None) -> None:
+        """This exchange is passed through unobserved from here on: say why, forget it."""
+        if self.observer.exchange(flow.id) is None and why.startswith("response"):
+            return  # not an exchange we follow: nothing is lost
+        self.observer.forget(flow.id)
+        log.info(
+            "observe.skipped",
+            why=why,
+            url=redact_url(flow.request.pretty_url),
+            size=None if raw is None else len(raw),
+            max_body=self.config.max_body,
+        )
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, ToolCall):

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,12 @@ from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import Speculator
-from prefire.proxy.state import StateDir, proxy_env, url_host
+from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
 
 log = structlog.get_logger(__name__)
+
+# On SIGTERM, requests in flight get this long to finish before the proxy stops.
+DRAIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -34,7 +38,7 @@ class ProxyConfig:
     mode: str = "regular"
     capture_dir: Path | None = None
     ssl_insecure: bool = False
-    max_body: int = 8 * 1024 * 1024
+    max_body: int = DEFAULT_MAX_BODY
     rules_path: Path | None = None
     speculate: bool = True
     proxy_auth: str | None = None
@@ -80,6 +84,7 @@ class Proxy:
         self.addon.listeners += [self.learner, self.speculator]
         self.addon.observer.on_call_closed = self.speculator.eager
         self.addon.speculator = self.speculator
+        self._draining: asyncio.Task[None] | None = None
 
     def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
         if not self.ready.done() and addrs:
@@ -100,7 +105,35 @@ class Proxy:
             self.accounting.write(self.config.state.root)
 
     def shutdown(self) -> None:
+        """Stop now: connections are closed, requests in flight are cut."""
         self.master.shutdown()
+
+    def drain(self) -> None:
+        """SIGTERM/SIGINT: stop accepting connections, let the requests in flight finish
+        (for DRAIN_S at most), then stop. A second signal stops at once."""
+        if self._draining is not None:
+            self.shutdown()
+            return
+        self._draining = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        started = time.monotonic()
+        self.addon.drain()
+        try:
+            servers = self.master.addons.get("proxyserver").servers
+            await asyncio.wait_for(servers.update([]), DRAIN_S)
+            left = DRAIN_S - (time.monotonic() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.addon.idle.wait(), max(0.0, left))
+        except Exception as exc:  # never let a failed drain keep the process up
+            log.warning("proxy.drain_failed", error=repr(exc))
+        finally:
+            log.info(
+                "proxy.stopping",
+                drained_s=round(time.monotonic() - started, 3),
+                cut=len(self.addon.in_flight),
+            )
+            self.shutdown()
 
     async def run(self, until_ready: Callable[[], Awaitable[int | None]] | None = None) -> int:
         """Serve until shut down (SIGINT/SIGTERM), or until `until_ready()` returns after start-up.
@@ -110,7 +143,7 @@ class Proxy:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.shutdown)
+                loop.add_signal_handler(sig, self.drain)
         serving = asyncio.create_task(self.master.run())
         background = [
             asyncio.create_task(self.learner.save_periodically()),

@@ -22,18 +22,11 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.events import ToolSpec
+from prefire.proxy.sessions import repeated_by_speculation
 
-# headers a speculative MCP call repeats from the agent's own request
-_KEPT = (
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "cookie",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "accept",
-    "user-agent",
-)
+# headers a speculative MCP call repeats from the agent's own request: those that may
+# carry a secret (what the server authenticates; they make the tool scope) and these
+_KEPT = ("mcp-session-id", "mcp-protocol-version", "accept", "user-agent")
 _AMBIGUITY_WINDOW_S = 600.0
 
 
@@ -59,7 +52,9 @@ class Bindings:
         self, client: str, scope: str, url: str, headers: Iterable[tuple[str, str]]
     ) -> McpServer:
         """The agent sent an MCP request: remember how to reach that server as it does."""
-        kept = {k.lower(): v for k, v in headers if k.lower() in _KEPT}
+        kept = {
+            k.lower(): v for k, v in headers if k.lower() in _KEPT or repeated_by_speculation(k)
+        }
         server = self._servers.get((scope, url))
         if server is None:
             server = self._servers[(scope, url)] = McpServer(url, scope, kept)

@@ -107,19 +107,35 @@ class ResultCache:
         if failed and self._entries.get(key) is entry:
             self._remove(key, "failed")
 
-    async def take(self, key: CacheKey) -> tuple[Result, Entry, bool] | None:
+    async def take(
+        self, key: CacheKey, wait: Callable[[Entry], float] | None = None
+    ) -> tuple[Result, Entry, bool] | None:
         """The result for an agent request: (result, entry, was still in flight), or None
-        when there is none or the speculative call failed. Uses one of the entry's serves."""
+        when there is none or the speculative call failed. Uses one of the entry's serves.
+
+        `wait(entry)`: how many seconds an agent request may wait for a call still in
+        flight. Past that the request goes upstream itself (None), so a hung speculative
+        call costs the agent a bounded delay, never its answer.
+        """
         entry = self.lookup(key)
         if entry is None:
             return None
         in_flight = not entry.task.done()
+        timeout = wait(entry) if in_flight and wait is not None else None
+        if timeout is not None and timeout <= 0:
+            return None
         entry.uses_left -= 1
         entry.used += 1
         if entry.uses_left <= 0:
             del self._entries[key]  # served for the last time; not a drop
         try:
-            result = await asyncio.shield(entry.task)
+            result = await asyncio.wait_for(asyncio.shield(entry.task), timeout)
+        except TimeoutError:
+            entry.used -= 1
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+            self._dropped(entry, "promotion_timeout")
+            return None
         except (asyncio.CancelledError, Exception):
             return None
         if result is None:

@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 
 from prefire.proxy import logs
-from prefire.proxy.state import StateDir, default_state_dir, proxy_env
+from prefire.proxy.state import (
+    DEFAULT_MAX_BODY,
+    StateDir,
+    StateError,
+    default_state_dir,
+    proxy_env,
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,6 +37,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="holds the CA and learned state "
         "(default $PREFIRE_STATE_DIR or ~/.local/state/prefire)",
     )
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: 8388608, 512k, 8m, 8MiB, 1g."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    digits = t.rstrip("kmg")
+    unit = t[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 8m, 512k or a byte count)")
+    return int(digits) * _UNITS[unit]
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -97,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-body",
-        type=int,
-        default=8 * 1024 * 1024,
-        help="bodies larger than this many bytes are streamed through unobserved (default 8 MiB)",
+        type=_size,
+        default=DEFAULT_MAX_BODY,
+        metavar="SIZE",
+        help="bodies larger than this (bytes, or with k/m/g: 512k, 8m) are streamed through "
+        "without being buffered, parsed or learned from (default 8m)",
     )
     run.add_argument(
         "cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...: run CMD with the proxy environment"
@@ -202,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
-        state.ensure()
+        try:
+            state.ensure()
+        except StateError as exc:
+            print(f"prefire env: {exc}", file=sys.stderr)
+            return 2
         for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
@@ -243,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stats":
         from prefire.proxy import accounting
 
-        report = accounting.read(state.root)
+        try:
+            report = accounting.read(state.root)
+        except accounting.StatsError as exc:
+            print(f"prefire stats: {exc}", file=sys.stderr)
+            return 1
         if report is None:
             print(
                 f"prefire stats: no stats in {state.root} yet (run the proxy first)",
@@ -289,6 +318,9 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
         proxy = Proxy(config)
     except RulesError as exc:
         print(f"prefire run: the rules file cannot be used:\n{exc}", file=sys.stderr)
+        return 2
+    except StateError as exc:
+        print(f"prefire run: {exc}", file=sys.stderr)
         return 2
     if not cmd:
         return await proxy.run()

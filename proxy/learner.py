@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import structlog
 from prefire.patterns import snapshot
 from prefire.patterns.events import Event
 from prefire.patterns.model import PatternModel
+from prefire.proxy.state import atomic_write
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ class Learner:
         started = time.monotonic()
         try:
             model = snapshot.load(self.path.read_bytes())
-        except (OSError, snapshot.SnapshotError) as exc:
+        except (OSError, snapshot.SnapshotError, RecursionError, ArithmeticError) as exc:
             aside = self.path.with_suffix(f".bad-{int(time.time())}")
             log.warning(
                 "patterns.snapshot_unreadable",
@@ -63,16 +63,16 @@ class Learner:
         if not self._dirty:
             return None
         self._dirty = False
-        return snapshot.dump(self.model)
+        try:
+            return snapshot.dump(self.model)
+        except (TypeError, ValueError) as exc:  # a value orjson cannot write: keep the last file
+            log.error("patterns.snapshot_failed", error=repr(exc))
+            return None
 
     def write(self, data: bytes) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        """Replace the snapshot atomically: a crash or a full disk leaves the last good one."""
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, data)
         except OSError as exc:
             self._dirty = True
             log.error("patterns.save_failed", file=str(self.path), error=str(exc))

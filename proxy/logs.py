@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from typing import TextIO
 
 import structlog
+
+
+class _SafeStream:
+    """stderr for log lines that never raises: a full disk under `2>> prefire.log`, or a
+    closed pipe, loses log lines, never a request."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.lost = 0
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            self.lost += 1
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
 
 
 def configure(fmt: str = "console", level: int = logging.INFO) -> None:
@@ -21,7 +43,7 @@ def configure(fmt: str = "console", level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_SafeStream(sys.stderr)),
         cache_logger_on_first_use=True,
     )
     # mitmproxy logs through the stdlib; keep its warnings, drop per-connection chatter.

@@ -8,7 +8,7 @@ here raises to the caller for bad traffic: codecs skip what they cannot read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -64,7 +64,8 @@ class Observer:
         # told of each tool call the moment an LLM response finishes emitting it
         self.on_call_closed = on_call_closed
         self.sessions = sessions or sessions_mod.Sessions()
-        self._open: dict[str, Exchange] = {}
+        # exchanges awaiting their response; bounded, in case a flow ends unannounced
+        self._open: LRU = LRU(10_000)
         # session -> (client address, URL of its latest request)
         self._origins: LRU = LRU(100_000)
 
@@ -91,8 +92,8 @@ class Observer:
         except orjson.JSONDecodeError:
             return None
         header_list = list(headers)
-        scope = sessions_mod.scope_of(header_list, url)
         if mcp.matches(method, path, data):
+            scope = sessions_mod.tool_scope_of(header_list, url)
             session_id = next((v for k, v in header_list if k.lower() == "mcp-session-id"), "")
             ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id), client)
             for msg in mcp.parse_request(data):
@@ -107,9 +108,12 @@ class Observer:
             codec = llm_codec_for(method, path, data)
             if codec is None:
                 return None
+            scope = sessions_mod.scope_of(header_list, url)
             parsed = codec.parse_request(data, path)
             session, events = self.sessions.request_events(scope, parsed, t)
-            ex = Exchange(method, url, t, session, client, codec=codec, parsed=parsed)
+            # the history is not needed for the response: do not hold it while it streams
+            slim = replace(parsed, items=(), tools=())
+            ex = Exchange(method, url, t, session, client, codec=codec, parsed=slim)
             self._origins[session] = (client, url)
             for event in events:
                 self.emit(event)
@@ -182,6 +186,8 @@ class Observer:
                     result, is_error = reply.error, True
                 else:
                     result, is_error = mcp.call_result(reply.result)
+                arguments = sessions_mod.json_safe(arguments)
+                result = sessions_mod.json_safe(result)
                 self.emit(
                     ToolExchange(
                         session=ex.session,

@@ -21,10 +21,15 @@ from lru import LRU
 
 from prefire.patterns.canonical import canonical
 from prefire.patterns.rules import RestTemplate
+from prefire.proxy.sessions import repeated_by_speculation, tool_scope_of
 
 CONFIRMATIONS = 2
 _WINDOW_S = 30.0  # a request this long after a call can still be that call's
-_KEPT_HEADERS = ("authorization", "x-api-key", "api-key", "cookie", "accept", "user-agent")
+# headers a speculative request repeats: the secret ones (see sessions.is_secret) and these
+_KEPT_HEADERS = ("accept", "user-agent")
+# a client that sent two sets of credentials to one host within this long is ambiguous:
+# nothing is fired there, as for MCP (prefire never guesses whose credentials to use)
+_AMBIGUITY_WINDOW_S = 600.0
 
 
 @dataclass(slots=True)
@@ -41,7 +46,8 @@ class RestLearner:
     def __init__(self, capacity: int = 10_000) -> None:
         self._recent: LRU = LRU(capacity)  # client -> deque of (t, tool, arguments)
         self._learned: LRU = LRU(capacity)  # (client, tool) -> _Learned
-        self._headers: LRU = LRU(capacity)  # (client, scheme://host) -> headers to repeat
+        # (client, scheme://host) -> {tool scope: (headers to repeat, last seen)}
+        self._headers: LRU = LRU(capacity)
 
     def call_seen(self, client: str, tool: str, arguments: dict[str, Any]) -> None:
         """A tool call the LLM made that no MCP binding explains: a REST request may follow."""
@@ -53,8 +59,19 @@ class RestLearner:
     def request_seen(
         self, client: str, method: str, url: str, headers: list[tuple[str, str]], body: Any
     ) -> None:
-        kept = {k.lower(): v for k, v in headers if k.lower() in _KEPT_HEADERS}
-        self._headers[(client, origin(url))] = kept
+        kept = {
+            k.lower(): v
+            for k, v in headers
+            if k.lower() in _KEPT_HEADERS or repeated_by_speculation(k)
+        }
+        by_scope = self._headers.get((client, origin(url)))
+        if by_scope is None:
+            by_scope = self._headers[(client, origin(url))] = {}
+        now = time.monotonic()
+        by_scope[tool_scope_of(headers)] = (kept, now)
+        for scope, (_, seen) in list(by_scope.items()):
+            if now - seen > _AMBIGUITY_WINDOW_S:
+                del by_scope[scope]
         recent = self._recent.get(client)
         if not recent:
             return
@@ -70,15 +87,23 @@ class RestLearner:
             learned = self._learned.get((client, tool))
             if learned is None or learned.template != template:
                 learned = self._learned[(client, tool)] = _Learned(template)
-            learned.seen_args.add(canonical(arguments))
+            if not learned.trusted:  # enough once trusted: the set must not grow forever
+                learned.seen_args.add(memoryview(canonical(arguments)).tobytes())
             return
 
     def binding(self, client: str, tool: str) -> RestTemplate | None:
         learned = self._learned.get((client, tool))
         return learned.template if learned is not None and learned.trusted else None
 
-    def headers_for(self, client: str, url: str) -> dict[str, str]:
-        return dict(self._headers.get((client, origin(url))) or {})
+    def headers_for(self, client: str, url: str) -> dict[str, str] | None:
+        """The headers this client sends to the URL's host, or None when it sent more than
+        one set of credentials there lately (ambiguous: whose would a call run as?)."""
+        by_scope = self._headers.get((client, origin(url))) or {}
+        now = time.monotonic()
+        recent = [h for h, seen in by_scope.values() if now - seen <= _AMBIGUITY_WINDOW_S]
+        if len(recent) > 1:
+            return None
+        return dict(recent[0]) if recent else {}
 
 
 def derive(method: str, url: str, body: Any, arguments: dict[str, Any]) -> RestTemplate | None:

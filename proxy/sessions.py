@@ -11,10 +11,14 @@ themselves are never kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from lru import LRU
@@ -47,16 +51,60 @@ CREDENTIAL_HEADERS = (
     "proxy-authorization",
 )
 CREDENTIAL_QUERY_KEYS = ("key", "api_key", "api-key")
+# Header and query names that may carry a secret besides the well-known ones above:
+# Cookie, X-Auth-Token, Private-Token, X-Access-Token, Ocp-Apim-Subscription-Key,
+# X-Functions-Key, X-Session-Token, ?access_token=, ?sig= ... Such values are redacted
+# from captures and logs, are part of a tool request's scope, and are repeated by
+# speculative calls (so that they run as the agent's own would).
+_SECRET_NAME = re.compile(
+    r"auth|token|secret|passw|credential|cookie|signature|session|api[-_]?key|"
+    r"subscription-key|functions-key|^key$|^sig$",
+    re.IGNORECASE,
+)
+# Secret-looking names that identify a session rather than a tenant: kept out of scopes
+# (one agent opens many MCP sessions), hashed rather than dropped in captures.
+SESSION_HEADERS = ("mcp-session-id",)
 _REMEMBERED_CALLS = 512
 
 
+def is_secret(name: str) -> bool:
+    """Whether a header or query parameter of this name may carry a secret."""
+    return name.lower() in CREDENTIAL_HEADERS or _SECRET_NAME.search(name) is not None
+
+
+def repeated_by_speculation(name: str) -> bool:
+    """Whether a speculative call repeats this secret header of the agent's request: all
+    but the proxy's own credential (mitmproxy removes it anyway once checked)."""
+    return is_secret(name) and name.lower() != "proxy-authorization"
+
+
 def scope_of(headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str = "") -> str:
-    """Hash of the credentials in headers (and API-key query parameters): the tenant key."""
+    """The tenant key of an LLM request: a hash of its credentials (API-key headers and
+    query parameters). Cookies are left out: SDKs keep the cookies an API sets, which
+    change, and a conversation must stay in one scope."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     creds = sorted((k.lower(), v) for k, v in pairs if k.lower() in CREDENTIAL_HEADERS)
     if url:
         query = parse_qsl(urlsplit(url).query)
         creds += sorted(("?" + k, v) for k, v in query if k.lower() in CREDENTIAL_QUERY_KEYS)
+    return _hash(creds)
+
+
+def tool_scope_of(headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str = "") -> str:
+    """The tenant key of a tool request (MCP, REST): a hash of every header and query
+    parameter that may carry a secret, cookies included, session ids excluded. A
+    speculative result is served only to a request of the same tool scope."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    creds = sorted(
+        (k.lower(), v) for k, v in pairs if is_secret(k) and k.lower() not in SESSION_HEADERS
+    )
+    if url:
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        creds += sorted(("?" + k, v) for k, v in query if is_secret(k))
+    return _hash(creds)
+
+
+def _hash(creds: list[tuple[str, str]]) -> str:
     h = hashlib.blake2b(canonical(creds), digest_size=8, person=b"prefire-scope")
     return h.hexdigest()
 
@@ -81,11 +129,31 @@ class _Conversation:
             del self.hashes[next(iter(self.hashes))]
 
 
-def _item_hash(prev: bytes, item: Item) -> bytes:
-    body = canonical(
-        [item.role, item.text, item.call_id, item.name, item.raw_arguments, item.content]
-    )
-    return hashlib.blake2b(prev + body, digest_size=16).digest()
+def json_safe(value: Any) -> Any:
+    """`value` if it has a canonical form, else None.
+
+    orjson reads JSON nested up to 1024 levels but writes only 254: a value nested
+    deeper can be parsed but never compared, hashed or stored, so events carry None
+    in its place (as for arguments that are not JSON).
+    """
+    try:
+        canonical(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _item_hash(prev: bytes, item: Item) -> tuple[bytes, bool]:
+    """The rolling hash after `item`, and whether the item's values have a canonical form."""
+    fields = [item.role, item.text, item.call_id, item.name, item.raw_arguments, item.content]
+    try:
+        body, ok = canonical(fields), True
+    except (TypeError, ValueError):  # nested too deep to write (see json_safe)
+        fields[-1] = None
+        body, ok = canonical(fields) + b"\0deep", False
+        with contextlib.suppress(RecursionError, ValueError, TypeError):
+            body += json.dumps(item.content, sort_keys=True).encode("utf-8", "replace")
+    return hashlib.blake2b(prev + body, digest_size=16).digest(), ok
 
 
 class Sessions:
@@ -100,10 +168,13 @@ class Sessions:
     ) -> tuple[SessionKey, list[Event]]:
         """Place a request in its conversation and return the events its new items carry."""
         hashes: list[bytes] = []
+        deep: set[int] = set()  # indexes of items whose values have no canonical form
         h = req.api.encode()
-        for item in req.items:
-            h = _item_hash(h, item)
+        for i, item in enumerate(req.items):
+            h, ok = _item_hash(h, item)
             hashes.append(h)
+            if not ok:
+                deep.add(i)
 
         conv: _Conversation | None = None
         start = 0
@@ -119,7 +190,11 @@ class Sessions:
             conv.add_hash(hashes[-1])
 
         session = SessionKey(scope, conv.id)
-        return session, self._new_item_events(session, conv, req, req.items[start:], t)
+        items = [
+            _without_values(item) if i in deep else item
+            for i, item in enumerate(req.items[start:], start)
+        ]
+        return session, self._new_item_events(session, conv, req, items, t)
 
     def _continued(
         self, scope: str, req: ParsedRequest, hashes: list[bytes]
@@ -175,7 +250,7 @@ class Sessions:
                         t=t,
                         call_id=item.call_id,
                         name=item.name,
-                        arguments=item.arguments,
+                        arguments=json_safe(item.arguments),
                         raw_arguments=item.raw_arguments,
                         api=req.api,
                     )
@@ -204,6 +279,8 @@ class Sessions:
     ) -> ToolCall | None:
         """The event for a call the LLM just emitted, or None if it was already announced."""
         conv = self._get(session.conversation)
+        if draft.arguments is not None and json_safe(draft.arguments) is None:
+            draft = replace(draft, arguments=None)
         if conv is not None:
             if draft.call_id in conv.calls:
                 return None
@@ -228,6 +305,11 @@ class Sessions:
         if conv_id is None:
             return None
         return self._conversations.get(conv_id)
+
+
+def _without_values(item: Item) -> Item:
+    """An item whose content has no canonical form, with None in its place."""
+    return replace(item, content=None)
 
 
 def mcp_session(scope: str, session_id: str) -> SessionKey:

@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import structlog
+from lru import LRU
 from mitmproxy import http
 
 from prefire.patterns.canonical import canonical, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
+from prefire.patterns.latency import ewma
 from prefire.patterns.model import PatternModel, firing_order
 from prefire.patterns.rules import RestRequest
 from prefire.proxy import rest
@@ -39,11 +41,17 @@ from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
 from prefire.proxy.rest import RestLearner, request_key
 from prefire.proxy.rules_file import RulesWatcher
-from prefire.proxy.sessions import scope_of
+from prefire.proxy.sessions import tool_scope_of
 
 log = structlog.get_logger(__name__)
 
 CALL_TIMEOUT_S = 60.0
+# How long an agent request waits for the same speculative call still in flight before
+# it goes upstream itself: 3x the tool's usual speculative latency, within these bounds;
+# PROMOTION_WAIT_UNKNOWN_S while no call of the tool has finished yet.
+PROMOTION_WAIT_FACTOR = 3.0
+PROMOTION_WAIT_MIN_S = 1.0
+PROMOTION_WAIT_UNKNOWN_S = 10.0
 _HOP_HEADERS = {
     b"content-length",
     b"content-encoding",
@@ -51,6 +59,12 @@ _HOP_HEADERS = {
     b"connection",
     b"keep-alive",
 }
+
+
+def kept(data: bytes) -> bytes:
+    """A right-sized copy of orjson output that is kept (a cache key): orjson's bytes hold
+    their whole write buffer, 4 KiB (orjson >= 3.12) however short the JSON."""
+    return memoryview(data).tobytes()
 
 
 class Speculator:
@@ -74,6 +88,7 @@ class Speculator:
         self.cache = ResultCache(on_drop=self._dropped)
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
+        self._latency: LRU = LRU(10_000)  # tool -> EWMA of finished speculative calls, s
         self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
 
     # -- events -------------------------------------------------------------------
@@ -122,7 +137,7 @@ class Speculator:
             decision = ruleset.decide(
                 tool, server=server.url, annotations=server.annotations.get(tool)
             )
-            key: CacheKey = (server.scope, server.id, tool, canonical(args))
+            key: CacheKey = (server.scope, server.id, tool, kept(canonical(args)))
             tags = (server.scope, server.url)
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
@@ -135,7 +150,8 @@ class Speculator:
             request, headers, scope = planned
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
-            key = (scope, "rest", *request_key(request.method, request.url, request.body))
+            ident, canonical_request = request_key(request.method, request.url, request.body)
+            key = (scope, "rest", ident, kept(canonical_request))
             tags = (scope, rest.origin(request.url))
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
@@ -200,7 +216,9 @@ class Speculator:
         except KeyError:
             return None
         headers = self.rest.headers_for(client, request.url)
-        return request, headers, scope_of(headers, request.url)
+        if headers is None:
+            return None  # this client sent that host more than one set of credentials
+        return request, headers, tool_scope_of(headers, request.url)
 
     async def _call_rest(
         self, request: RestRequest, headers: dict[str, str], tool: str
@@ -228,7 +246,18 @@ class Speculator:
             self._in_flight -= 1
         if not 200 <= status < 300:
             return None
-        return Result(status, raw_headers, body, ctype, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        ewma(self._latency, tool, elapsed)
+        return Result(status, raw_headers, body, ctype, elapsed)
+
+    def _promotion_wait(self, entry: Entry) -> float:
+        """Seconds an agent request may still wait for `entry`'s call in flight."""
+        usual = self._latency.get(entry.tool)
+        if usual is None:
+            bound = PROMOTION_WAIT_UNKNOWN_S
+        else:
+            bound = min(CALL_TIMEOUT_S, max(PROMOTION_WAIT_MIN_S, PROMOTION_WAIT_FACTOR * usual))
+        return entry.fired_at + bound - time.monotonic()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -258,7 +287,7 @@ class Speculator:
         key: CacheKey = (server.scope, server.id, tool, canonical(args))
         if not self.enabled:
             return
-        taken = await self.cache.take(key)
+        taken = await self.cache.take(key, self._promotion_wait)
         if taken is None:
             self._invalidate_for(tool, server)
             return
@@ -274,9 +303,9 @@ class Speculator:
         body: Any = loads_or_none(content) if content else None
         headers = req.headers.items(multi=True)
         self.rest.request_seen(client, req.method, req.url, list(headers), body)
-        scope = scope_of(headers, req.url)
+        scope = tool_scope_of(headers, req.url)
         key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
-        taken = await self.cache.take(key) if self.enabled else None
+        taken = await self.cache.take(key, self._promotion_wait) if self.enabled else None
         if taken is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):
                 # it may change what was read from this host: drop this scope's reads from it

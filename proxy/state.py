@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ import certifi
 from mitmproxy import certs
 
 CA_BASENAME = "mitmproxy"
+# Bodies above this are streamed through without being buffered, parsed or learned from.
+DEFAULT_MAX_BODY = 8 << 20
 # Proxy and trust settings a child process must not inherit from the caller's shell:
 # they would send its traffic somewhere else, or trust something else.
 PROXY_ENV_KEYS = (
@@ -35,6 +38,10 @@ def default_state_dir() -> Path:
     return Path(base) / "prefire"
 
 
+class StateError(Exception):
+    """The state directory cannot be used; the message says what to do."""
+
+
 @dataclass(frozen=True, slots=True)
 class StateDir:
     root: Path
@@ -58,7 +65,14 @@ class StateDir:
         """Create the directory, the CA (once; it persists) and the CA bundle. Keys are 0600."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
-        certs.CertStore.from_store(self.confdir, CA_BASENAME, 2048)
+        try:
+            certs.CertStore.from_store(self.confdir, CA_BASENAME, 2048)
+        except (ValueError, OSError) as exc:
+            raise StateError(
+                f"the CA in {self.confdir} cannot be read ({_first_line(exc)}). "
+                "prefire does not replace a CA by itself: clients trust it. Restore it, or "
+                f"move {self.confdir} aside to make a new one (and trust the new one)."
+            ) from None
         for key_file in self.confdir.glob(f"{CA_BASENAME}-ca*.pem"):
             if key_file.name != self.ca_cert.name:
                 os.chmod(key_file, 0o600)
@@ -67,6 +81,33 @@ class StateDir:
         ca = self.ca_cert.read_bytes()
         if not self.ca_bundle.exists() or not self.ca_bundle.read_bytes().endswith(ca):
             self.ca_bundle.write_bytes(_system_roots() + b"\n" + ca)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash or a full disk leaves either the old
+    file or the new one, never a mix: a temporary file, fsync, rename, fsync the dir."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def _system_roots() -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mitmproxy import io as mitm_io
 
 from prefire.proxy.state import PROXY_ENV_KEYS
 
@@ -48,13 +51,25 @@ class RunningProxy:
             out += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
         return out
 
+    def flows(self) -> list[Any]:
+        """The captured flows, read back with mitmproxy's reader (raises if a file is corrupt)."""
+        out: list[Any] = []
+        for path in sorted(self.capture_dir.glob("flows-*.mitm")):
+            with path.open("rb") as fh:
+                out += list(mitm_io.FlowReader(fh).stream())
+        return out
+
     def capture_bytes(self) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(self.capture_dir.iterdir()))
 
 
-async def start_proxy(tmp: Path, *extra: str) -> RunningProxy:
+async def start_proxy(
+    tmp: Path, *extra: str, log: Path | None = None, preexec_fn: Any = None
+) -> RunningProxy:
+    """`log`: where its stderr (the structlog lines, JSON) goes, else inherited."""
     state, capture = tmp / "state", tmp / "capture"
     env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS}
+    stderr = None if log is None else log.open("ab")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -71,8 +86,12 @@ async def start_proxy(tmp: Path, *extra: str) -> RunningProxy:
         "json",
         *extra,
         stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
         env=env,
+        preexec_fn=preexec_fn,
     )
+    if stderr is not None:
+        stderr.close()
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     second = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
@@ -100,6 +119,17 @@ async def prefire(tmp_path: Path) -> AsyncIterator[RunningProxy]:
         yield proxy
     finally:
         assert await stop_proxy(proxy) == 0
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines a proxy started with `log=path` wrote."""
+    out = []
+    for line in path.read_bytes().splitlines():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            record = orjson.loads(line)
+            if isinstance(record, dict):
+                out.append(record)
+    return out
 
 
 def point_env_at(proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:

@@ -376,7 +376,7 @@ class GzipUpstream(LLMUpstream):
         body = await request.json()
         self.requests.append(("gz_chat", body))
         if not body.get("stream"):
-            data = gzip.compress(json.dumps(openai_chat_json()).encode())
+            data = gzip.compress(json.dumps(openai_chat_json()).encode(), mtime=0)
             return web.Response(
                 body=data, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
             )

@@ -92,7 +92,7 @@ def _assistant_items(message: dict[str, Any]) -> list[Item]:
 
 
 def _message_items(message: dict[str, Any]) -> list[Item]:
-    role = message.get("role")
+    role = as_str(message.get("role"))  # a list or an object would not even hash
     text = _text(message.get("content"))
     if role in _SYSTEM_ROLES:
         return [Item(SYSTEM, text=text)]

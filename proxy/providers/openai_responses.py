@@ -59,8 +59,9 @@ def _tools(body: dict[str, Any]) -> tuple[ToolSpec, ...]:
 def _input_item(entry: dict[str, Any]) -> Item | None:
     # Easy input messages (`{role, content}`) may omit `type`.
     kind = entry.get("type") or "message"
-    if kind == "message" and entry.get("role") in _ROLES:
-        return Item(_ROLES[entry["role"]], text=_text(entry.get("content")))
+    role = as_str(entry.get("role"))  # a list or an object would not even hash
+    if kind == "message" and role in _ROLES:
+        return Item(_ROLES[role], text=_text(entry.get("content")))
     if kind == "function_call":
         return call_item(_draft(entry))
     if kind == "function_call_output":

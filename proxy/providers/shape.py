@@ -107,7 +107,7 @@ def content_text(content: Any, kinds: Container[str], default_kind: str = "") ->
     return "\n".join(
         p["text"]
         for p in parts
-        if p.get("type", default_kind) in kinds and isinstance(p.get("text"), str)
+        if as_str(p.get("type", default_kind)) in kinds and isinstance(p.get("text"), str)
     )
 
 
