@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import structlog
 from mitmproxy import ctx, http
+from mitmproxy.proxy import server_hooks
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
 from prefire.proxy.decoding import ChunkDecoder, chunk_decoder
 from prefire.proxy.observer import ChunkObserver, Observer
-from prefire.proxy.speculator import Speculator
+from prefire.proxy.speculator import ConnectTo, Speculator
 
 log = structlog.get_logger(__name__)
 
@@ -197,3 +198,17 @@ class PrefireAddon:
             ],
             truncated=tap.truncated,
         )
+
+
+class ConnectToAddon:
+    """Sends every upstream connection where `connect_to` says, leaving the flow as it is
+    (URL, Host header, TLS server name): live playback points the agent's traffic at
+    recorded answers this way."""
+
+    def __init__(self, connect_to: ConnectTo) -> None:
+        self.connect_to = connect_to
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            host, port, *_ = data.server.address
+            data.server.address = self.connect_to(host, port)

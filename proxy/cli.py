@@ -139,6 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: every tool except those the workload labels as writes)",
     )
     replay.add_argument("--json", action="store_true", help="print one JSON object")
+    live = replay.add_argument_group(
+        "live playback (--live)",
+        "play .mitm captures (or capture directories) back through a real prefire proxy "
+        "with their recorded timings, without and with speculation",
+    )
+    live.add_argument(
+        "--live",
+        action="store_true",
+        help="play the captures back live instead of simulating them offline",
+    )
+    live.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="play recorded timings X times faster (default 1)",
+    )
+    live.add_argument(
+        "--html", type=Path, default=None, metavar="FILE", help="also write a timeline page"
+    )
+    live.add_argument(
+        "--max-pause",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="shorten recorded pauses of the agent longer than S seconds (default 30)",
+    )
 
     rules = sub.add_parser("rules", help="check a rules file, or explain what it decides")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -206,6 +233,19 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
+    if args.command == "replay" and args.live:
+        from prefire.replay import live
+
+        return live.run(
+            args.inputs,
+            rules_path=args.rules,
+            speed=args.speed,
+            as_json=args.json,
+            html=args.html,
+            warmup=args.warmup,
+            max_pause_s=args.max_pause,
+            tool_latency_s=args.tool_latency,
+        )
     if args.command == "replay":
         from prefire.replay import report
 
