@@ -218,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="mixed: support tasks with writes (default); reads: tool-heavy, side-effect free",
     )
     demo.add_argument("--timeout", type=float, default=240.0, metavar="S", help="for it all")
+    demo.add_argument(
+        "--capture",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="capture the baseline run's traffic here (flows, events and the rules used), "
+        "for prefire replay",
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             as_json=args.json,
             warmup=args.warmup,
             workload=args.workload,
+            capture=args.capture,
         )
     if args.command == "stats":
         from prefire.proxy import accounting

@@ -81,6 +81,7 @@ class PassState:
     override_s: dict[int, float] = field(default_factory=dict)
     # recorded mean time per tool (plan.latency_name), for calls with no recorded answer
     latencies: dict[str, float] = field(default_factory=dict)
+    tools: dict[int, str] = field(default_factory=dict)  # step -> the tool it ran
 
     def __post_init__(self) -> None:
         for i, rec in enumerate(self.steps):
@@ -182,7 +183,7 @@ class Playback:
             else:
                 door.step = step
                 rec = state.steps[step]
-                door.tool = door.tool or rec.tool
+                door.tool = door.tool or state.tools.get(step)
                 new_id = rpc[0] if rpc is not None else None
                 resp = await self._answer(request, rec, new_id, state.override_s.get(step))
         finally:
