@@ -152,6 +152,10 @@ class PrefireAddon:
         assert resp is not None
         if resp.stream:  # mitmproxy decided already (stream_large_bodies): not observed
             return
+        if resp.raw_content is not None:
+            # made here (served from speculation) with its whole body: a tap would never see
+            # a chunk, so the capture would keep an empty body; observed whole in `response`
+            return
         ex = self.observer.exchange(flow.id)
         event_stream = resp.headers.get("content-type", "").startswith("text/event-stream")
         if not (event_stream or (ex is not None and ex.wants_stream)):
