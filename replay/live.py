@@ -425,6 +425,11 @@ def build_report(
             "offline_prefired_used": offline["totals"]["prefired_used"],
         },
         "speculative_requests": dict(early.most_common()),
+        # what reached the tool servers (the playback), per tool: the agent's and prefire's
+        "upstream_calls": {
+            p.name: dict(sorted(Counter(d.tool for d in p.state.doors if d.tool).items()))
+            for p in passes.values()
+        },
         "unrecorded_speculative": [_door_row(d) for d in unrecorded],
         "unmatched": _unmatched(plan, passes),
         "stream_timing": {p.name: _stream_timing(plan, p, speed) for p in passes.values()},
@@ -489,7 +494,13 @@ def _short(url: str) -> str:
 
 
 def _door_row(d: DoorRequest) -> dict[str, Any]:
-    return {"tool": d.tool, "method": d.method, "url": d.url, "why": d.why}
+    return {
+        "tool": d.tool,
+        "method": d.method,
+        "url": d.url,
+        "why": d.why,
+        "answered_after_s": round(d.t_end - d.t_start, 3),
+    }
 
 
 def _unmatched(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from prefire.patterns.events import (
 from prefire.patterns.model import call_key
 from prefire.proxy.observer import Observer
 from prefire.proxy.rest import derive
+from prefire.replay import sources
 from prefire.replay.flows import observe_flow
 from prefire.replay.recorded import Recorded, read_file
 from prefire.replay.sources import InputError, ReplaySession, group_sessions
@@ -105,7 +106,7 @@ def capture_files(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(path.glob("flows-*.mitm")) or sorted(path.glob("*.mitm"))
+            found = sources.capture_files(path)
             if not found:
                 raise PlanError(f"{path}: a directory with no flows-*.mitm (or *.mitm) files")
             files += found
