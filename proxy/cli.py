@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="decide which tools may run early, and the budgets, from this rules file "
-        "(default: every tool except those the workload labels as writes)",
+        "(default: every tool except those the workload labels as writes; with --live, the "
+        "packaged rules, which allow none)",
     )
     replay.add_argument("--json", action="store_true", help="print one JSON object")
     live = replay.add_argument_group(
@@ -234,7 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "replay" and not args.live:
+        flags = (("--html", args.html), ("--speed", args.speed != 1.0))
+        given = [f for f, v in (*flags, ("--max-pause", args.max_pause != 30.0)) if v]
+        if given:
+            parser.error(f"{', '.join(given)}: only with --live")
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
         state.ensure()

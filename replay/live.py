@@ -432,6 +432,7 @@ def build_report(
         },
         "unrecorded_speculative": [_door_row(d) for d in unrecorded],
         "unmatched": _unmatched(plan, passes),
+        "client_errors": _client_errors(plan, passes),
         "stream_timing": {p.name: _stream_timing(plan, p, speed) for p in passes.values()},
         "input_errors": [str(e) for e in plan.errors],
         "notes": plan.notes + _notes(plan, passes),
@@ -525,6 +526,16 @@ def _unmatched(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
                 }
             )
     return rows
+
+
+def _client_errors(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]]:
+    return [
+        {"pass": p.name, "method": plan.steps[i].rec.method, "url": plan.steps[i].rec.url}
+        | {"error": r.error}
+        for p in passes.values()
+        for i, r in sorted(p.results.items())
+        if r.error
+    ]
 
 
 def _stream_timing(plan: Plan, p: PassResult, speed: float) -> dict[str, Any]:
@@ -770,13 +781,19 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("unmatched requests:")
         for u in report["unmatched"]:
             lines.append(f"  [{u['pass']}] {u.get('method', '')} {u['url']}: {u['why']}")
+    if report["client_errors"]:
+        lines.append("")
+        lines.append("requests the playback client could not complete:")
+        for e in report["client_errors"]:
+            lines.append(f"  [{e['pass']}] {e['method']} {e['url']}: {e['error']}")
     timing = report["stream_timing"]["baseline"]
     if timing["gaps"]:
         lines.append("")
         lines.append(
-            f"stream timing (baseline): {timing['streams']} streams, {timing['gaps']} chunk gaps; "
-            f"replayed within {timing['median_gap_error']:.1%} (median), "
-            f"{timing['max_gap_error']:.1%} (worst) of the recording"
+            f"stream timing (baseline): {timing['streams']} streams, {timing['gaps']} chunk gaps "
+            f"of 50 ms or more, replayed within {timing['median_gap_error']:.1%} (median) and "
+            f"{timing['max_gap_error']:.1%} (worst) of the recording; whole streams within "
+            f"{timing['max_stream_error']:.1%}"
         )
     for note in report["notes"]:
         lines.append(f"note: {note}")
