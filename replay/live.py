@@ -230,8 +230,14 @@ async def _pass(
         await serving
         raise LiveError("the proxy under test did not start")
     client = Client(plan, playback.state, proxy.url, speed)
+    playing = asyncio.create_task(client.run())
     try:
-        wall = await client.run()
+        # Ctrl-C and SIGTERM stop the proxy under test (its own handlers): stop here too
+        await asyncio.wait({playing, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if not playing.done():
+            playing.cancel()
+            raise LiveError(f"the proxy under test stopped during the {name} pass (interrupted?)")
+        wall = playing.result()
     finally:
         proxy.shutdown()
         await serving
@@ -314,6 +320,8 @@ class Client:
         self._sent[step.index].set()
         headers = CIMultiDict((k, v) for k, v in rec.headers if k.lower() not in HOP_HEADERS)
         raw: list[bytes] = []
+        # generous, but a request nobody answers must not hold the pass up for ever
+        limit = None if step.background else 30 + 4 * rec.duration_s / self.speed
         try:
             async with http.request(
                 rec.method,
@@ -323,6 +331,7 @@ class Client:
                 proxy=self.proxy_url,
                 skip_auto_headers=_SKIP_AUTO,
                 allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=limit, sock_connect=30),
             ) as resp:
                 result.t_headers = loop.time()
                 result.status = resp.status
@@ -334,7 +343,7 @@ class Client:
             if not step.background:
                 raise
             content_encoding = "identity"
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             result.error = repr(exc)
             content_encoding = "identity"
         finally:
