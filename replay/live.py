@@ -177,7 +177,7 @@ async def play(
 
 def _new_state(plan: Plan, speed: float, tool_latency_s: float) -> PassState:
     state = PassState([s.rec for s in plan.steps], speed, tool_latency_s)
-    state.latencies = plan.latencies
+    state.index = plan.tools
     state.tools = {s.index: s.label for s in plan.steps if s.kind == "tool"}
     state.override_s = {
         s.index: s.latency_override for s in plan.steps if s.latency_override is not None

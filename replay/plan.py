@@ -95,7 +95,7 @@ class Plan:
     segments: list[list[int]]  # step indices per file, in recorded start order
     errors: list[InputError]
     offline: list[ReplaySession]  # the same flows as offline replay reads them
-    latencies: dict[str, float]  # recorded mean time per tool, for unrecorded calls
+    tools: ToolIndex | None  # recorded times and URL shapes of the tools
     notes: list[str]
     origins: dict[tuple[str, int], str]  # (host, port) -> scheme, as recorded
     shortened_pauses: int = 0
@@ -119,7 +119,7 @@ def capture_files(inputs: list[Path]) -> list[Path]:
 
 def build(inputs: list[Path], max_pause_s: float = 30.0, tool_latency_s: float = 1.0) -> Plan:
     files = capture_files(inputs)
-    plan = Plan(files, [], {}, [], [], [], {}, [], {})
+    plan = Plan(files, [], {}, [], [], [], None, [], {})
     session_of_key: dict[str, str] = {}
     for segment, path in enumerate(files):
         recs: list[Recorded] = []
@@ -152,7 +152,7 @@ def build(inputs: list[Path], max_pause_s: float = 30.0, tool_latency_s: float =
             plan.sessions[step.session].steps.append(step.index)
         rec = step.rec
         plan.origins.setdefault((rec.host, rec.port), rec.scheme)
-    plan.latencies = _latencies(plan.steps)
+    plan.tools = ToolIndex(plan.steps)
     _served_when_captured(plan, tool_latency_s)
     if plan.shortened_pauses:
         plan.notes.append(
@@ -170,12 +170,18 @@ def build(inputs: list[Path], max_pause_s: float = 30.0, tool_latency_s: float =
 
 def _assign(path: Path, steps: list[Step], errors: list[InputError]) -> list[Event]:
     """Run the steps through an observer in file order (as offline replay does) and give
-    each its session, kind and label. Returns every event, in that order."""
+    each its session, kind and label. Returns every event, in that order.
+
+    An MCP tools/call runs the call with its tool and arguments. A REST request runs a
+    call whose every argument it carries; calls with the same values (get_user(U1) and
+    list_orders(U1) both fit /users/U1/orders) are told apart by order: requests are
+    taken in the order they were sent, each by the first call emitted before it."""
     out: list[Event] = []
     observer = Observer(out.append)
     events: list[Event] = []
     pending: dict[bytes, deque[ToolCall]] = defaultdict(deque)
-    recent: deque[ToolCall] = deque(maxlen=_REST_WINDOW)
+    calls: list[ToolCall] = []
+    rest: list[Step] = []
     for step in sorted(steps, key=lambda s: s.rec.number):
         rec = step.rec
         assert rec.flow is not None
@@ -190,30 +196,32 @@ def _assign(path: Path, steps: list[Step], errors: list[InputError]) -> list[Eve
         if ex is not None and ex.codec is not None:
             step.kind, step.session = "llm", str(ex.session)
             step.label = (ex.parsed.model if ex.parsed is not None else "") or "LLM"
-        else:
-            done = next((e for e in emitted if isinstance(e, ToolExchange)), None)
-            call = None
-            if done is not None:
-                queue = pending.get(call_key(done.name, done.arguments))
-                call = queue.popleft() if queue else None
-                step.kind, step.label = "tool", done.name
-            elif _is_jsonrpc(rec):
-                step.kind, step.label = "mcp", _jsonrpc_method(rec)
-            elif any(k.lower() == "mcp-session-id" for k, _ in rec.headers):
-                step.kind, step.label = "mcp", f"{rec.method} {rec.path.split('?')[0]}"
-            else:
-                call = _rest_call(rec, recent)
-                if call is not None:
-                    step.kind, step.label = "tool", call.name
-                else:
-                    step.label = f"{rec.method} {rec.path.split('?')[0]}"
-            if call is not None:
+        elif (done := next((e for e in emitted if isinstance(e, ToolExchange)), None)) is not None:
+            step.kind, step.label = "tool", done.name
+            queue = pending.get(call_key(done.name, done.arguments))
+            if queue:
+                call = queue.popleft()
                 step.session, step.call_id = str(call.session), call.call_id
-                _forget(call, pending, recent)
+        elif _is_jsonrpc(rec):
+            step.kind, step.label = "mcp", _jsonrpc_method(rec)
+        elif any(k.lower() == "mcp-session-id" for k, _ in rec.headers):
+            step.kind, step.label = "mcp", f"{rec.method} {rec.path.split('?')[0]}"
+        else:
+            step.label = f"{rec.method} {rec.path.split('?')[0]}"
+            rest.append(step)
         for e in emitted:
             if isinstance(e, ToolCall) and isinstance(e.arguments, dict):
                 pending[call_key(e.name, e.arguments)].append(e)
-                recent.append(e)
+                calls.append(e)
+    taken = {(s.session, s.call_id) for s in steps if s.call_id}
+    open_calls = [c for c in calls if (str(c.session), c.call_id) not in taken]
+    open_calls.sort(key=lambda c: c.t)
+    for step in sorted(rest, key=lambda s: (s.rec.t_start, s.rec.number)):
+        call = _rest_call(step.rec, open_calls)
+        if call is not None:
+            open_calls.remove(call)
+            step.kind, step.label = "tool", call.name
+            step.session, step.call_id = str(call.session), call.call_id
     return events
 
 
@@ -229,20 +237,15 @@ def _jsonrpc_method(rec: Recorded) -> str:
     return "JSON-RPC"
 
 
-def _rest_call(rec: Recorded, recent: deque[ToolCall]) -> ToolCall | None:
+def _rest_call(rec: Recorded, open_calls: list[ToolCall]) -> ToolCall | None:
+    """The first call emitted before this request (among the last few) that it carries
+    every argument of."""
     body: Any = loads_or_none(rec.content) if rec.content else None
-    for call in reversed(recent):
+    before = [c for c in open_calls if c.t <= rec.t_start][-_REST_WINDOW:]
+    for call in before:
         if isinstance(call.arguments, dict) and derive(rec.method, rec.url, body, call.arguments):
             return call
     return None
-
-
-def _forget(call: ToolCall, pending: dict[bytes, deque[ToolCall]], recent: deque[ToolCall]) -> None:
-    queue = pending.get(call_key(call.name, call.arguments))
-    if queue and call in queue:
-        queue.remove(call)
-    if call in recent:
-        recent.remove(call)
 
 
 def _calls_and_labels(
@@ -315,21 +318,45 @@ def _dependencies(order: list[Step], max_pause_s: float) -> int:
     return shortened
 
 
-def _latencies(steps: list[Step]) -> dict[str, float]:
-    """Mean recorded time of the tool requests that really ran, by latency name."""
-    times: dict[str, list[float]] = defaultdict(list)
-    for step in steps:
-        rec = step.rec
-        if step.kind == "tool" and not rec.served and rec.status is not None:
-            times[latency_name(rec.method, rec.scheme, rec.host, rec.port, rec.tool)].append(
-                rec.duration_s
-            )
-    return {k: mean(v) for k, v in times.items()}
+class ToolIndex:
+    """What the recording says about each tool: its mean time (from the requests that
+    really ran, not those answered by speculation when captured), and for REST tools the
+    shape of their URLs, to name an early call the recording has no answer for."""
 
+    def __init__(self, steps: list[Step]) -> None:
+        times: dict[str, list[float]] = defaultdict(list)
+        self._shapes: dict[tuple[str, str, int], list[tuple[list[str], str]]] = {}
+        for step in steps:
+            rec = step.rec
+            if step.kind != "tool":
+                continue
+            if not rec.tool:
+                parts = rec.path.split("?")[0].split("/")
+                where = (rec.method, f"{rec.scheme}://{rec.host}:{rec.port}", len(parts))
+                self._shapes.setdefault(where, []).append((parts, step.label))
+            if not rec.served and rec.status is not None:
+                times["tool:" + step.label].append(rec.duration_s)
+                times[f"origin:{rec.scheme}://{rec.host}:{rec.port}"].append(rec.duration_s)
+        self.latencies = {k: mean(v) for k, v in times.items()}
 
-def latency_name(method: str, scheme: str, host: str, port: int, tool: str | None) -> str:
-    """An MCP tool by name; a REST tool by method and origin."""
-    return f"mcp:{tool}" if tool else f"http:{method} {scheme}://{host}:{port}"
+    def rest_tool(self, method: str, scheme: str, host: str, port: int, path: str) -> str | None:
+        """The recorded REST tool whose URLs look like this one: same method, origin and
+        number of path segments, the most segments in common, at least half of them."""
+        parts = path.split("?")[0].split("/")
+        where = (method, f"{scheme}://{host}:{port}", len(parts))
+        best, score = None, 0
+        for known, label in self._shapes.get(where, []):
+            same = sum(a == b for a, b in zip(known, parts, strict=True))
+            if same > score:
+                best, score = label, same
+        return best if score * 2 >= len(parts) else None
+
+    def latency(self, tool: str | None, scheme: str, host: str, port: int) -> float | None:
+        """The tool's recorded time; for a call no tool can be named for, the mean of the
+        tools at that origin; None when the recording has neither."""
+        if tool:
+            return self.latencies.get("tool:" + tool)
+        return self.latencies.get(f"origin:{scheme}://{host}:{port}")
 
 
 def _served_when_captured(plan: Plan, default_s: float) -> None:
@@ -338,8 +365,8 @@ def _served_when_captured(plan: Plan, default_s: float) -> None:
     served = [s for s in plan.steps if s.rec.served]
     for step in served:
         rec = step.rec
-        name = latency_name(rec.method, rec.scheme, rec.host, rec.port, rec.tool)
-        step.latency_override = plan.latencies.get(name, default_s)
+        known = plan.tools.latency(step.label, rec.scheme, rec.host, rec.port)
+        step.latency_override = known if known is not None else default_s
     if served:
         plan.notes.append(
             f"{len(served)} responses were answered by speculation when captured (captured "

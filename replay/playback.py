@@ -39,7 +39,7 @@ from mitmproxy.net import encoding
 from multidict import CIMultiDict
 
 from prefire.proxy.speculator import ConnectTo
-from prefire.replay.plan import latency_name
+from prefire.replay.plan import ToolIndex
 from prefire.replay.recorded import Recorded, authority, jsonrpc_request, playback_key
 
 _RESPONSE_HOP = frozenset(
@@ -79,8 +79,8 @@ class PassState:
     unexpected: list[str] = field(default_factory=list)  # requests the tap could not place
     # steps whose recorded time is not the server's (answered early when captured)
     override_s: dict[int, float] = field(default_factory=dict)
-    # recorded mean time per tool (plan.latency_name), for calls with no recorded answer
-    latencies: dict[str, float] = field(default_factory=dict)
+    # the tools' recorded times and URL shapes, for calls with no recorded answer
+    index: ToolIndex | None = None
     tools: dict[int, str] = field(default_factory=dict)  # step -> the tool it ran
 
     def __post_init__(self) -> None:
@@ -213,8 +213,11 @@ class Playback:
                 text=f"prefire replay: no recorded answer for {request.method} {door.url}\n",
                 headers={"x-prefire-playback": "unmatched"},
             )
-        name = latency_name(request.method, scheme, host, port, rpc[1] if rpc else None)
-        delay = self.state.latencies.get(name, self.state.tool_latency_s)
+        index = self.state.index
+        if index is not None and door.tool is None:
+            door.tool = index.rest_tool(request.method, scheme, host, port, request.path_qs)
+        known = index.latency(door.tool, scheme, host, port) if index is not None else None
+        delay = known if known is not None else self.state.tool_latency_s
         door.why = "the recording has no answer for this call"
         await asyncio.sleep(delay / self.state.speed)
         message = "prefire replay: the recording has no answer for this call"
