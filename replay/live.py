@@ -133,7 +133,7 @@ def run(
         write_html(html, report)
         progress(f"prefire replay --live: wrote {html}")
     if as_json:
-        out.write(orjson.dumps(_public(report), option=orjson.OPT_INDENT_2).decode() + "\n")
+        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         out.write(format_table(report))
     return 0
@@ -450,10 +450,6 @@ def build_report(
     return report
 
 
-def _public(report: dict[str, Any]) -> dict[str, Any]:
-    return report
-
-
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 4) if b else 0.0
 
@@ -703,7 +699,11 @@ def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
     """What the HTML draws, per session and pass: each request (sent, headers, end,
     relative to the session's first request in that pass), and prefire's early calls."""
     out = []
-    step_session = {s.index: s.session for s in plan.steps}
+    early_of: dict[tuple[str, str], list[DoorRequest]] = {}
+    for p in passes.values():
+        for d in p.state.doors:
+            if d.speculative and d.step is not None and plan.steps[d.step].session:
+                early_of.setdefault((p.name, plan.steps[d.step].session), []).append(d)
     for sid, sp in plan.sessions.items():
         entry: dict[str, Any] = {"id": sid, "label": sp.label}
         for p in passes.values():
@@ -734,8 +734,7 @@ def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
                     "end": round(d.t_end - origin, 4),
                     "recorded": d.step is not None,
                 }
-                for d in p.state.doors
-                if d.speculative and d.step is not None and step_session.get(d.step) == sid
+                for d in early_of.get((p.name, sid), [])
             ]
             rows.sort(key=lambda r: r["start"])
             entry[p.name] = {"requests": rows, "early": early}
