@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         given = [f for f, v in (*flags, ("--max-pause", args.max_pause != 30.0)) if v]
         if given:
             parser.error(f"{', '.join(given)}: only with --live")
+    if args.command == "replay" and args.live and (args.baseline or args.format != "auto"):
+        parser.error("--baseline and --format are for offline replay, not with --live")
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
         state.ensure()

@@ -90,7 +90,11 @@ def run(
     err: TextIO = sys.stderr,
 ) -> int:
     if speed <= 0 or max_pause_s <= 0 or tool_latency_s < 0:
-        print("prefire replay --live: --speed and --max-pause must be above 0", file=err)
+        print(
+            "prefire replay --live: --speed and --max-pause must be above 0, "
+            "--tool-latency not below 0",
+            file=err,
+        )
         return 2
     try:
         ruleset = read_rules(rules_path) if rules_path is not None else default_rules()
@@ -149,9 +153,11 @@ async def play(
     progress: Any = print,
 ) -> dict[str, Any]:
     """Both passes, and the report (a dict; `timelines` holds what the HTML draws)."""
+    import logging
+
     from prefire.proxy import logs
 
-    logs.configure("console", level=30)  # warnings only: the proxy under test is quiet
+    logs.configure("console", level=logging.WARNING)  # the proxy under test is quiet
     warm = _warm_model(warmup) if warmup is not None else None
     steps = [s.rec for s in plan.steps]
     playback = Playback(_new_state(plan, speed, tool_latency_s))
