@@ -9,7 +9,9 @@ from typing import Any
 
 import orjson
 import structlog
+from lru import LRU
 
+from prefire.patterns.events import SessionKey
 from prefire.proxy.state import atomic_write
 
 log = structlog.get_logger(__name__)
@@ -30,14 +32,28 @@ class ToolCounters:
 
 
 class Accounting:
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = 10_000) -> None:
         self.tools: dict[str, ToolCounters] = {}
+        # the same counters per conversation, for the most recent ones (replay reports them)
+        self.sessions: LRU = LRU(max_sessions)
 
     def tool(self, name: str) -> ToolCounters:
         c = self.tools.get(name)
         if c is None:
             c = self.tools[name] = ToolCounters()
         return c
+
+    def session(self, key: SessionKey) -> ToolCounters:
+        c = self.sessions.get(key)
+        if c is None:
+            c = self.sessions[key] = ToolCounters()
+        return c
+
+    def counters(self, tool: str, session: SessionKey | None) -> tuple[ToolCounters, ...]:
+        """The tool's counters and, when the call was made for a session, the session's."""
+        if session is None:
+            return (self.tool(tool),)
+        return self.tool(tool), self.session(session)
 
     def report(self) -> dict[str, Any]:
         tools = {name: asdict(c) for name, c in sorted(self.tools.items())}

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import structlog
 from mitmproxy import ctx, http
+from mitmproxy.proxy import server_hooks
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
 from prefire.proxy.decoding import ChunkDecoder, chunk_decoder, decode_body
 from prefire.proxy.observer import ChunkObserver, Observer
-from prefire.proxy.speculator import Speculator
+from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY
 
 log = structlog.get_logger(__name__)
@@ -215,6 +216,10 @@ class PrefireAddon:
             if ex is not None:
                 self._skipped(flow, "response_body_above_max_body", None)
             return
+        if resp.raw_content is not None:
+            # made here (served from speculation) with its whole body: a tap would never see
+            # a chunk, so the capture would keep an empty body; observed whole in `response`
+            return
         event_stream = resp.headers.get("content-type", "").startswith("text/event-stream")
         if not (event_stream or (ex is not None and ex.wants_stream)):
             return
@@ -279,3 +284,17 @@ class PrefireAddon:
             ],
             truncated=tap.truncated,
         )
+
+
+class ConnectToAddon:
+    """Sends every upstream connection where `connect_to` says, leaving the flow as it is
+    (URL, Host header, TLS server name): live playback points the agent's traffic at
+    recorded answers this way."""
+
+    def __init__(self, connect_to: ConnectTo) -> None:
+        self.connect_to = connect_to
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            host, port, *_ = data.server.address
+            data.server.address = self.connect_to(host, port)

@@ -17,11 +17,11 @@ from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
 from prefire.proxy.accounting import Accounting
-from prefire.proxy.addon import AddonConfig, PrefireAddon
+from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
-from prefire.proxy.speculator import Speculator
+from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,12 @@ class ProxyConfig:
     rules_path: Path | None = None
     speculate: bool = True
     proxy_auth: str | None = None
+    # print the listening address and CA path on stdout when started (`prefire run` does)
+    announce: bool = True
+    # Where upstream connections really go, for the agent's traffic and for prefire's own
+    # early calls; None: where the request says. Live playback sets them.
+    connect_to: ConnectTo | None = None
+    speculative_connect_to: ConnectTo | None = None
 
 
 class Proxy:
@@ -70,6 +76,8 @@ class Proxy:
             AddonConfig(capture=self.capture, max_body=config.max_body, on_ready=self._on_ready)
         )
         self.master.addons.add(self.addon)
+        if config.connect_to is not None:
+            self.master.addons.add(ConnectToAddon(config.connect_to))
         self.learner = Learner(config.state.root)
         self.accounting = Accounting()
         self.speculator = Speculator(
@@ -79,6 +87,7 @@ class Proxy:
             self.accounting,
             enabled=config.speculate,
             verify_tls=not config.ssl_insecure,
+            connect_to=config.speculative_connect_to,
         )
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator]
@@ -157,8 +166,9 @@ class Proxy:
                 await serving
                 return 1
             host, port = self.ready.result()
-            print(f"prefire listening on {self.url}", flush=True)
-            print(f"CA certificate: {self.config.state.ca_cert}", flush=True)
+            if self.config.announce:
+                print(f"prefire listening on {self.url}", flush=True)
+                print(f"CA certificate: {self.config.state.ca_cert}", flush=True)
             log.info("proxy.started", host=host, port=port, mode=self.config.mode, pid=os.getpid())
             if until_ready is not None:
                 result = await until_ready()

@@ -19,6 +19,8 @@ from typing import Any
 
 from lru import LRU
 
+from prefire.patterns.events import SessionKey
+
 CacheKey = tuple[str, str, str, bytes]  # scope, binding id, tool, canonical arguments
 
 
@@ -48,6 +50,7 @@ class Entry:
     tags: tuple[str, ...] = field(
         default_factory=tuple
     )  # e.g. the binding's server, for invalidation
+    session: SessionKey | None = None  # the conversation it was fired for, for accounting
 
 
 Fetch = Callable[[], Coroutine[Any, Any, Result | None]]
@@ -89,6 +92,7 @@ class ResultCache:
         reuse: int,
         kind: str,
         tags: tuple[str, ...],
+        session: SessionKey | None = None,
     ) -> Entry | None:
         """Fire `fetch` unless the same call is cached or in flight (single flight).
         Returns the new entry, or None when one existed."""
@@ -96,7 +100,9 @@ class ResultCache:
             return None
         now = time.monotonic()
         task = asyncio.get_running_loop().create_task(fetch())
-        entry = Entry(key, tool, task, now, now + ttl, max(1, reuse), kind, tags=tags)
+        entry = Entry(
+            key, tool, task, now, now + ttl, max(1, reuse), kind, tags=tags, session=session
+        )
         self._entries[key] = entry
         task.add_done_callback(lambda t: self._settled(key, entry, t))
         return entry

@@ -157,9 +157,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="decide which tools may run early, and the budgets, from this rules file "
-        "(default: every tool except those the workload labels as writes)",
+        "(default: every tool except those the workload labels as writes; with --live, the "
+        "packaged rules, which allow none)",
     )
     replay.add_argument("--json", action="store_true", help="print one JSON object")
+    live = replay.add_argument_group(
+        "live playback (--live)",
+        "play .mitm captures (or capture directories) back through a real prefire proxy "
+        "with their recorded timings, without and with speculation",
+    )
+    live.add_argument(
+        "--live",
+        action="store_true",
+        help="play the captures back live instead of simulating them offline",
+    )
+    live.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="play recorded timings X times faster (default 1)",
+    )
+    live.add_argument(
+        "--html", type=Path, default=None, metavar="FILE", help="also write a timeline page"
+    )
+    live.add_argument(
+        "--max-pause",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="shorten recorded pauses of the agent longer than S seconds (default 30)",
+    )
 
     rules = sub.add_parser("rules", help="check a rules file, or explain what it decides")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -212,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="mixed: support tasks with writes (default); reads: tool-heavy, side-effect free",
     )
     demo.add_argument("--timeout", type=float, default=240.0, metavar="S", help="for it all")
+    demo.add_argument(
+        "--capture",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="capture the baseline run's traffic here (flows, events and the rules used), "
+        "for prefire replay",
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
@@ -220,7 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "replay" and not args.live:
+        flags = (("--html", args.html), ("--speed", args.speed != 1.0))
+        given = [f for f, v in (*flags, ("--max-pause", args.max_pause != 30.0)) if v]
+        if given:
+            parser.error(f"{', '.join(given)}: only with --live")
+    if args.command == "replay" and args.live and (args.baseline or args.format != "auto"):
+        parser.error("--baseline and --format are for offline replay, not with --live")
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
         try:
@@ -231,6 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
+    if args.command == "replay" and args.live:
+        from prefire.replay import live
+
+        return live.run(
+            args.inputs,
+            rules_path=args.rules,
+            speed=args.speed,
+            as_json=args.json,
+            html=args.html,
+            warmup=args.warmup,
+            max_pause_s=args.max_pause,
+            tool_latency_s=args.tool_latency,
+        )
     if args.command == "replay":
         from prefire.replay import report
 
@@ -264,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             as_json=args.json,
             warmup=args.warmup,
             workload=args.workload,
+            capture=args.capture,
         )
     if args.command == "stats":
         from prefire.proxy import accounting

@@ -18,9 +18,9 @@ import fnmatch
 import itertools
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -52,6 +52,9 @@ CALL_TIMEOUT_S = 60.0
 PROMOTION_WAIT_FACTOR = 3.0
 PROMOTION_WAIT_MIN_S = 1.0
 PROMOTION_WAIT_UNKNOWN_S = 10.0
+# Where a connection for (host, port) really goes: (host, port). Live playback uses it to
+# send prefire's own calls to recorded answers instead of the network.
+ConnectTo = Callable[[str, int], tuple[str, int]]
 _HOP_HEADERS = {
     b"content-length",
     b"content-encoding",
@@ -76,6 +79,7 @@ class Speculator:
         accounting: Accounting,
         enabled: bool = True,
         verify_tls: bool = True,
+        connect_to: ConnectTo | None = None,
     ) -> None:
         self.model = model
         self.rules = rules
@@ -83,6 +87,7 @@ class Speculator:
         self.accounting = accounting
         self.enabled = enabled
         self.verify_tls = verify_tls
+        self.connect_to = connect_to
         self.bindings = Bindings()
         self.rest = RestLearner()
         self.cache = ResultCache(on_drop=self._dropped)
@@ -167,15 +172,23 @@ class Speculator:
         if kind != "eager" and self._in_flight >= ruleset.budgets.max_concurrent:
             return False
         entry = self.cache.start(
-            key, tool, fetch, ttl=decision.rule.ttl, reuse=decision.rule.reuse, kind=kind, tags=tags
+            key,
+            tool,
+            fetch,
+            ttl=decision.rule.ttl,
+            reuse=decision.rule.reuse,
+            kind=kind,
+            tags=tags,
+            session=session,
         )
         if entry is None:
             return False
-        counters.fired += 1
-        if kind == "eager":
-            counters.eager += 1
-        else:
-            counters.predicted += 1
+        for c in self.accounting.counters(tool, session):
+            c.fired += 1
+            if kind == "eager":
+                c.eager += 1
+            else:
+                c.predicted += 1
         log.info("speculate.fired", tool=tool, kind=kind, session=str(session))
         return True
 
@@ -234,8 +247,13 @@ class Speculator:
         """Send a speculative request; its response if 2xx, else None (never an error)."""
         self._in_flight += 1
         started = time.monotonic()
+        extra: dict[str, Any] = {}
+        if self.connect_to is not None:
+            url, headers, extra = _connect_to(self.connect_to, url, headers)
         try:
-            async with self._client().request(method, url, data=data, headers=headers) as resp:
+            async with self._client().request(
+                method, url, data=data, headers=headers, **extra
+            ) as resp:
                 body = await resp.read()
                 status, ctype = resp.status, resp.headers.get("content-type", "")
                 raw_headers = list(resp.raw_headers)
@@ -318,18 +336,19 @@ class Speculator:
     def _served(
         self, flow: http.HTTPFlow, entry: Entry, result: Result, in_flight: bool, body: bytes
     ) -> None:
-        counters = self.accounting.tool(entry.tool)
-        counters.used += 1
         saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
-        counters.saved_s += max(0.0, min(saved, result.duration_s))
-        if in_flight:
-            counters.promotions += 1
+        for counters in self.accounting.counters(entry.tool, entry.session):
+            counters.used += 1
+            counters.saved_s += max(0.0, min(saved, result.duration_s))
+            if in_flight:
+                counters.promotions += 1
         flow.response = http.Response.make(
             result.status,
             body,
             [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
         )
         flow.metadata["prefire.served"] = entry.kind
+        flow.metadata["prefire.promoted"] = in_flight
         log.info(
             "speculate.served",
             tool=entry.tool,
@@ -360,9 +379,23 @@ class Speculator:
             log.info("speculate.invalidated", by=tool, dropped=dropped)
 
     def _dropped(self, entry: Entry, why: str) -> None:
-        counters = self.accounting.tool(entry.tool)
-        if why == "failed":
-            counters.failed += 1
+        for counters in self.accounting.counters(entry.tool, entry.session):
+            if why == "failed":
+                counters.failed += 1
+            if entry.used == 0:
+                counters.wasted += 1
         if entry.used == 0:
-            counters.wasted += 1
             log.info("speculate.wasted", tool=entry.tool, why=why)
+
+
+def _connect_to(
+    connect_to: ConnectTo, url: str, headers: dict[str, str]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The request sent to where `connect_to` says, as if to the URL's own host: same Host
+    header, same TLS server name."""
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    host, port = connect_to(parts.hostname or "", parts.port or default)
+    target = urlunsplit(parts._replace(netloc=f"{host}:{port}"))
+    extra: dict[str, Any] = {"server_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return target, {**headers, "host": parts.netloc}, extra

@@ -9,7 +9,7 @@ from mitmproxy import exceptions, http
 from mitmproxy import io as mitm_io
 
 from prefire.patterns.events import Event
-from prefire.proxy.observer import Observer
+from prefire.proxy.observer import Exchange, Observer
 from prefire.replay.sources import InputError
 
 
@@ -23,7 +23,7 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
             for n, flow in enumerate(reader.stream(), 1):
                 if isinstance(flow, http.HTTPFlow):
                     try:
-                        _observe(observer, flow)
+                        observe_flow(observer, flow)
                     except ValueError as exc:  # a body that cannot be decoded
                         observer.forget(flow.id)
                         yield InputError(str(path), n, f"flow {flow.id}: {exc}")
@@ -35,7 +35,10 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
             )
 
 
-def _observe(observer: Observer, flow: http.HTTPFlow) -> None:
+def observe_flow(observer: Observer, flow: http.HTTPFlow) -> Exchange | None:
+    """Feed one recorded flow to the observer, request then response; the exchange it
+    opened (None when the request is not one prefire follows). ValueError: a body that
+    cannot be decoded."""
     req = flow.request
     body = req.get_content() if req.raw_content is not None else b""
     ex = observer.request(
@@ -50,7 +53,7 @@ def _observe(observer: Observer, flow: http.HTTPFlow) -> None:
     resp = flow.response
     if ex is None or resp is None:
         observer.forget(flow.id)
-        return
+        return ex
     ctype = resp.headers.get("content-type", "")
     content = resp.get_content() if resp.raw_content is not None else None
     end = resp.timestamp_end or resp.timestamp_start
@@ -62,6 +65,7 @@ def _observe(observer: Observer, flow: http.HTTPFlow) -> None:
         observer.response(flow.id, resp.status_code, ctype, None, end)
     else:
         observer.response(flow.id, resp.status_code, ctype, content, end)
+    return ex
 
 
 def _chunks(flow: http.HTTPFlow, content: bytes) -> Iterator[tuple[bytes, float]]:

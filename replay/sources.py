@@ -4,7 +4,8 @@
   timing {"llm_s": [...per LLM turn...], "tool_s": {call_id: seconds}},
   optional tool_labels {tool: "read"|"write"}), parsed with the OpenAI Chat codec;
 - prefire capture JSONL (the events written by `prefire run --capture`);
-- mitmproxy `.mitm` flow files and HAR, through the same observer the live proxy uses.
+- mitmproxy `.mitm` flow files and HAR, through the same observer the live proxy uses;
+  a capture directory stands for its flows-*.mitm files.
 
 A malformed line or flow is reported as an InputError (file, line, what is
 wrong) and the rest of the file is still read.
@@ -76,8 +77,20 @@ def detect_format(path: Path) -> str:
     return "openai"
 
 
+def capture_files(path: Path) -> list[Path]:
+    """The flow files of a capture directory (`prefire run --capture DIR`): its
+    flows-*.mitm files, or any *.mitm, in name (so time) order."""
+    return sorted(path.glob("flows-*.mitm")) or sorted(path.glob("*.mitm"))
+
+
 def read(paths: list[Path], fmt: str = "auto") -> Iterator[Item]:
     for path in paths:
+        if path.is_dir():
+            files = capture_files(path)
+            if not files:
+                yield InputError(str(path), 0, "a directory with no flows-*.mitm (or *.mitm) files")
+            yield from read(files, "mitm" if fmt == "auto" else fmt)
+            continue
         kind = detect_format(path) if fmt == "auto" else fmt
         if kind == "openai":
             yield from read_openai(path)

@@ -44,6 +44,7 @@ def run(
     as_json: bool = False,
     warmup: int = 12,
     workload: str = "mixed",
+    capture: Path | None = None,
 ) -> int:
     """Run the demo and print the comparison (a table, or one JSON object). Exit status."""
     missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
@@ -65,7 +66,8 @@ def run(
     try:
         summary = asyncio.run(
             _bounded(
-                timeout_s, _demo(tasks, seed, concurrency, think_s, warmup, workload, progress)
+                timeout_s,
+                _demo(tasks, seed, concurrency, think_s, warmup, workload, progress, capture),
             )
         )
     except DemoError as exc:
@@ -107,6 +109,7 @@ async def _demo(
     warmup: int,
     workload: str,
     progress: Callable[[str], None],
+    capture: Path | None = None,
 ) -> dict[str, Any]:
     # Imported here so that a missing extra is reported above, not as a traceback.
     from prefire.proxy.demo.llm_server import GAVE_UP, ScriptedLLM, make_tasks
@@ -153,9 +156,13 @@ async def _demo(
                 (tmp / "speculative").mkdir()
                 shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
             progress("  baseline run (prefire run --no-speculate) ...")
+            # --capture: the baseline's traffic, as the agent made it, for prefire replay
+            keep = ["--capture", str(capture)] if capture is not None else []
             baseline = await _run_pass(
-                tmp, "baseline", ["--no-speculate", "--rules", str(rules)], agent_args
+                tmp, "baseline", ["--no-speculate", "--rules", str(rules), *keep], agent_args
             )
+            if capture is not None:
+                (capture / "rules.yaml").write_text(rules.read_text())
             baseline_calls = world.reset()
             progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
             speculative = await _run_pass(tmp, "speculative", ["--rules", str(rules)], agent_args)
