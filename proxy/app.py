@@ -22,6 +22,7 @@ from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import Speculator
 from prefire.proxy.state import StateDir, proxy_env, url_host
+from prefire.proxy.store import make_store, store_id
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,11 @@ class ProxyConfig:
     rules_path: Path | None = None
     speculate: bool = True
     proxy_auth: str | None = None
+    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store.py
+    store_url: str | None = None
+    store_prefix: str = "prefire"
+    store_wait_s: float = 5.0
+    store_timeout_s: float = 0.1
 
 
 class Proxy:
@@ -66,7 +72,18 @@ class Proxy:
             AddonConfig(capture=self.capture, max_body=config.max_body, on_ready=self._on_ready)
         )
         self.master.addons.add(self.addon)
-        self.learner = Learner(config.state.root)
+        shared_id = store_id(config.store_url, config.store_prefix)
+        self.learner = Learner(config.state.root, store_id=shared_id)
+        # raises ValueError for a --store it cannot use
+        self.store = make_store(
+            config.store_url,
+            state_root=config.state.root,
+            prefix=config.store_prefix,
+            wait_s=config.store_wait_s,
+            timeout_s=config.store_timeout_s,
+            start_after=self.learner.position,
+        )
+        self.store.on_events = self.learner.remote
         self.accounting = Accounting()
         self.speculator = Speculator(
             self.learner.model,
@@ -75,9 +92,12 @@ class Proxy:
             self.accounting,
             enabled=config.speculate,
             verify_tls=not config.ssl_insecure,
+            store=self.store,
         )
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator]
+        if self.store.shared:
+            self.addon.listeners.append(self.store.publish)
         self.addon.observer.on_call_closed = self.speculator.eager
         self.addon.speculator = self.speculator
 
@@ -111,6 +131,7 @@ class Proxy:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.shutdown)
+        await self.store.start()
         serving = asyncio.create_task(self.master.run())
         background = [
             asyncio.create_task(self.learner.save_periodically()),
@@ -136,6 +157,7 @@ class Proxy:
             for task in background:
                 task.cancel()
             await self.speculator.close()
+            await self.store.close()
             if self.capture is not None:
                 self.capture.close()
             self.learner.save()

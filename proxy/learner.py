@@ -4,32 +4,55 @@ The snapshot is written atomically (temporary file, fsync, rename) by a
 periodic task and at shutdown, never from the request path, so a crash leaves
 the last good one. A snapshot that cannot be read is set aside, not fatal: the
 proxy starts fresh.
+
+With a shared store, other replicas' events arrive here too (`remote`), under
+conversations prefixed with their replica's id, and the position in the shared
+stream is saved beside the snapshot (`patterns.stream.json`), so that a restart
+neither misses nor repeats the events the snapshot already holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+import orjson
 import structlog
 
 from prefire.patterns import snapshot
-from prefire.patterns.events import Event
+from prefire.patterns.events import Event, RecordError, SessionKey, from_record
 from prefire.patterns.model import PatternModel
 
 log = structlog.get_logger(__name__)
 
 SNAPSHOT_NAME = "patterns.json"
+POSITION_NAME = "patterns.stream.json"
 
 
 class Learner:
-    def __init__(self, state_root: Path) -> None:
+    def __init__(self, state_root: Path, store_id: str = "") -> None:
         self.path = state_root / SNAPSHOT_NAME
         self.model = self._load()
         self._dirty = False
+        # where this model stands in a shared store's event stream ("0": nothing read yet)
+        self.store_id = store_id
+        self.position = self._load_position() if store_id and self.path.exists() else "0"
+        self._saved_position = self.position
+        self.remote_events = 0
+
+    def _load_position(self) -> str:
+        try:
+            saved = orjson.loads((self.path.parent / POSITION_NAME).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return "0"
+        if not isinstance(saved, dict) or saved.get("store") != self.store_id:
+            return "0"
+        return str(saved.get("position") or "0")
 
     def _load(self) -> PatternModel:
         if not self.path.exists():
@@ -57,25 +80,53 @@ class Learner:
         self.model.observe(event)
         self._dirty = True
 
+    def remote(self, batch: list[tuple[str, dict[str, Any]]], position: str) -> None:
+        """Events another replica observed (origin replica id, event record), up to
+        `position` in the shared stream. Their conversations get the origin's id as a
+        prefix: a remote session's memory never mixes with a local one, while what is
+        learned per application (scope and toolset) merges."""
+        for origin, record in batch:
+            try:
+                event = from_record(record)
+            except RecordError:
+                continue
+            session = SessionKey(event.session.scope, f"{origin}~{event.session.conversation}")
+            try:
+                self.model.observe(dataclasses.replace(event, session=session))
+            except Exception as exc:  # one odd record must not stop learning from the rest
+                log.warning("patterns.remote_event_failed", kind=event.kind, error=repr(exc))
+                continue
+            self.remote_events += 1
+        self.position = position
+        self._dirty = True
+
     def take_snapshot(self) -> bytes | None:
         """The model's state if it changed since the last call (taken on the loop,
         where the model is mutated; writing it can happen elsewhere)."""
         if not self._dirty:
             return None
         self._dirty = False
+        self._saved_position = self.position
         return snapshot.dump(self.model)
 
     def write(self, data: bytes) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        if self.store_id:
+            # first: if we crash between the two, a few remote events are missed, not repeated
+            position = {"store": self.store_id, "position": self._saved_position}
+            self._write_file(self.path.parent / POSITION_NAME, orjson.dumps(position))
+        self._write_file(self.path, data)
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         except OSError as exc:
             self._dirty = True
-            log.error("patterns.save_failed", file=str(self.path), error=str(exc))
+            log.error("patterns.save_failed", file=str(path), error=str(exc))
 
     def save(self) -> None:
         data = self.take_snapshot()

@@ -52,27 +52,34 @@ class RunningProxy:
         return b"".join(p.read_bytes() for p in sorted(self.capture_dir.iterdir()))
 
 
-async def start_proxy(tmp: Path, *extra: str) -> RunningProxy:
+async def start_proxy(tmp: Path, *extra: str, log_file: Path | None = None) -> RunningProxy:
+    """`prefire run` on a free port; its logs go to `log_file` if given (else inherited)."""
     state, capture = tmp / "state", tmp / "capture"
     env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "prefire.proxy.cli",
-        "run",
-        "--listen-port",
-        "0",
-        "--state-dir",
-        str(state),
-        "--capture",
-        str(capture),
-        "--ssl-insecure",
-        "--log-format",
-        "json",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    err = None if log_file is None else log_file.open("ab")  # the child keeps its own copy
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "prefire.proxy.cli",
+            "run",
+            "--listen-port",
+            "0",
+            "--state-dir",
+            str(state),
+            "--capture",
+            str(capture),
+            "--ssl-insecure",
+            "--log-format",
+            "json",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+    finally:
+        if err is not None:
+            err.close()
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     second = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
