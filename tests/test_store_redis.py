@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -232,20 +232,33 @@ rules:
 """
 
 
-async def replicas(
-    tmp: Path, redis: RunningRedis, *extra: str, n: int = 2
-) -> list[RunningProxy]:
-    rules = tmp / "rules.yaml"
+Replicas = Callable[..., Awaitable[list[RunningProxy]]]
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, redis: RunningRedis) -> AsyncIterator[Replicas]:
+    """Starts `prefire run` replicas on the test's Redis; all stopped at the end, whatever
+    happened (a test that reads their stats stops them itself)."""
+    started: list[RunningProxy] = []
+    rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    args = ("--rules", str(rules), "--store", redis.url, "--store-wait", "3", *extra)
-    names = "abcdefgh"[:n]
-    for name in names:
-        (tmp / name).mkdir()
-    return list(
-        await asyncio.gather(
-            *(start_proxy(tmp / m, *args, log_file=tmp / f"{m}.log") for m in names)
+
+    async def start(*extra: str, n: int = 2) -> list[RunningProxy]:
+        args = ("--rules", str(rules), "--store", redis.url, "--store-wait", "3", *extra)
+        names = "abcdefgh"[:n]
+        for name in names:
+            (tmp_path / name).mkdir()
+        got = await asyncio.gather(
+            *(start_proxy(tmp_path / m, *args, log_file=tmp_path / f"{m}.log") for m in names)
         )
-    )
+        started.extend(got)
+        return list(got)
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            await stop_proxy(proxy)
 
 
 @asynccontextmanager
@@ -299,19 +312,21 @@ def logged(path: Path, event: str) -> bool:
     )
 
 
-async def test_a_result_fetched_by_one_replica_serves_the_other_once(
-    tmp_path: Path, redis: RunningRedis
-) -> None:
-    a, b = await replicas(tmp_path, redis)
+async def test_a_result_fetched_by_one_replica_serves_the_other_once(replicas: Replicas) -> None:
+    a, b = await replicas()
     server = weather_server(delay_s=0.2)
     script = [("get_weather", {"city": "Paris"})]
-    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.5).app) as llm:
-        async with mcp_via(a, mcp_url, "tok") as on_a, mcp_via(b, mcp_url, "tok") as on_b:
-            tool, args = await ask_llm(a, llm, "sk")  # A sees the call close, fires it
-            first = await call(on_b, tool, args)  # the agent's call lands on B
-            assert server.calls == [("get_weather", "Paris")]  # served from A's fetch
-            second = await call(on_b, tool, args)  # once: the same call again goes upstream
-            third = await call(on_a, tool, args)  # and A does not serve it a second time
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM(script, 0.5).app) as llm,
+        mcp_via(a, mcp_url, "tok") as on_a,
+        mcp_via(b, mcp_url, "tok") as on_b,
+    ):
+        tool, args = await ask_llm(a, llm, "sk")  # A sees the call close, fires it
+        first = await call(on_b, tool, args)  # the agent's call lands on B
+        assert server.calls == [("get_weather", "Paris")]  # served from A's fetch
+        second = await call(on_b, tool, args)  # once: the same call again goes upstream
+        third = await call(on_a, tool, args)  # and A does not serve it a second time
     assert first == second == third == {"city": "Paris", "temp_c": 26}
     assert server.calls == [("get_weather", "Paris")] * 3
     sa, sb = (await stats(a))["tools"], (await stats(b))["tools"]
@@ -319,33 +334,37 @@ async def test_a_result_fetched_by_one_replica_serves_the_other_once(
     assert sb["get_weather"]["used"] == 1 and sb["get_weather"]["fired"] == 0
 
 
-async def test_a_call_running_on_one_replica_is_awaited_on_the_other(
-    tmp_path: Path, redis: RunningRedis
-) -> None:
-    a, b = await replicas(tmp_path, redis)
+async def test_a_call_running_on_one_replica_is_awaited_on_the_other(replicas: Replicas) -> None:
+    a, b = await replicas()
     server = weather_server(delay_s=1.0)  # still running when the agent asks
     script = [("get_weather", {"city": "Oslo"})]
-    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.1).app) as llm:
-        async with mcp_via(a, mcp_url, "tok") as _, mcp_via(b, mcp_url, "tok") as on_b:
-            tool, args = await ask_llm(a, llm, "sk")
-            got = await call(on_b, tool, args)
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM(script, 0.1).app) as llm,
+        mcp_via(a, mcp_url, "tok") as _,
+        mcp_via(b, mcp_url, "tok") as on_b,
+    ):
+        tool, args = await ask_llm(a, llm, "sk")
+        got = await call(on_b, tool, args)
     assert got == {"city": "Oslo", "temp_c": 25}
     assert server.calls == [("get_weather", "Oslo")]
     sb = (await stats(b))["tools"]["get_weather"]
     assert sb["used"] == 1 and sb["promotions"] == 1
-    await stop_proxy(a)
 
 
-async def test_llm_on_one_replica_tools_on_the_other(tmp_path: Path, redis: RunningRedis) -> None:
+async def test_llm_on_one_replica_tools_on_the_other(replicas: Replicas) -> None:
     """A load balancer put the agent's LLM connection on A and its MCP connection on B: A
     sees the call but cannot reach the tool; B, which can, fires it for A."""
-    a, b = await replicas(tmp_path, redis)
+    a, b = await replicas()
     server = weather_server(delay_s=0.3)
     script = [("get_weather", {"city": "Rome"})]
-    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.5).app) as llm:
-        async with mcp_via(b, mcp_url, "tok") as on_b:
-            tool, args = await ask_llm(a, llm, "sk")
-            got = await call(on_b, tool, args)
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM(script, 0.5).app) as llm,
+        mcp_via(b, mcp_url, "tok") as on_b,
+    ):
+        tool, args = await ask_llm(a, llm, "sk")
+        got = await call(on_b, tool, args)
     assert got == {"city": "Rome", "temp_c": 25}
     assert server.calls == [("get_weather", "Rome")]
     sb = (await stats(b))["tools"]["get_weather"]
@@ -353,15 +372,18 @@ async def test_llm_on_one_replica_tools_on_the_other(tmp_path: Path, redis: Runn
     assert (await stats(a))["totals"]["fired"] == 0
 
 
-async def test_scopes_stay_apart_across_replicas(tmp_path: Path, redis: RunningRedis) -> None:
-    a, b = await replicas(tmp_path, redis)
+async def test_scopes_stay_apart_across_replicas(replicas: Replicas) -> None:
+    a, b = await replicas()
     server = weather_server()
     script = [("get_weather", {"city": "Lima"})]
-    async with serve_mcp(server) as mcp_url, serve(ScriptedLLM(script, 0.2).app) as llm:
-        async with mcp_via(a, mcp_url, "tok-a") as _:
-            # tenant A's call is fetched early through replica A, and not made yet ...
-            tool, args = await ask_llm(a, llm, "sk-a")
-            await asyncio.sleep(0.3)
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(ScriptedLLM(script, 0.2).app) as llm,
+        mcp_via(a, mcp_url, "tok-a") as _,
+    ):
+        # tenant A's call is fetched early through replica A, and not made yet ...
+        tool, args = await ask_llm(a, llm, "sk-a")
+        await asyncio.sleep(0.3)
         # ... when tenant B makes the same call through replica B: not served A's result
         async with mcp_via(b, mcp_url, "tok-b") as b_on_b:
             assert await call(b_on_b, tool, args) == {"city": "Lima", "temp_c": 25}
@@ -371,13 +393,12 @@ async def test_scopes_stay_apart_across_replicas(tmp_path: Path, redis: RunningR
             assert await call(a_on_b, tool, args) == {"city": "Lima", "temp_c": 25}
     assert server.calls == [("get_weather", "Lima")] * 2
     assert (await stats(b))["tools"]["get_weather"]["used"] == 1
-    await stop_proxy(a)
 
 
 async def test_a_pattern_learned_through_one_replica_predicts_on_the_other(
-    tmp_path: Path, redis: RunningRedis
+    replicas: Replicas,
 ) -> None:
-    a, b = await replicas(tmp_path, redis)
+    a, b = await replicas()
     server = shop_server()
     async with serve_mcp(server) as mcp_url, serve(DataFlowLLM(think_s=0.3).app) as llm:
         for word in ["shoes", "hats", "socks"]:  # all through A
@@ -389,7 +410,6 @@ async def test_a_pattern_learned_through_one_replica_predicts_on_the_other(
     # B had seen nothing itself: the id flowing from search into get_item was learned on A
     assert sb["predicted"] >= 1 and sb["used"] == 1
     assert server.calls.count(("get_item", "belts-0")) == 1
-    await stop_proxy(a)
 
 
 async def agent_loop_via(
@@ -419,40 +439,44 @@ async def agent_loop_via(
 
 
 async def test_killing_redis_mid_run_loses_no_agent_response(
-    tmp_path: Path, redis: RunningRedis
+    tmp_path: Path, redis: RunningRedis, replicas: Replicas
 ) -> None:
-    a, b = await replicas(tmp_path, redis)
+    a, b = await replicas()
     server = weather_server(delay_s=0.8)
     cities = ["Oslo", "Rome", "Lima", "Kyiv", "Riga"]
     llm_app = ScriptedLLM([("get_weather", {"city": c}) for c in cities], 0.1)
     got: list[Any] = []
-    async with serve_mcp(server) as mcp_url, serve(llm_app.app) as llm:
-        async with mcp_via(a, mcp_url, "tok") as on_a, mcp_via(b, mcp_url, "tok") as on_b:
-            # shared: A fires, the agent's call lands on B and waits for A's
+    async with (
+        serve_mcp(server) as mcp_url,
+        serve(llm_app.app) as llm,
+        mcp_via(a, mcp_url, "tok") as on_a,
+        mcp_via(b, mcp_url, "tok") as on_b,
+    ):
+        # shared: A fires, the agent's call lands on B and waits for A's
+        tool, args = await ask_llm(a, llm, "sk")
+        got.append(await call(on_b, tool, args))
+        # Redis dies while B waits for A's call in flight
+        tool, args = await ask_llm(a, llm, "sk")
+        waiting = asyncio.create_task(call(on_b, tool, args))
+        await asyncio.sleep(0.2)
+        await stop_redis(redis, kill=True)
+        started = time.monotonic()
+        got.append(await waiting)
+        assert time.monotonic() - started < 2.0  # one upstream call, not a long wait
+        # without Redis: each replica serves what it fetched itself
+        for session in (on_a, on_b):
             tool, args = await ask_llm(a, llm, "sk")
-            got.append(await call(on_b, tool, args))
-            # Redis dies while B waits for A's call in flight
-            tool, args = await ask_llm(a, llm, "sk")
-            waiting = asyncio.create_task(call(on_b, tool, args))
-            await asyncio.sleep(0.2)
-            await stop_redis(redis, kill=True)
-            started = time.monotonic()
-            got.append(await waiting)
-            assert time.monotonic() - started < 2.0  # one upstream call, not a long wait
-            # without Redis: each replica serves what it fetched itself
-            for session in (on_a, on_b):
-                tool, args = await ask_llm(a, llm, "sk")
-                got.append(await call(session, tool, args))
-            # Redis is back (empty, as after a crash): the replicas find it again
-            await start_redis(redis.directory, port=redis.port)
-            for _ in range(100):
-                if logged(tmp_path / "a.log", "store.recovered") and logged(
-                    tmp_path / "b.log", "store.recovered"
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            tool, args = await ask_llm(a, llm, "sk")
-            got.append(await call(on_b, tool, args))
+            got.append(await call(session, tool, args))
+        # Redis is back (empty, as after a crash): the replicas find it again
+        await start_redis(redis.directory, port=redis.port)
+        for _ in range(100):
+            if logged(tmp_path / "a.log", "store.recovered") and logged(
+                tmp_path / "b.log", "store.recovered"
+            ):
+                break
+            await asyncio.sleep(0.1)
+        tool, args = await ask_llm(a, llm, "sk")
+        got.append(await call(on_b, tool, args))
     assert got == [{"city": c, "temp_c": 21 + len(c)} for c in cities]
     for name in ("a", "b"):
         assert logged(tmp_path / f"{name}.log", "store.degraded")
