@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import structlog
+from lru import LRU
 
 from prefire.patterns.events import Event, to_record
 from prefire.proxy.cache import CacheKey, Result
@@ -192,7 +193,8 @@ def _ignore2(_: Any, __: Any) -> None:
     return None
 
 
-# KEYS: uses, flight, res, idx. ARGV: replica, reuse, ttl_ms, flight_ms, member.
+# KEYS: uses, flight, res, idx. ARGV: replica, reuse, ttl_ms, flight_ms, member, channel, h.
+# Announced, so that replicas look up only the calls that were claimed.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local left = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -206,6 +208,7 @@ local span = math.max(tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 redis.call('ZADD', KEYS[4], now + span, ARGV[5])
 if redis.call('PTTL', KEYS[4]) < span then redis.call('PEXPIRE', KEYS[4], span) end
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. span)
 return 1
 """
 
@@ -298,6 +301,10 @@ class RedisStore(Store):
         self._k_events = f"{p}:events"
         self._ch_done, self._ch_used = f"{p}:done", f"{p}:used"
         self._ch_inval, self._ch_fire = f"{p}:inval", f"{p}:fire"
+        self._ch_claimed = f"{p}:claimed"
+        # calls claimed anywhere, as announced: name -> when the claim lapses (monotonic).
+        # An agent request whose call is not here costs no Redis round trip.
+        self._known: LRU = LRU(100_000)
         self._p = p
         self._claim = self._redis.register_script(_CLAIM)
         self._put = self._redis.register_script(_PUT)
@@ -314,6 +321,7 @@ class RedisStore(Store):
         self._loops: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
         self._recovering: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
         self.skipped_events = 0
 
     def _key(self, kind: str, h: str) -> str:
@@ -398,6 +406,10 @@ class RedisStore(Store):
             loop.create_task(self._reader()),
             loop.create_task(self._subscriber()),
         ]
+        if self.up:  # started means listening: notices sent from now on are heard
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self.timeout_s * 5, 0.5)):
+                    await self._subscribed.wait()
 
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -505,8 +517,13 @@ class RedisStore(Store):
             try:
                 async with asyncio.timeout(max(self.timeout_s * 5, 0.5)):
                     await pubsub.subscribe(
-                        self._ch_done, self._ch_used, self._ch_inval, self._ch_fire
+                        self._ch_claimed,
+                        self._ch_done,
+                        self._ch_used,
+                        self._ch_inval,
+                        self._ch_fire,
                     )
+                self._subscribed.set()
                 while self.up:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     if msg is not None:
@@ -514,6 +531,7 @@ class RedisStore(Store):
             except (RedisError, OSError, TimeoutError) as exc:
                 self._degrade("subscribe", exc)
             finally:
+                self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(0.5):
                         await pubsub.aclose()
@@ -524,7 +542,10 @@ class RedisStore(Store):
             return
         text = data.decode() if isinstance(data, bytes) else data
         try:
-            if channel == self._ch_done:
+            if channel == self._ch_claimed:
+                h, _, span_ms = text.partition(" ")
+                self._known[h] = time.monotonic() + int(span_ms) / 1000
+            elif channel == self._ch_done:
                 for fut in self._waiters.get(text, ()):
                     if not fut.done():
                         fut.set_result(None)
@@ -549,7 +570,8 @@ class RedisStore(Store):
         member = orjson.dumps([h, tool, tag])
         keys = [self._key("uses", h), self._key("flight", h), self._key("res", h)]
         keys.append(self._key("idx", scope))
-        args = [self._rid, max(1, reuse), max(1, int(ttl_s * 1000)), FLIGHT_MS, member]
+        ttl_ms = max(1, int(ttl_s * 1000))
+        args = [self._rid, max(1, reuse), ttl_ms, FLIGHT_MS, member, self._ch_claimed, h]
         got = await self._do("claim", lambda: self._claim(keys=keys, args=args), None)
         return None if got is None else bool(got)
 
@@ -575,6 +597,9 @@ class RedisStore(Store):
         return None if got is None else bool(got)
 
     async def take(self, h: str) -> tuple[Result, str, str, float | None] | None:
+        lapses = self._known.get(h)
+        if lapses is None or lapses < time.monotonic():
+            return None  # never claimed (as far as we heard), or long gone
         keys = [self._key("uses", h), self._key("res", h), self._key("flight", h)]
         got = await self._do("take", lambda: self._take(keys=keys, args=[h, self._ch_used]), None)
         if not got or int(got[0]) == 0:
