@@ -7,13 +7,14 @@
 The demo's world (proxy/demo: scripted streaming LLM, FastMCP and REST tool servers, the
 openai/mcp SDK agent in its own process) runs behind a small round-robin TCP load
 balancer that spreads the agent's connections over N `prefire run` replicas, as a
-load balancer in front of a team's agents would. Three passes on the same tasks, in one
+load balancer in front of a team's agents would. Four passes on the same tasks, in one
 run:
 
 - baseline: N replicas with --no-speculate (what the agents would take without prefire);
 - isolated: N replicas with the embedded store, each learning from and serving only the
   connections it gets;
-- shared: N replicas with `--store redis://...`, learning and serving as one.
+- shared: N replicas with `--store redis://...`, learning and serving as one;
+- one: a single replica behind the same balancer, the figure "as one" should approach.
 
 Each speculative pass first learns from the same warm-up tasks (another seed) through
 its replicas with --no-speculate, then restarts them with speculation on their state
@@ -205,7 +206,7 @@ async def _pass(
         stats, error = await runner._read_stats(state)
         if stats is None:
             raise runner.DemoError(f"{name}: no stats from {state}: {error}")
-        totals.update({k: v for k, v in stats["totals"].items() if k != "saved_s"})
+        totals.update(stats["totals"])
     return {
         "report": report,
         "totals": dict(totals),
@@ -215,8 +216,12 @@ async def _pass(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="prefire-replicas-") as tmp_name:
-        tmp = Path(tmp_name)
+    with contextlib.ExitStack() as keep:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = args.keep
+        else:
+            tmp = Path(keep.enter_context(tempfile.TemporaryDirectory(prefix="prefire-replicas-")))
         world = World(args.seed)
         think = (args.think * 0.8, args.think * 1.2)
         async with contextlib.AsyncExitStack() as stack:
@@ -252,12 +257,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             isolated = await _pass(tmp, "isolated", n, r, agent_args, warm_args, world)
             progress(f"[bench] shared: {n} replicas, {redis_url} ...", file=sys.stderr)
             shared = await _pass(tmp, "shared", n, [*r, *store], agent_args, warm_args, world)
+            progress("[bench] one: 1 replica, for reference ...", file=sys.stderr)
+            one = await _pass(tmp, "one", 1, r, agent_args, warm_args, world)
     reads = sum(
         1 for t in baseline["report"]["tasks"] for c in t["tool_results"] if c["tool"] in READ_TOOLS
     )
     b = baseline["report"]["wall_s"]
     rows = {}
-    for name, p in (("baseline", baseline), ("isolated", isolated), ("shared", shared)):
+    runs = [("baseline", baseline), ("isolated", isolated), ("shared", shared), ("one", one)]
+    for name, p in runs:
         wall = p["report"]["wall_s"]
         used = p["totals"].get("used", 0)
         rows[name] = {
@@ -268,6 +276,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "fired": p["totals"].get("fired", 0),
             "wasted": p["totals"].get("wasted", 0),
             "promotions": p["totals"].get("promotions", 0),
+            "saved_s": round(p["totals"].get("saved_s", 0.0), 1),
+            "per_task_s": [t["wall_s"] for t in p["report"]["tasks"]],
             "upstream_calls": p["upstream_calls"],
             "identical": runner._identical(baseline["report"]["tasks"], p["report"]["tasks"]),
             "connections_per_replica": p["connections"],
@@ -296,6 +306,9 @@ def main() -> int:
     ap.add_argument("--redis", default=None, metavar="URL", help="use this Redis")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--keep", type=Path, default=None, metavar="DIR", help="work (and keep logs) in DIR"
+    )
     args = ap.parse_args()
     try:
         out = asyncio.run(asyncio.wait_for(bench(args), args.timeout))

@@ -627,7 +627,13 @@ class RedisStore(Store):
                     return self._decoded(blob, time.monotonic() - started)
                 left = deadline - time.monotonic()
                 if not flying or left <= 0 or not self.up:
-                    return None  # failed, invalidated, or too slow: the agent goes upstream
+                    # failed, invalidated, or too slow: the agent goes upstream
+                    log.info(
+                        "store.wait_ended",
+                        waited_s=round(time.monotonic() - started, 3),
+                        why="gone" if not flying else "too slow" if left <= 0 else "degraded",
+                    )
+                    return None
                 with contextlib.suppress(TimeoutError):
                     # notices can be missed while pub/sub reconnects: look again now and then
                     await asyncio.wait_for(fut, min(left, 0.25))
