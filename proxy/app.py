@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from prefire.patterns.events import Event, RecordError, SessionKey, from_record
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, PrefireAddon
 from prefire.proxy.capture import Capture
@@ -22,7 +25,7 @@ from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import Speculator
 from prefire.proxy.state import StateDir, proxy_env, url_host
-from prefire.proxy.store import make_store, store_id
+from prefire.proxy.store import LINK, localize, make_store, store_id
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +86,7 @@ class Proxy:
             timeout_s=config.store_timeout_s,
             start_after=self.learner.position,
         )
-        self.store.on_events = self.learner.remote
+        self.store.on_events = self._remote
         self.accounting = Accounting()
         self.speculator = Speculator(
             self.learner.model,
@@ -98,8 +101,27 @@ class Proxy:
         self.addon.listeners += [self.learner, self.speculator]
         if self.store.shared:
             self.addon.listeners.append(self.store.publish)
+            self.addon.observer.sessions.on_link = self.store.publish_link
         self.addon.observer.on_call_closed = self.speculator.eager
         self.addon.speculator = self.speculator
+
+    def _remote(self, batch: list[tuple[str, dict[str, Any]]], position: str) -> None:
+        """Records other replicas shared, up to `position` in the stream: conversation
+        links go to the sessions, events to the model, named as this replica names them."""
+        sessions, me = self.addon.observer.sessions, self.store.replica
+        events: list[Event] = []
+        for origin, record in batch:
+            try:
+                session = SessionKey.parse(str(record["session"]))
+                session = SessionKey(session.scope, localize(session.conversation, origin, me))
+                if record.get("kind") == LINK:
+                    sessions.remote_link(str(record.get("link")), session, record.get("value"))
+                    continue
+                event = from_record(record)
+            except (RecordError, KeyError, ValueError, TypeError):
+                continue
+            events.append(dataclasses.replace(event, session=session))
+        self.learner.remote(events, position)
 
     def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
         if not self.ready.done() and addrs:

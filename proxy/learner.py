@@ -5,8 +5,8 @@ periodic task and at shutdown, never from the request path, so a crash leaves
 the last good one. A snapshot that cannot be read is set aside, not fatal: the
 proxy starts fresh.
 
-With a shared store, other replicas' events arrive here too (`remote`), under
-conversations prefixed with their replica's id, and the position in the shared
+With a shared store, other replicas' events arrive here too (`remote`), and the
+position in the shared
 stream is saved beside the snapshot (`patterns.stream.json`), so that a restart
 neither misses nor repeats the events the snapshot already holds.
 """
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 import structlog
 
 from prefire.patterns import snapshot
-from prefire.patterns.events import Event, RecordError, SessionKey, from_record
+from prefire.patterns.events import Event
 from prefire.patterns.model import PatternModel
 
 log = structlog.get_logger(__name__)
@@ -80,19 +78,15 @@ class Learner:
         self.model.observe(event)
         self._dirty = True
 
-    def remote(self, batch: list[tuple[str, dict[str, Any]]], position: str) -> None:
-        """Events another replica observed (origin replica id, event record), up to
-        `position` in the shared stream. Their conversations get the origin's id as a
-        prefix: a remote session's memory never mixes with a local one, while what is
-        learned per application (scope and toolset) merges."""
-        for origin, record in batch:
+    def remote(self, events: list[Event], position: str) -> None:
+        """Events other replicas observed, up to `position` in the shared stream, their
+        sessions already named as this replica names them (proxy/store.py `localize`):
+        a conversation this replica never saw stays apart from local ones, one it shares
+        with another replica continues, and what is learned per application (scope and
+        toolset) merges."""
+        for event in events:
             try:
-                event = from_record(record)
-            except RecordError:
-                continue
-            session = SessionKey(event.session.scope, f"{origin}~{event.session.conversation}")
-            try:
-                self.model.observe(dataclasses.replace(event, session=session))
+                self.model.observe(event)
             except Exception as exc:  # one odd record must not stop learning from the rest
                 log.warning("patterns.remote_event_failed", kind=event.kind, error=repr(exc))
                 continue

@@ -5,13 +5,16 @@ no-op, and a replica learns and serves alone, from its own memory and the state
 file, as before. `RedisStore` (`prefire run --store redis://HOST:PORT/DB`) lets
 several replicas behind a load balancer learn and serve as one:
 
-- Patterns: every replica appends the events its observer produced to one Redis
-  Stream and reads the others' into its own model (their conversations prefixed
-  with the origin replica's id, so sessions never mix; learning is keyed by
-  application, so counts merge exactly). Publishing is queued and sent in
-  batches by a background task, never from the request path. A starting replica
-  reads the stream from where its snapshot left off (from the start when it has
-  none), bounded by the stream's MAXLEN.
+- Patterns: every replica appends the events its observer produced, and how it
+  linked each request into a conversation, to one Redis Stream, and applies the
+  others' to its own sessions and model. A replica names the conversations it
+  started with bare ids and the others' as "REPLICA~ID" (`localize`), so a
+  conversation whose requests the balancer spreads over several replicas stays
+  one conversation on all of them, and each event is learned once by each
+  replica: counts merge exactly, nothing is last-writer-wins. Publishing is
+  queued and sent in batches by a background task, never from the request path.
+  A starting replica reads the stream from where its snapshot left off (from the
+  start when it has none), bounded by the stream's MAXLEN.
 - Results, keyed by a hash of the cache key (which holds the scope, so tenants
   stay apart by construction): firing claims the call (uses + flight, set only
   if no other replica has it in flight or ready); a result is stored with the
@@ -46,7 +49,7 @@ import orjson
 import structlog
 from lru import LRU
 
-from prefire.patterns.events import Event, to_record
+from prefire.patterns.events import Event, SessionKey, to_record
 from prefire.proxy.cache import CacheKey, Result
 
 log = structlog.get_logger(__name__)
@@ -61,6 +64,7 @@ READ_COUNT = 500  # events read and applied per batch
 READ_BLOCK_S = 0.5
 FLIGHT_MS = 60_000  # how long a claimed call may run (the speculator's call timeout)
 RECOVER_MAX_S = 5.0
+LINK = "link"  # a stream record that is not an event: how a request joined a conversation
 
 # (stream id, origin replica, event record)
 RemoteEvents = Callable[[list[tuple[str, dict[str, Any]]], str], None]
@@ -114,6 +118,16 @@ def replica_id(state_root: Path) -> str:
     return rid
 
 
+def localize(conversation: str, origin: str, me: str) -> str:
+    """A conversation id from replica `origin`'s stream, as this replica names it. A
+    replica names the conversations it started with bare ids and another replica's as
+    "REPLICA~ID", so the id one replica publishes names the same conversation for all."""
+    owner, sep, rest = conversation.partition("~")
+    if not sep:
+        return f"{origin}~{conversation}"
+    return rest if owner == me else conversation
+
+
 def redact(url: str) -> str:
     """The store URL without its password, for logs."""
     parts = urlsplit(url)
@@ -156,6 +170,9 @@ class Store:
 
     def publish(self, event: Event) -> None:
         """Listener: share an event this replica observed."""
+
+    def publish_link(self, kind: str, session: SessionKey, value: Any) -> None:
+        """Share how this replica linked a request into a conversation (Sessions.on_link)."""
 
     async def claim(
         self, h: str, scope: str, tool: str, tag: str, reuse: int, ttl_s: float
@@ -436,6 +453,13 @@ class RedisStore(Store):
         if self._closing:
             return
         self._outbox.append(to_record(event))
+        self._wake.set()
+
+    def publish_link(self, kind: str, session: SessionKey, value: Any) -> None:
+        if self._closing:
+            return
+        record = {"kind": LINK, "link": kind, "session": str(session), "value": value}
+        self._outbox.append(record)
         self._wake.set()
 
     async def _publisher(self) -> None:

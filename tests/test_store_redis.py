@@ -9,6 +9,7 @@ load balancer would spread them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
 from prefire.proxy.cache import Result
 from prefire.proxy.state import PROXY_ENV_KEYS
-from prefire.proxy.store import RedisStore, Store, result_key
+from prefire.proxy.store import RedisStore, Store, localize, result_key
 from tests.agent_script import function_tool
 from tests.conftest import RunningProxy, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
@@ -262,6 +263,13 @@ async def test_redis_going_silent_costs_one_timeout_then_nothing(redis: RunningR
         relay.close()
 
 
+def test_conversation_ids_name_the_same_conversation_on_every_replica() -> None:
+    # A started "c1"; B calls it "a~c1", and publishes it under that name
+    assert localize("c1", origin="a", me="b") == "a~c1"
+    assert localize("a~c1", origin="b", me="a") == "c1"  # back home
+    assert localize("a~c1", origin="b", me="c") == "a~c1"  # a third replica
+
+
 async def test_the_embedded_store_shares_nothing() -> None:
     s = Store()
     h = result_key(KEY)
@@ -463,19 +471,50 @@ async def test_a_pattern_learned_through_one_replica_predicts_on_the_other(
     assert server.calls.count(("get_item", "belts-0")) == 1
 
 
+async def test_a_conversation_spread_over_replicas_stays_one(replicas: Replicas) -> None:
+    """Its LLM requests alternate between A and B (a balancer spreading connections):
+    each replica continues the conversation the other started, instead of reading the
+    history as a new one (which would learn its calls twice)."""
+    a, b = await replicas()
+    server = shop_server()
+    async with serve_mcp(server) as mcp_url, serve(DataFlowLLM(think_s=0.1).app) as llm:
+        got = await agent_loop_via([a, b, a], a, llm, mcp_url, "find me hats")
+    assert got == [{"ids": ["hats-0", "hats-1", "hats-2"]}, {"id": "hats-0", "price": 6}]
+    rid_a = (a.state_dir / "replica-id").read_text().strip()
+    await stop_proxy(a)
+    await stop_proxy(b)
+    on_a = [e for e in a.events() if not e["session"].split("/")[1].startswith("mcp-")]
+    on_b = [e for e in b.events() if not e["session"].split("/")[1].startswith("mcp-")]
+    (conv_a,) = {e["session"].split("/")[1] for e in on_a}
+    assert {e["session"].split("/")[1] for e in on_b} == {f"{rid_a}~{conv_a}"}
+    # each item became an event once, on the replica that saw it first
+    both = sorted(on_a + on_b, key=lambda e: e["t"])
+    assert [e["kind"] for e in both].count("user_message") == 1
+    assert [e["name"] for e in both if e["kind"] == "tool_call"] == ["search", "get_item"]
+    assert [e["name"] for e in both if e["kind"] == "tool_result"] == ["search", "get_item"]
+
+
 async def agent_loop_via(
-    llm_proxy: RunningProxy, mcp_proxy: RunningProxy, llm: str, mcp_url: str, question: str
+    llm_proxy: RunningProxy | list[RunningProxy],
+    mcp_proxy: RunningProxy,
+    llm: str,
+    mcp_url: str,
+    question: str,
 ) -> list[Any]:
-    """tests.spec_fixtures.agent_loop with its LLM and MCP traffic through named replicas."""
+    """tests.spec_fixtures.agent_loop with its LLM and MCP traffic through named replicas
+    (a list: turn by turn, in turn)."""
     results: list[Any] = []
-    async with (
-        mcp_via(mcp_proxy, mcp_url, "tok") as session,
-        httpx.AsyncClient(proxy=llm_proxy.url) as http,
-    ):
-        client = openai.AsyncOpenAI(base_url=llm + "/v1", api_key="sk", http_client=http)
+    llm_proxies = llm_proxy if isinstance(llm_proxy, list) else [llm_proxy]
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(mcp_via(mcp_proxy, mcp_url, "tok"))
+        clients = []
+        for proxy in llm_proxies:
+            http = await stack.enter_async_context(httpx.AsyncClient(proxy=proxy.url))
+            clients.append(openai.AsyncOpenAI(base_url=llm + "/v1", api_key="sk", http_client=http))
         tools = [function_tool(n) for n in ("search", "get_item")]
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
-        for _ in range(5):
+        for turn in range(5):
+            client = clients[turn % len(clients)]
             resp = await client.chat.completions.create(model="m", messages=messages, tools=tools)
             msg = resp.choices[0].message
             if not msg.tool_calls:
