@@ -280,6 +280,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "per_task_s": [t["wall_s"] for t in p["report"]["tasks"]],
             "upstream_calls": p["upstream_calls"],
             "identical": runner._identical(baseline["report"]["tasks"], p["report"]["tasks"]),
+            "differences": _differences(baseline["report"]["tasks"], p["report"]["tasks"]),
             "connections_per_replica": p["connections"],
         }
     return {
@@ -292,6 +293,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "read_calls": reads,
         "runs": rows,
     }
+
+
+def _differences(baseline: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[str]:
+    """Where the agent saw something else than in the baseline: task, call, what."""
+    out = []
+    for b, o in zip(baseline, other, strict=True):
+        for i, (rb, ro) in enumerate(itertools.zip_longest(b["tool_results"], o["tool_results"])):
+            if rb != ro:
+                what = f"{(rb or {}).get('tool')}({(rb or {}).get('arguments')})"
+                out.append(f"{b['id']} call {i + 1} {what}: {(ro or {}).get('result')!r:.120}")
+                break
+        else:
+            if b["answer"] != o["answer"]:
+                out.append(f"{b['id']}: final answer differs")
+    return out
 
 
 def main() -> int:
@@ -334,6 +350,9 @@ def main() -> int:
             f"| {name} | {r['wall_s']:.1f} | {r['reduction']:.1%} | {r['hits']} | {rate} "
             f"| {r['wasted']} | {r['identical']} | {r['connections_per_replica']} |"
         )
+    for name, r in out["runs"].items():
+        for line in r["differences"]:
+            print(f"{name}: not as in the baseline: {line}")
     return 0
 
 

@@ -383,11 +383,13 @@ class Speculator:
         if entry is not None and entry.shared and await self.store.consume(entry.shared) is False:
             return None  # served by another replica already (or expired there)
         if entry is not None:
+            asked = time.monotonic()
             taken = await self.cache.take(key)
             if taken is None:
                 return None
             result, entry, in_flight = taken
-            saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
+            # promoted: the agent was spared the time the call had already run when it asked
+            saved = result.duration_s if not in_flight else asked - entry.fired_at
             return _Served(result, entry.tool, entry.kind, saved, in_flight)
         if not self.store.shared:
             return None
