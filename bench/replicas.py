@@ -342,13 +342,17 @@ def main() -> int:
         f"({out['read_calls']} read calls), {out['warmup_tasks']} warm-up tasks, "
         f"seed {out['seed']}, {out['concurrency']} at a time"
     )
-    print("| run | wall s | reduction | hits | hit rate | wasted | identical | connections |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    print(
+        "| run | wall s | reduction | hits | hit rate | wasted | tool s saved | identical "
+        "| connections |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for name, r in out["runs"].items():
         rate = "" if r["hit_rate"] is None else f"{r['hit_rate']:.1%}"
         print(
             f"| {name} | {r['wall_s']:.1f} | {r['reduction']:.1%} | {r['hits']} | {rate} "
-            f"| {r['wasted']} | {r['identical']} | {r['connections_per_replica']} |"
+            f"| {r['wasted']} | {r['saved_s']:.1f} | {r['identical']} "
+            f"| {r['connections_per_replica']} |"
         )
     for name, r in out["runs"].items():
         for line in r["differences"]:
