@@ -55,6 +55,7 @@ class RoundRobin:
         self._next = itertools.cycle(range(len(ports)))
         self.connections: Counter[int] = Counter()
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> str:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -63,19 +64,31 @@ class RoundRobin:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in list(self._open):  # connections the agent left open
+            task.cancel()
+        await asyncio.gather(*self._open, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self._open.discard(task)
+            writer.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         i = next(self._next)
         self.connections[i] += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ports[i])
         except OSError:
-            writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        for w in (writer, up_writer):
-            with contextlib.suppress(Exception):
-                w.close()
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            up_writer.close()
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
