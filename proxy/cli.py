@@ -292,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int:
+    from prefire.proxy.store import check_url
+
+    try:
+        check_url(args.store)
+    except ValueError as exc:
+        print(f"prefire run: {exc}", file=sys.stderr)
+        return 2
     from prefire.patterns.rules import RulesError
     from prefire.proxy.app import Proxy, ProxyConfig
 

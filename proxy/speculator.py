@@ -146,10 +146,11 @@ class Speculator:
         """Another replica asks for a call it cannot make (no binding for the client):
         make it if this replica can. The claim keeps two replicas from both making it."""
         client, tool, args = request.get("client"), request.get("tool"), request.get("args")
+        if not (isinstance(client, str) and isinstance(tool, str) and isinstance(args, dict)):
+            return
         kind = "eager" if request.get("kind") == "eager" else "predicted"
-        ok = isinstance(client, str) and isinstance(tool, str) and isinstance(args, dict)
-        if self.enabled and ok:
-            self._fire_for(client, tool, args, kind, "relayed", relay=False)  # type: ignore[arg-type]
+        if self.enabled:
+            self._fire_for(client, tool, args, kind, "relayed", relay=False)
 
     def _fire_for(
         self, client: str, tool: str, args: dict[str, Any], kind: str, label: str, relay: bool

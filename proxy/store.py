@@ -708,6 +708,17 @@ class RedisStore(Store):
         self._spawn(self._do("relay", lambda: self._redis.publish(self._ch_fire, data), None))
 
 
+def check_url(url: str | None) -> None:
+    """Raise ValueError, saying what to write instead, for a `--store` it cannot use."""
+    if not url or url == "embedded":
+        return
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"--store {redact(url)!r}: use 'embedded' or a Redis URL "
+            "(redis://[USER:PASS@]HOST:PORT/DB, rediss://... for TLS, unix:///path.sock)"
+        )
+
+
 def make_store(
     url: str | None,
     *,
@@ -719,14 +730,9 @@ def make_store(
 ) -> Store:
     """The store a `--store` value names: embedded (None, "", "embedded") or Redis
     (redis://, rediss://, unix://). Raises ValueError saying what is wrong."""
+    check_url(url)
     if not url or url == "embedded":
         return Store()
-    scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(
-            f"--store {redact(url)!r}: use 'embedded' or a Redis URL "
-            "(redis://[USER:PASS@]HOST:PORT/DB, rediss://... for TLS, unix:///path.sock)"
-        )
     return RedisStore(
         url,
         replica=replica_id(state_root),

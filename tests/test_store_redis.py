@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -276,6 +277,20 @@ async def test_the_embedded_store_shares_nothing() -> None:
     assert not s.shared
     assert await s.claim(h, "scope-a", "t", "x", 1, 30) is None
     assert await s.take(h) is None and await s.consume(h) is None
+
+
+async def test_a_store_it_cannot_use_is_refused(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "prefire.proxy.cli", "run", "--listen-port", "0"),
+        *("--state-dir", str(tmp_path / "s"), "--store", "http://user:hunter2@example/"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "use 'embedded' or a Redis URL" in err.decode()
+    assert "hunter2" not in err.decode()
 
 
 # -- two replicas ----------------------------------------------------------------------
