@@ -573,7 +573,8 @@ async def test_killing_redis_mid_run_loses_no_agent_response(
             tool, args = await ask_llm(a, llm, "sk")
             got.append(await call(session, tool, args))
         # Redis is back (empty, as after a crash): the replicas find it again
-        await start_redis(redis.directory, port=redis.port)
+        # the fixture stops this one
+        redis.proc = (await start_redis(redis.directory, port=redis.port)).proc
         for _ in range(100):
             if logged(tmp_path / "a.log", "store.recovered") and logged(
                 tmp_path / "b.log", "store.recovered"
