@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -11,11 +12,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from prefire.patterns.events import Event, RecordError, SessionKey, from_record
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
 from prefire.proxy.capture import Capture
@@ -23,6 +26,7 @@ from prefire.proxy.learner import Learner
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
+from prefire.proxy.store import LINK, localize, make_store, store_id
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +52,11 @@ class ProxyConfig:
     # early calls; None: where the request says. Live playback sets them.
     connect_to: ConnectTo | None = None
     speculative_connect_to: ConnectTo | None = None
+    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store.py
+    store_url: str | None = None
+    store_prefix: str = "prefire"
+    store_wait_s: float = 5.0
+    store_timeout_s: float = 0.1
 
 
 class Proxy:
@@ -78,7 +87,18 @@ class Proxy:
         self.master.addons.add(self.addon)
         if config.connect_to is not None:
             self.master.addons.add(ConnectToAddon(config.connect_to))
-        self.learner = Learner(config.state.root)
+        shared_id = store_id(config.store_url, config.store_prefix)
+        self.learner = Learner(config.state.root, store_id=shared_id)
+        # raises ValueError for a --store it cannot use
+        self.store = make_store(
+            config.store_url,
+            state_root=config.state.root,
+            prefix=config.store_prefix,
+            wait_s=config.store_wait_s,
+            timeout_s=config.store_timeout_s,
+            start_after=self.learner.position,
+        )
+        self.store.on_events = self._remote
         self.accounting = Accounting()
         self.speculator = Speculator(
             self.learner.model,
@@ -88,12 +108,34 @@ class Proxy:
             enabled=config.speculate,
             verify_tls=not config.ssl_insecure,
             connect_to=config.speculative_connect_to,
+            store=self.store,
         )
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator]
+        if self.store.shared:
+            self.addon.listeners.append(self.store.publish)
+            self.addon.observer.sessions.on_link = self.store.publish_link
         self.addon.observer.on_call_closed = self.speculator.eager
         self.addon.speculator = self.speculator
         self._draining: asyncio.Task[None] | None = None
+
+    def _remote(self, batch: list[tuple[str, dict[str, Any]]], position: str) -> None:
+        """Records other replicas shared, up to `position` in the stream: conversation
+        links go to the sessions, events to the model, named as this replica names them."""
+        sessions, me = self.addon.observer.sessions, self.store.replica
+        events: list[Event] = []
+        for origin, record in batch:
+            try:
+                session = SessionKey.parse(str(record["session"]))
+                session = SessionKey(session.scope, localize(session.conversation, origin, me))
+                if record.get("kind") == LINK:
+                    sessions.remote_link(str(record.get("link")), session, record.get("value"))
+                    continue
+                event = from_record(record)
+            except (RecordError, KeyError, ValueError, TypeError):
+                continue
+            events.append(dataclasses.replace(event, session=session))
+        self.learner.remote(events, position)
 
     def _on_ready(self, addrs: list[tuple[str, int]]) -> None:
         if not self.ready.done() and addrs:
@@ -153,6 +195,7 @@ class Proxy:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.drain)
+        await self.store.start()
         serving = asyncio.create_task(self.master.run())
         background = [
             asyncio.create_task(self.learner.save_periodically()),
@@ -179,6 +222,7 @@ class Proxy:
             for task in background:
                 task.cancel()
             await self.speculator.close()
+            await self.store.close()
             if self.capture is not None:
                 self.capture.close()
             self.learner.save()

@@ -51,6 +51,11 @@ class Entry:
         default_factory=tuple
     )  # e.g. the binding's server, for invalidation
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
+    shared: str = ""  # the shared store's name for it, when this replica claimed it there
+
+
+class Superseded(Exception):
+    """Another replica already has this call in flight or ready: ours is not needed."""
 
 
 Fetch = Callable[[], Coroutine[Any, Any, Result | None]]
@@ -109,9 +114,10 @@ class ResultCache:
 
     def _settled(self, key: CacheKey, entry: Entry, task: asyncio.Task[Result | None]) -> None:
         # errors are never cached: the agent's own request goes upstream
-        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        exc = None if task.cancelled() else task.exception()
+        failed = task.cancelled() or exc is not None or task.result() is None
         if failed and self._entries.get(key) is entry:
-            self._remove(key, "failed")
+            self._remove(key, "superseded" if isinstance(exc, Superseded) else "failed")
 
     async def take(
         self, key: CacheKey, wait: Callable[[Entry], float] | None = None
@@ -154,6 +160,15 @@ class ResultCache:
         for key in doomed:
             self._remove(key, why)
         return len(doomed)
+
+    def drop(self, key: CacheKey, why: str) -> None:
+        """Drop one entry (as an invalidation would)."""
+        self._remove(key, why)
+
+    def discard(self, key: CacheKey) -> None:
+        """Forget an entry whose serves were all used elsewhere; not a drop, and a call
+        still running goes on (another replica is waiting for its result)."""
+        self._entries.pop(key, None)
 
     def _remove(self, key: CacheKey, why: str) -> None:
         entry = self._entries.pop(key, None)  # lru-dict calls back on capacity evictions only

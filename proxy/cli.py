@@ -115,6 +115,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="observe and learn, but never run anything early (the baseline)",
     )
     run.add_argument(
+        "--store",
+        default="embedded",
+        metavar="URL",
+        help="where replicas share learned patterns and results: 'embedded' (default: this "
+        "process alone) or a Redis URL, redis://[USER:PASS@]HOST:PORT/DB (rediss:// for TLS)",
+    )
+    run.add_argument(
+        "--store-prefix",
+        default="prefire",
+        metavar="P",
+        help="prefix of every Redis key and channel (default prefire); replicas that should "
+        "act as one use the same one",
+    )
+    run.add_argument(
+        "--store-wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="longest an agent request waits for a call running on another replica before "
+        "going upstream itself (default 5)",
+    )
+    run.add_argument(
+        "--store-timeout",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="timeout of each Redis operation; past it the replica carries on alone until "
+        "Redis answers again (default 0.1)",
+    )
+    run.add_argument(
         "--max-body",
         type=_size,
         default=DEFAULT_MAX_BODY,
@@ -349,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int:
+    from prefire.proxy.store import check_url
+
+    try:
+        check_url(args.store)
+    except ValueError as exc:
+        print(f"prefire run: {exc}", file=sys.stderr)
+        return 2
     from prefire.patterns.rules import RulesError
     from prefire.proxy.app import Proxy, ProxyConfig
 
@@ -371,13 +408,17 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
         rules_path=args.rules,
         speculate=not args.no_speculate,
         proxy_auth=args.proxy_auth,
+        store_url=args.store,
+        store_prefix=args.store_prefix,
+        store_wait_s=args.store_wait,
+        store_timeout_s=args.store_timeout,
     )
     try:
         proxy = Proxy(config)
     except RulesError as exc:
         print(f"prefire run: the rules file cannot be used:\n{exc}", file=sys.stderr)
         return 2
-    except StateError as exc:
+    except (StateError, ValueError) as exc:
         print(f"prefire run: {exc}", file=sys.stderr)
         return 2
     if not cmd:

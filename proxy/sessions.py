@@ -7,6 +7,11 @@ that prefix are what is new. Responses API requests chain by
 `previous_response_id`; MCP traffic is keyed by `Mcp-Session-Id`.
 A scope is a hash of the credentials a request carries; the credentials
 themselves are never kept.
+
+Replicas sharing a store tell each other where conversations stand (`on_link`:
+a request's prefix hash, a call announced in a response, a response id), so a
+conversation whose requests a load balancer spreads over several replicas stays
+one conversation, under one id, on all of them (`remote_link`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -156,12 +161,41 @@ def _item_hash(prev: bytes, item: Item) -> tuple[bytes, bool]:
     return hashlib.blake2b(prev + body, digest_size=16).digest(), ok
 
 
+# What `on_link` reports and `remote_link` takes: kind ("prefix", "call", "response"),
+# session, and the hash (hex), the (call id, tool name), or the response id.
+Link = Callable[[str, SessionKey, Any], None]
+
+
 class Sessions:
     def __init__(self, max_prefixes: int = 200_000, max_conversations: int = 50_000) -> None:
         self._prefixes: LRU = LRU(max_prefixes)  # (scope, api, hash) -> conversation id
         self._responses: LRU = LRU(max_prefixes)  # (scope, response id) -> conversation id
         self._call_owner: LRU = LRU(max_prefixes)  # (scope, call id) -> conversation id
         self._conversations: LRU = LRU(max_conversations)  # conversation id -> _Conversation
+        self.on_link: Link | None = None  # told how this replica linked a request
+
+    def remote_link(self, kind: str, session: SessionKey, value: Any) -> None:
+        """How another replica linked a request of `session` (whose conversation id is
+        already in this replica's naming): the next request of that conversation that
+        lands here continues it, with only its new items as events."""
+        conv = self._get(session.conversation)
+        if conv is None:
+            conv = self._conversations[session.conversation] = _Conversation(session.conversation)
+        scope = session.scope
+        if kind == "prefix" and isinstance(value, str):
+            h = bytes.fromhex(value)
+            self._prefixes[(scope, h)] = conv.id
+            conv.add_hash(h)
+        elif kind == "call" and isinstance(value, list) and len(value) == 2:
+            call_id, name = str(value[0]), str(value[1])
+            conv.remember(call_id, name)
+            self._call_owner[(scope, call_id)] = conv.id
+        elif kind == "response" and isinstance(value, str):
+            self._responses[(scope, value)] = conv.id
+
+    def _link(self, kind: str, session: SessionKey, value: Any) -> None:
+        if self.on_link is not None:
+            self.on_link(kind, session, value)
 
     def request_events(
         self, scope: str, req: ParsedRequest, t: float
@@ -185,11 +219,11 @@ class Sessions:
         if conv is None:
             conv = _Conversation(secrets.token_hex(4))
             self._conversations[conv.id] = conv
+        session = SessionKey(scope, conv.id)
         if hashes:
             self._prefixes[(scope, hashes[-1])] = conv.id
             conv.add_hash(hashes[-1])
-
-        session = SessionKey(scope, conv.id)
+            self._link("prefix", session, hashes[-1].hex())
         items = [
             _without_values(item) if i in deep else item
             for i, item in enumerate(req.items[start:], start)
@@ -244,6 +278,7 @@ class Sessions:
             elif item.role == TOOL_CALL and item.call_id not in conv.calls:
                 conv.remember(item.call_id, item.name)
                 self._call_owner[(session.scope, item.call_id)] = conv.id
+                self._link("call", session, [item.call_id, item.name])
                 events.append(
                     ToolCall(
                         session=session,
@@ -286,6 +321,7 @@ class Sessions:
                 return None
             conv.remember(draft.call_id, draft.name)
             self._call_owner[(session.scope, draft.call_id)] = conv.id
+            self._link("call", session, [draft.call_id, draft.name])
         return ToolCall(
             session=session,
             t=t,
@@ -300,6 +336,7 @@ class Sessions:
         """Remember which conversation a response belongs to (Responses API chains)."""
         if response_id:
             self._responses[(session.scope, response_id)] = session.conversation
+            self._link("response", session, response_id)
 
     def _get(self, conv_id: str | None) -> _Conversation | None:
         if conv_id is None:

@@ -10,6 +10,12 @@ Nothing starts unless a rule allows the tool and the proxy knows exactly how the
 agent reaches it (a binding). When the agent's own request arrives, a finished
 result is served at once and a running one is waited for (promotion); otherwise
 the request goes upstream untouched.
+
+With a shared store (proxy/store.py) the replicas behind a load balancer act as one:
+a call is claimed there before it is fired (no two replicas fire it), its result is
+served once across all of them, a request that meets another replica's call in flight
+waits for it, writes drop the scope's shared reads, and a call this replica has no
+binding for is relayed to the replicas that have one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,12 +43,13 @@ from prefire.patterns.rules import RestRequest
 from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer
-from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
+from prefire.proxy.cache import CacheKey, Entry, Fetch, Result, ResultCache, Superseded
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
 from prefire.proxy.rest import RestLearner, request_key
 from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.sessions import tool_scope_of
+from prefire.proxy.store import Store, result_key
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +78,17 @@ def kept(data: bytes) -> bytes:
     return memoryview(data).tobytes()
 
 
+@dataclass(slots=True)
+class _Served:
+    result: Result
+    tool: str
+    kind: str
+    saved_s: float  # the tool time the agent did not wait
+    promoted: bool  # still running when the agent asked
+    remote: bool = False  # fetched by another replica
+    session: SessionKey | None = None  # the conversation it was fired for, for accounting
+
+
 class Speculator:
     def __init__(
         self,
@@ -80,6 +99,7 @@ class Speculator:
         enabled: bool = True,
         verify_tls: bool = True,
         connect_to: ConnectTo | None = None,
+        store: Store | None = None,
     ) -> None:
         self.model = model
         self.rules = rules
@@ -95,6 +115,11 @@ class Speculator:
         self._in_flight = 0
         self._latency: LRU = LRU(10_000)  # tool -> EWMA of finished speculative calls, s
         self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
+        self.store = store or Store()
+        self._claimed: LRU = LRU(10_000)  # shared name -> cache key, for calls we claimed
+        self.store.on_used = self._used_elsewhere
+        self.store.on_invalidated = self._invalidated_elsewhere
+        self.store.on_fire = self._fire_requested
 
     # -- events -------------------------------------------------------------------
 
@@ -135,7 +160,28 @@ class Speculator:
         origin = self.observer.origin(session)
         if origin is None:
             return False
-        client = origin[0]
+        return self._fire_for(origin[0], tool, args, kind, session, relay=True)
+
+    def _fire_requested(self, request: dict[str, Any]) -> None:
+        """Another replica asks for a call it cannot make (no binding for the client):
+        make it if this replica can. The claim keeps two replicas from both making it."""
+        client, tool, args = request.get("client"), request.get("tool"), request.get("args")
+        if not (isinstance(client, str) and isinstance(tool, str) and isinstance(args, dict)):
+            return
+        kind = "eager" if request.get("kind") == "eager" else "predicted"
+        if self.enabled:
+            self._fire_for(client, tool, args, kind, None, relay=False)
+
+    def _fire_for(
+        self,
+        client: str,
+        tool: str,
+        args: dict[str, Any],
+        kind: str,
+        session: SessionKey | None,
+        relay: bool,
+    ) -> bool:
+        """Fire a call for `session` (None: asked for by another replica)."""
         ruleset = self.rules.current
         server = self.bindings.for_tool(client, tool)
         if server is not None:
@@ -151,7 +197,7 @@ class Speculator:
         else:
             planned = self._plan_rest(client, tool, args)
             if planned is None:
-                return False
+                return relay and self._relay(client, tool, args, kind, session)
             request, headers, scope = planned
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
@@ -171,26 +217,72 @@ class Speculator:
         # it adds no load the agent would not make, so a backlog of guesses never holds it up.
         if kind != "eager" and self._in_flight >= ruleset.budgets.max_concurrent:
             return False
+        ttl, reuse = decision.rule.ttl, decision.rule.reuse
+        cell: list[Entry] = []
+        if self.store.shared:
+            call = fetch
+
+            def fetch() -> Coroutine[Any, Any, Result | None]:
+                return self._fetch_shared(key, tool, kind, tags, ttl, reuse, call, cell)
+
         entry = self.cache.start(
-            key,
-            tool,
-            fetch,
-            ttl=decision.rule.ttl,
-            reuse=decision.rule.reuse,
-            kind=kind,
-            tags=tags,
-            session=session,
+            key, tool, fetch, ttl=ttl, reuse=reuse, kind=kind, tags=tags, session=session
         )
         if entry is None:
             return False
+        cell.append(entry)
         for c in self.accounting.counters(tool, session):
             c.fired += 1
             if kind == "eager":
                 c.eager += 1
             else:
                 c.predicted += 1
-        log.info("speculate.fired", tool=tool, kind=kind, session=str(session))
+        log.info("speculate.fired", tool=tool, kind=kind, session=_label(session))
         return True
+
+    def _relay(
+        self, client: str, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None
+    ) -> bool:
+        """No binding here: the agent reaches this tool through another replica. Ask the
+        replicas that have a binding for this client to fire it, unless a rule that needs
+        no binding to match already says never."""
+        if not self.store.shared:
+            return False
+        decision = self.rules.current.decide(tool)
+        if decision.rule is not None and not decision.allowed:
+            return False
+        self.store.relay({"client": client, "tool": tool, "args": args, "kind": kind})
+        log.info("speculate.relayed", tool=tool, kind=kind, session=_label(session))
+        return True
+
+    async def _fetch_shared(
+        self,
+        key: CacheKey,
+        tool: str,
+        kind: str,
+        tags: tuple[str, ...],
+        ttl: float,
+        reuse: int,
+        call: Fetch,
+        cell: list[Entry],
+    ) -> Result | None:
+        """Claim the call in the shared store, make it, and share its result."""
+        h = result_key(key)
+        claimed = await self.store.claim(h, key[0], tool, tags[1], reuse, ttl)
+        if claimed is False:
+            raise Superseded(tool)  # in flight or ready on another replica
+        if claimed:
+            cell[0].shared = h
+            self._claimed[h] = key
+        try:
+            result = await call()
+        except BaseException:
+            if claimed:
+                self.store.settle(h, None)
+            raise
+        if claimed:
+            self.store.settle(h, result, tool, kind)
+        return result
 
     async def _call_mcp(self, server: McpServer, tool: str, args: dict[str, Any]) -> Result | None:
         rid = next(self._ids)
@@ -305,14 +397,14 @@ class Speculator:
         key: CacheKey = (server.scope, server.id, tool, canonical(args))
         if not self.enabled:
             return
-        taken = await self.cache.take(key, self._promotion_wait)
-        if taken is None:
-            self._invalidate_for(tool, server)
+        served = await self._take(key)
+        if served is None:
+            await self._invalidate_for(tool, server)
             return
-        result, entry, in_flight = taken
+        result = served.result
         # the server's own bytes, answering the agent's JSON-RPC id instead of ours
         body = result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id))
-        self._served(flow, entry, result, in_flight, body)
+        self._served(flow, served, body)
 
     async def serve_http(self, flow: http.HTTPFlow, client: str, content: bytes) -> None:
         """Any other request of the agent (`content`: its decoded body): learn REST bindings
@@ -323,41 +415,67 @@ class Speculator:
         self.rest.request_seen(client, req.method, req.url, list(headers), body)
         scope = tool_scope_of(headers, req.url)
         key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
-        taken = await self.cache.take(key, self._promotion_wait) if self.enabled else None
-        if taken is None:
+        served = await self._take(key) if self.enabled else None
+        if served is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):
                 # it may change what was read from this host: drop this scope's reads from it
                 tags = (scope, rest.origin(req.url))
                 self.cache.invalidate(lambda e: e.tags == tags)
+                if self.store.shared:
+                    await self.store.invalidate(scope, lambda _tool, tag: tag == tags[1])
             return
-        result, entry, in_flight = taken
-        self._served(flow, entry, result, in_flight, result.body)
+        self._served(flow, served, served.result.body)
 
-    def _served(
-        self, flow: http.HTTPFlow, entry: Entry, result: Result, in_flight: bool, body: bytes
-    ) -> None:
-        saved = result.duration_s if not in_flight else time.monotonic() - entry.fired_at
-        for counters in self.accounting.counters(entry.tool, entry.session):
+    async def _take(self, key: CacheKey) -> _Served | None:
+        """A result for the agent's request, using one of its serves: this replica's own
+        (finished, or still running: promotion), or, with a shared store, another
+        replica's (finished, or still running there: waited for, within bounds)."""
+        entry = self.cache.lookup(key)
+        # a call claimed in the shared store: its serves are counted there, across replicas
+        if entry is not None and entry.shared and await self.store.consume(entry.shared) is False:
+            return None  # served by another replica already (or expired there)
+        if entry is not None:
+            asked = time.monotonic()
+            taken = await self.cache.take(key, self._promotion_wait)
+            if taken is None:
+                return None
+            result, entry, in_flight = taken
+            # promoted: the agent was spared the time the call had already run when it asked
+            saved = result.duration_s if not in_flight else asked - entry.fired_at
+            return _Served(result, entry.tool, entry.kind, saved, in_flight, session=entry.session)
+        if not self.store.shared:
+            return None
+        remote = await self.store.take(result_key(key))
+        if remote is None:
+            return None
+        result, tool, kind, waited = remote
+        saved = result.duration_s if waited is None else result.duration_s - waited
+        return _Served(result, tool, kind, saved, waited is not None, remote=True)
+
+    def _served(self, flow: http.HTTPFlow, served: _Served, body: bytes) -> None:
+        result = served.result
+        for counters in self.accounting.counters(served.tool, served.session):
             counters.used += 1
-            counters.saved_s += max(0.0, min(saved, result.duration_s))
-            if in_flight:
+            counters.saved_s += max(0.0, min(served.saved_s, result.duration_s))
+            if served.promoted:
                 counters.promotions += 1
         flow.response = http.Response.make(
             result.status,
             body,
             [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
         )
-        flow.metadata["prefire.served"] = entry.kind
-        flow.metadata["prefire.promoted"] = in_flight
+        flow.metadata["prefire.served"] = served.kind
+        flow.metadata["prefire.promoted"] = served.promoted
         log.info(
             "speculate.served",
-            tool=entry.tool,
-            kind=entry.kind,
-            promoted=in_flight,
-            saved_s=round(saved, 3),
+            tool=served.tool,
+            kind=served.kind,
+            promoted=served.promoted,
+            saved_s=round(served.saved_s, 3),
+            **({"from_replica": True} if served.remote else {}),
         )
 
-    def _invalidate_for(self, tool: str, server: McpServer) -> None:
+    async def _invalidate_for(self, tool: str, server: McpServer) -> None:
         """A call that was not served goes upstream. If it may change state (no rule
         lets it run early), drop what was fetched from that server in that scope; a
         rule's `invalidates` globs drop the matching tools' results in that scope."""
@@ -366,26 +484,63 @@ class Speculator:
         )
         globs = decision.rule.invalidates if decision.rule is not None else ()
 
-        def stale(e: Entry) -> bool:
-            if e.tags[0] != server.scope:
-                return False
-            same_server = e.tags[1] == server.url
+        def stale_call(name: str, tag: str) -> bool:
+            same_server = tag == server.url
             return (not decision.allowed and same_server) or any(
-                fnmatch.fnmatchcase(e.tool, g) for g in globs
+                fnmatch.fnmatchcase(name, g) for g in globs
             )
 
-        dropped = self.cache.invalidate(stale)
+        dropped = self.cache.invalidate(
+            lambda e: e.tags[0] == server.scope and stale_call(e.tool, e.tags[1])
+        )
+        if self.store.shared and (globs or not decision.allowed):
+            # before the write goes upstream, so no replica serves a read it changed
+            dropped += await self.store.invalidate(server.scope, stale_call)
         if dropped:
             log.info("speculate.invalidated", by=tool, dropped=dropped)
 
+    def _used_elsewhere(self, h: str) -> None:
+        """Another replica served (or is waiting for) a call this replica claimed."""
+        key = self._claimed.get(h)
+        entry = self.cache.lookup(key) if key is not None else None
+        if entry is None or entry.shared != h:
+            return
+        entry.used += 1  # not wasted: it answered an agent, there
+        entry.uses_left -= 1
+        if entry.uses_left <= 0:
+            self.cache.discard(key)
+
+    def _invalidated_elsewhere(self, hashes: list[str]) -> None:
+        """A write through another replica dropped shared results; drop our copies."""
+        for h in hashes:
+            key = self._claimed.get(h)
+            entry = self.cache.lookup(key) if key is not None else None
+            if entry is not None and entry.shared == h:
+                self.cache.drop(key, "invalidated")
+
     def _dropped(self, entry: Entry, why: str) -> None:
-        for counters in self.accounting.counters(entry.tool, entry.session):
+        every = self.accounting.counters(entry.tool, entry.session)
+        if why == "superseded":
+            # another replica has the same call in flight or ready: ours never ran
+            for counters in every:
+                counters.fired -= 1
+                if entry.kind == "eager":
+                    counters.eager -= 1
+                else:
+                    counters.predicted -= 1
+            log.info("speculate.superseded", tool=entry.tool)
+            return
+        for counters in every:
             if why == "failed":
                 counters.failed += 1
             if entry.used == 0:
                 counters.wasted += 1
         if entry.used == 0:
             log.info("speculate.wasted", tool=entry.tool, why=why)
+
+
+def _label(session: SessionKey | None) -> str:
+    return "relayed" if session is None else str(session)
 
 
 def _connect_to(

@@ -66,32 +66,35 @@ class RunningProxy:
 async def start_proxy(
     tmp: Path, *extra: str, log: Path | None = None, preexec_fn: Any = None
 ) -> RunningProxy:
-    """`log`: where its stderr (the structlog lines, JSON) goes, else inherited."""
+    """`prefire run` on a free port; its stderr (the structlog lines, JSON) goes to `log`
+    if given, else inherited."""
     state, capture = tmp / "state", tmp / "capture"
     env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS}
-    stderr = None if log is None else log.open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "prefire.proxy.cli",
-        "run",
-        "--listen-port",
-        "0",
-        "--state-dir",
-        str(state),
-        "--capture",
-        str(capture),
-        "--ssl-insecure",
-        "--log-format",
-        "json",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=stderr,
-        env=env,
-        preexec_fn=preexec_fn,
-    )
-    if stderr is not None:
-        stderr.close()
+    err = None if log is None else log.open("ab")  # the child keeps its own copy
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "prefire.proxy.cli",
+            "run",
+            "--listen-port",
+            "0",
+            "--state-dir",
+            str(state),
+            "--capture",
+            str(capture),
+            "--ssl-insecure",
+            "--log-format",
+            "json",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=env,
+            preexec_fn=preexec_fn,
+        )
+    finally:
+        if err is not None:
+            err.close()
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     second = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
