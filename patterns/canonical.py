@@ -15,6 +15,12 @@ def canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=_OPTS)
 
 
+def canonical_key(value: Any) -> bytes:
+    """canonical(value) as a right-sized copy, for keys that are kept: orjson's own bytes
+    hold its whole write buffer (1-4 KiB however short the JSON)."""
+    return memoryview(orjson.dumps(value, option=_OPTS)).tobytes()
+
+
 def digest(value: Any, size: int = 16) -> str:
     """Short hex digest of the canonical form of `value`."""
     return hashlib.blake2b(canonical(value), digest_size=size // 2).hexdigest()

@@ -40,6 +40,7 @@ from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_be
 Source = tuple[Any, ...]
 
 MAX_HYPOTHESES = 10
+MAX_CONSTANT = 1024  # canonical bytes of a value learned as a constant
 AGE_AT = 64.0  # trials of the leading source after which all counts are halved
 _WORD = re.compile(r"[\w@.\-#/:+']+", re.UNICODE)
 _MAX_SPAN_WORDS = 6
@@ -145,7 +146,9 @@ def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = No
             if target is not None:
                 found.append(("iter", rec.name, back, fan, transform, target))
     found += _user_sources(value, mem)
-    found.append(("const", canonical(value).decode()))
+    constant = canonical(value)
+    if len(constant) <= MAX_CONSTANT:  # hypotheses are kept by the thousand
+        found.append(("const", constant.decode()))
     return list(dict.fromkeys(found))
 
 

@@ -18,6 +18,9 @@ from lru import LRU
 
 _TOKEN = re.compile(r"[a-z][a-z0-9_]{2,}")
 MAX_TOKENS = 64
+# An application's vocabulary is hundreds of words (BFCL, tau2: ~700): the caps bound the
+# table to about a million words whatever the traffic.
+MAX_WORDS_PER_APP = 4_096
 AGE_AT = 2000.0
 
 
@@ -34,11 +37,11 @@ class _Word:
 @dataclass(slots=True)
 class _App:
     messages: float = 0.0
-    words: LRU = field(default_factory=lambda: LRU(20_000))
+    words: LRU = field(default_factory=lambda: LRU(MAX_WORDS_PER_APP))
 
 
 class Intent:
-    def __init__(self, max_apps: int = 1_000) -> None:
+    def __init__(self, max_apps: int = 256) -> None:
         self.apps: LRU = LRU(max_apps)
 
     def observe(self, app: Any, words: frozenset[str], called: set[str]) -> None:

@@ -12,13 +12,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefire.patterns.canonical import canonical
-from prefire.patterns.values import Path, at_path, leaves, match_keys
+from prefire.patterns.canonical import canonical_key
+from prefire.patterns.values import Path, at_path, leaves, match_keys, min_size
 
 MAX_CALLS = 64
 MAX_USER_TEXTS = 8
 MAX_REFS_PER_KEY = 6
 MAX_INDEX_KEYS = 2_000
+# A result larger than this (canonical bytes) is not kept: sessions hold their results,
+# so this bounds a session's memory; such a result cannot be a source.
+MAX_KEPT_RESULT = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -86,15 +89,17 @@ class SessionMemory:
             for arg, value in arguments.items():
                 used = self.used.setdefault((name, arg), set())
                 if len(used) < MAX_CALLS:
-                    used.add(canonical(value))
+                    used.add(canonical_key(value))
         return rec
 
     def add_result(self, call_id: str, content: Any) -> CallRecord | None:
         rec = self.by_id.get(call_id)
         if rec is None or rec.has_result:
             return None
-        rec.result = content
         rec.has_result = True
+        if min_size(content, MAX_KEPT_RESULT) > MAX_KEPT_RESULT:
+            return rec
+        rec.result = content
         self._index(rec.seq, "res", content)
         return rec
 

@@ -7,6 +7,7 @@ answers for the session's current decision point.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import Counter
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.calibration import Calibrator
-from prefire.patterns.canonical import canonical
+from prefire.patterns.canonical import canonical_key
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses, discover
 from prefire.patterns.events import (
@@ -35,6 +36,7 @@ from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
+MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
 
@@ -62,8 +64,12 @@ def firing_order(candidates: Iterable[Candidate], min_probability: float) -> lis
 
 
 def call_key(tool: str, arguments: Any) -> bytes:
-    """The identity of a call: tool name and canonical arguments."""
-    return tool.encode() + b"\0" + canonical(arguments)
+    """The identity of a call: tool name and canonical arguments, or a digest of them
+    when they are long (keys are kept per session and per prediction)."""
+    args = canonical_key(arguments)
+    if len(args) > MAX_KEY_ARGS:
+        args = b"#" + hashlib.blake2b(args, digest_size=16).digest()
+    return tool.encode() + b"\0" + args
 
 
 @dataclass(slots=True)

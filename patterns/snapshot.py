@@ -87,7 +87,7 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:
             m.latency.llm[_tuple(key)] = seconds
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise SnapshotError(f"snapshot is damaged: {exc!r}") from None
     return m
 

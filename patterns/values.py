@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prefire.patterns.canonical import canonical
+from prefire.patterns.canonical import canonical, canonical_key
 
 Path = tuple[Any, ...]
 WILDCARD = "*"
@@ -54,26 +54,26 @@ def _small(container: dict[Any, Any] | list[Any]) -> bool:
     """Whether the container's canonical JSON fits a container key; a cheap lower
     bound on its size rules out big ones without serializing them."""
     return (
-        _min_size(container, _MAX_CONTAINER_KEY) <= _MAX_CONTAINER_KEY
+        min_size(container, _MAX_CONTAINER_KEY) <= _MAX_CONTAINER_KEY
         and len(canonical(container)) <= _MAX_CONTAINER_KEY
     )
 
 
-def _min_size(v: Any, budget: int) -> int:
+def min_size(v: Any, budget: int) -> int:
     """A lower bound on len(canonical(v)); stops counting once it passes `budget`."""
     if isinstance(v, str):
         return len(v) + 2
     if isinstance(v, dict):
         n = 1 + (not v)
         for k, x in v.items():
-            n += (len(k) if isinstance(k, str) else 1) + 4 + _min_size(x, budget - n)
+            n += (len(k) if isinstance(k, str) else 1) + 4 + min_size(x, budget - n)
             if n > budget:
                 break
         return n
     if isinstance(v, list):
         n = 1 + (not v)
         for x in v:
-            n += 1 + _min_size(x, budget - n)
+            n += 1 + min_size(x, budget - n)
             if n > budget:
                 break
         return n
@@ -111,7 +111,7 @@ def match_keys(value: Any) -> list[tuple[str, Any]]:
         if number is not None:
             keys.append(("n", number))
         return keys
-    keys = [("j", canonical(value))]
+    keys = [("j", canonical_key(value))]
     if isinstance(value, list) and 1 < len(value) <= 50 and all(isinstance(v, str) for v in value):
         # a list of strings also stands for its joined text, and that text for the list
         keys += [("s", sep.join(value).casefold()) for sep in _SEPARATORS.values()]

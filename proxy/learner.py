@@ -58,7 +58,7 @@ class Learner:
         started = time.monotonic()
         try:
             model = snapshot.load(self.path.read_bytes())
-        except (OSError, snapshot.SnapshotError, RecursionError, ArithmeticError) as exc:
+        except (OSError, snapshot.SnapshotError, ArithmeticError) as exc:
             aside = self.path.with_suffix(f".bad-{int(time.time())}")
             log.warning(
                 "patterns.snapshot_unreadable",

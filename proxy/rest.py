@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from lru import LRU
 
-from prefire.patterns.canonical import canonical
+from prefire.patterns.canonical import canonical_key
 from prefire.patterns.rules import RestTemplate
 from prefire.proxy.sessions import repeated_by_speculation, tool_scope_of
 
@@ -88,7 +88,7 @@ class RestLearner:
             if learned is None or learned.template != template:
                 learned = self._learned[(client, tool)] = _Learned(template)
             if not learned.trusted:  # enough once trusted: the set must not grow forever
-                learned.seen_args.add(memoryview(canonical(arguments)).tobytes())
+                learned.seen_args.add(canonical_key(arguments))
             return
 
     def binding(self, client: str, tool: str) -> RestTemplate | None:
@@ -173,4 +173,4 @@ def request_key(method: str, url: str, body: Any) -> tuple[str, bytes]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     ident = [method.upper(), parts.scheme, parts.netloc.lower(), unquote(parts.path), query, body]
-    return f"{method.upper()} {parts.scheme}://{parts.netloc}{parts.path}", canonical(ident)
+    return f"{method.upper()} {parts.scheme}://{parts.netloc}{parts.path}", canonical_key(ident)

@@ -35,7 +35,7 @@ import structlog
 from lru import LRU
 from mitmproxy import http
 
-from prefire.patterns.canonical import canonical, loads_or_none
+from prefire.patterns.canonical import canonical, canonical_key, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.latency import ewma
 from prefire.patterns.model import PatternModel, firing_order
@@ -70,12 +70,6 @@ _HOP_HEADERS = {
     b"connection",
     b"keep-alive",
 }
-
-
-def kept(data: bytes) -> bytes:
-    """A right-sized copy of orjson output that is kept (a cache key): orjson's bytes hold
-    their whole write buffer, 4 KiB (orjson >= 3.12) however short the JSON."""
-    return memoryview(data).tobytes()
 
 
 @dataclass(slots=True)
@@ -188,7 +182,7 @@ class Speculator:
             decision = ruleset.decide(
                 tool, server=server.url, annotations=server.annotations.get(tool)
             )
-            key: CacheKey = (server.scope, server.id, tool, kept(canonical(args)))
+            key: CacheKey = (server.scope, server.id, tool, canonical_key(args))
             tags = (server.scope, server.url)
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
@@ -202,7 +196,7 @@ class Speculator:
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
             ident, canonical_request = request_key(request.method, request.url, request.body)
-            key = (scope, "rest", ident, kept(canonical_request))
+            key = (scope, "rest", ident, canonical_request)
             tags = (scope, rest.origin(request.url))
 
             def fetch() -> Coroutine[Any, Any, Result | None]:

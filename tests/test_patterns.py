@@ -219,3 +219,27 @@ def test_a_map_over_parallel_calls_predicts_one_call_per_earlier_call() -> None:
     s = research_session(9, 20)
     weather = {c.arguments["date"] for c in feed(m, s, predict_at=2) if c.tool == "weather"}
     assert weather >= {"2025-07-20", "2025-07-21", "2025-07-22"}
+
+
+def test_big_values_are_kept_bounded() -> None:
+    """Sessions and hypotheses are kept by the thousand: long arguments are identified by
+    a digest, a huge result is not kept (and cannot be a source), a long value is never
+    learned as a constant."""
+    from prefire.patterns.dataflow import MAX_CONSTANT, discover
+    from prefire.patterns.memory import MAX_KEPT_RESULT, SessionMemory
+    from prefire.patterns.model import MAX_KEY_ARGS, call_key
+
+    short, long_a, long_b = {"q": "x"}, {"q": "a" * 4000}, {"q": "b" * 4000}
+    assert call_key("t", short) == b't\0{"q":"x"}'
+    assert len(call_key("t", long_a)) <= MAX_KEY_ARGS
+    assert call_key("t", long_a) != call_key("t", long_b)
+    assert call_key("t", long_a) == call_key("t", {"q": "a" * 4000})
+
+    mem = SessionMemory()
+    mem.add_call("c1", "read", {}, b"")
+    rec = mem.add_result("c1", {"text": "z" * (MAX_KEPT_RESULT + 1), "id": "K1"})
+    assert rec is not None and rec.has_result and rec.result is None
+    mem.turn += 1
+    assert not [s for s in discover("K1", mem) if s[0] == "res"]
+    assert not [s for s in discover("y" * (MAX_CONSTANT + 1), mem) if s[0] == "const"]
+    assert [s for s in discover("y", mem) if s[0] == "const"]
