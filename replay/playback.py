@@ -130,7 +130,7 @@ class Playback:
             app, handle_signals=False, access_log=None, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        tls = _self_signed_context()
+        tls = self_signed_context()
         for speculative in (False, True):
             for secure in (False, True):
                 site = web.TCPSite(
@@ -320,16 +320,16 @@ def _with_id(rec: Recorded, new_id: Any) -> tuple[bytes, list[tuple[float, int]]
     return patched, chunks, decoded
 
 
-def _self_signed_context() -> ssl.SSLContext:
-    """A server TLS context with a throwaway certificate: the proxy under test does not
-    verify upstream certificates in playback (`ssl_insecure`)."""
+def self_signed_context(host: str = "localhost") -> ssl.SSLContext:
+    """A server TLS context with a throwaway certificate for `host`: the proxy under test
+    does not verify upstream certificates in playback (`ssl_insecure`)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prefire playback")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -339,6 +339,7 @@ def _self_signed_context() -> ssl.SSLContext:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .sign(key, hashes.SHA256())
     )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
