@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
+SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
@@ -106,6 +107,8 @@ class PatternModel:
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
+        # tools whose arguments are learned across scopes (tenants); the rules say which
+        self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
         self._decisions: LRU = LRU(max_sessions)  # SessionKey -> _Decision
         self._call_t: LRU = LRU(max_sessions * 8)  # (session, call id) -> (app, tool, t)
@@ -216,7 +219,8 @@ class PatternModel:
             mem.called.add(key)
         args = event.arguments
         if isinstance(args, dict):
-            keyset_key = (mem.app, event.name)
+            app = self._args_app(mem.app, event.name)
+            keyset_key = (app, event.name)
             counts = self.keysets.get(keyset_key)
             if counts is None:
                 counts = self.keysets[keyset_key] = Counter()
@@ -225,13 +229,18 @@ class PatternModel:
             for name, value in args.items():
                 explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
-                for hkey in ((mem.app, event.name, name), (mem.app, prev, event.name, name)):
+                for hkey in ((app, event.name, name), (app, prev, event.name, name)):
                     hyps = self.args.get(hkey)
                     if hyps is None:
                         hyps = self.args[hkey] = ArgHypotheses()
                     hyps.observe(value, mem, explained_by)
         mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
+
+    def _args_app(self, app: Any, tool: str) -> Any:
+        """Whose argument sources a tool's calls learn from and predict with: the
+        application in its scope, or, for a tool the rules share, in every scope."""
+        return (SHARED_SCOPE, app[1]) if self.shared(tool) else app
 
     # -- prediction --------------------------------------------------------
 
@@ -281,7 +290,8 @@ class PatternModel:
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
-        counts = self.keysets.get((mem.app, tool))
+        app = self._args_app(mem.app, tool)
+        counts = self.keysets.get((app, tool))
         if not counts:
             return []
         names, seen = counts.most_common(1)[0]
@@ -290,7 +300,7 @@ class PatternModel:
         prev = mem.names[-1] if mem.names else START
         for name in names:
             hyps = _sharper(
-                self.args.get((mem.app, prev, tool, name)), self.args.get((mem.app, tool, name))
+                self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
             )
             values = hyps.values(mem) if hyps is not None else []
             if not values:
@@ -319,6 +329,10 @@ class PatternModel:
                 share = min(1.0, self.width.get((mem.app, tool), 1.0) / len(fan_values))
                 results += [({**args, fan_name: v}, p * share) for v in fan_values]
         return results
+
+
+def _never(tool: str) -> bool:
+    return False
 
 
 def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:

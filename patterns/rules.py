@@ -45,7 +45,16 @@ _ARGUMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FORMATTER = string.Formatter()
 
 _TOP_KEYS = ("rules", "budgets")
-_RULE_KEYS = ("match", "prefire", "trust_annotations", "ttl", "reuse", "invalidates", "rest")
+_RULE_KEYS = (
+    "match",
+    "prefire",
+    "trust_annotations",
+    "ttl",
+    "reuse",
+    "shared_learning",
+    "invalidates",
+    "rest",
+)
 _MATCH_KEYS = ("tool", "server", "annotations", "method", "host")
 _REST_KEYS = ("method", "url", "body")
 
@@ -113,6 +122,8 @@ class Rule:
     host: tuple[str, ...] = ()
     ttl: float = 30.0
     reuse: int = 1
+    # what is learned about this tool's arguments is pooled across scopes (tenants)
+    shared_learning: bool = False
     invalidates: tuple[str, ...] = ()
     rest: RestTemplate | None = None
     index: int = 0  # position in the file, from 0
@@ -201,6 +212,14 @@ class RuleSet:
                 return Decision(rule.prefire, rule, why, tuple(skipped))
             skipped.append((rule, why))
         return Decision(False, None, f"no rule matches {tool}: denied by default", tuple(skipped))
+
+    def shares_learning(self, tool: str) -> bool:
+        """Whether the rule that decides `tool` (by its name alone: the model knows no
+        servers) pools what is learned about its arguments across scopes."""
+        if not any(r.shared_learning for r in self.rules):
+            return False
+        rule = self.decide(tool).rule
+        return rule is not None and rule.shared_learning
 
 
 def load_rules(text: str, filename: str = "<rules>") -> RuleSet:
@@ -425,6 +444,8 @@ class _Loader:
             settings["ttl"] = self._number(item, "ttl", "", integer=False, low=0, above=True)
         if "reuse" in item:
             settings["reuse"] = self._number(item, "reuse", "", integer=True, low=1)
+        if "shared_learning" in item:
+            settings["shared_learning"] = self._bool(item, "shared_learning", "")
         if "invalidates" in item:
             settings["invalidates"] = self._globs(item, "invalidates", "")
         if "rest" in item:

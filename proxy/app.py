@@ -99,6 +99,7 @@ class Proxy:
             start_after=self.learner.position,
         )
         self.store.on_events = self._remote
+        self.learner.model.shared = lambda tool: self.rules.current.shares_learning(tool)
         self.accounting = Accounting()
         self.speculator = Speculator(
             self.learner.model,

@@ -76,6 +76,8 @@ def format_decision(decision: Decision, tool: str, source: str) -> str:
             lines.append(f"ttl {rule.ttl:g}s, served at most {rule.reuse} time(s)")
         if rule.invalidates:
             lines.append(f"a call to it drops cached results of: {', '.join(rule.invalidates)}")
+        if rule.shared_learning:
+            lines.append("where its arguments come from is learned across scopes (tenants)")
     if decision.skipped:
         lines.append("rules that did not match:")
         lines.extend(

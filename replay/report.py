@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import orjson
 
 from prefire.patterns.baseline import BaselineModel
+from prefire.patterns.model import PatternModel
 from prefire.patterns.rules import Budgets, RulesError, RuleSet
 from prefire.proxy.rules_file import read_rules
 from prefire.replay.simulate import Eligible, Simulation, Totals
@@ -49,6 +50,10 @@ def run(
             eligible=eligible, budget=budget, tool_latency=tool_latency, llm_latency=llm_latency
         )
     }
+    if rules_path is not None:
+        model = sims["prefire"].model
+        assert isinstance(model, PatternModel)
+        model.shared = ruleset.shares_learning
     if with_baseline:
         sims["baseline"] = Simulation(
             model=BaselineModel(tool_latency, llm_latency),

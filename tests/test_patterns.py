@@ -243,3 +243,42 @@ def test_big_values_are_kept_bounded() -> None:
     assert not [s for s in discover("K1", mem) if s[0] == "res"]
     assert not [s for s in discover("y" * (MAX_CONSTANT + 1), mem) if s[0] == "const"]
     assert [s for s in discover("y", mem) if s[0] == "const"]
+
+
+def test_a_shared_tool_learns_its_arguments_across_scopes_and_only_it() -> None:
+    """With a rule's shared_learning, every tenant's calls of that tool teach where its
+    arguments come from; the other tools stay learned per scope."""
+    from prefire.patterns.rules import load_rules
+
+    rules = load_rules(
+        "rules:\n"
+        "  - match: {tool: search}\n    prefire: true\n    shared_learning: true\n"
+        "  - match: {tool: details}\n    prefire: true\n"
+    )
+    words = ["shoes", "boots", "hats", "socks", "belts", "scarves"]
+
+    def session(scope: str, n: int) -> Script:
+        s = Script(f"{scope}{n}", TOOLS, scope=scope).user(f"find {words[n % 6]} please")
+        s.turn(("search", {"q": words[n % 6]}, {"items": [{"id": f"{scope}-{n}"}]}))
+        s.turn(("details", {"id": "PLANTED" if scope == "a" else f"{scope}-{n}"}, {"ok": 1}))
+        return s
+
+    def first_search(m: PatternModel) -> list[Candidate]:
+        for n in range(20):
+            feed(m, session("a", n))
+        feed(m, session("b", 0))  # B's one session: the tools' order, little else
+        return feed(m, session("b", 1), predict_at=0)
+
+    shared = PatternModel()
+    shared.shared = rules.shares_learning
+    got = first_search(shared)
+    assert ("search", {"q": "boots"}) in [(c.tool, c.arguments) for c in got]
+    assert rules.shares_learning("search") and not rules.shares_learning("details")
+
+    apart = PatternModel()
+    assert not [c for c in first_search(apart) if c.tool == "search"]
+
+    for m in (shared, apart):  # A's planted constant never reaches B: details is not shared
+        feed(m, session("b", 2))
+        s = session("b", 3)
+        assert all("PLANTED" not in str(c.arguments) for c in feed(m, s, predict_at=1))
