@@ -120,7 +120,7 @@ async def test_anthropic_sdk_stream(proxied_env: RunningProxy) -> None:
     async with serve(up.app) as base:
         client = anthropic.AsyncAnthropic(base_url=base, api_key=SECRET)
         async with client.messages.stream(
-            model="claude-sonnet-4-5",
+            model="claude-scripted",
             max_tokens=200,
             messages=[{"role": "user", "content": "Weather in Paris?"}],
             tools=[{"name": "get_weather", "description": "w", "input_schema": {"type": "object"}}],

@@ -44,7 +44,7 @@ def weather(delay_s: float) -> FastMCP:
 async def ask_anthropic(llm: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     client = anthropic.AsyncAnthropic(base_url=llm, api_key="sk-ant")
     async with client.messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-scripted",
         max_tokens=200,
         messages=[{"role": "user", "content": "Weather in Paris?"}],
         tools=[{"name": t["name"], "input_schema": t["parameters"]} for t in tools],
