@@ -8,7 +8,7 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ async def start_proxy(
     finally:
         if err is not None:
             err.close()
+    _STARTED.append(proc)
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     second = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode().strip()
@@ -103,6 +104,20 @@ async def start_proxy(
         capture_dir=capture,
         proc=proc,
     )
+
+
+# every proxy a test started, so that one a failed test left running is stopped
+_STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_outlives_its_test() -> Iterator[None]:
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
 
 
 async def stop_proxy(proxy: RunningProxy) -> int:
