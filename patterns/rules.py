@@ -397,10 +397,8 @@ class _Loader:
         b = doc["budgets"]
         if b is None:  # `budgets:` with every line commented out keeps the defaults
             return Budgets()
-        if not isinstance(b, CommentedMap):
-            self.problem(
-                _value_line(doc, "budgets"), "budgets", f"must be a mapping, not {_kind(b)}"
-            )
+        b = self._mapping(doc, "budgets", "a mapping")
+        if b is None:
             return None
         limits = {
             "max_concurrent": (True, 1, None),
@@ -486,13 +484,8 @@ class _Loader:
                 line, "match", 'missing; say which tools the rule is for, e.g. {tool: "search_*"}'
             )
             return None
-        m = item["match"]
-        if not isinstance(m, CommentedMap):
-            self.problem(
-                _value_line(item, "match"),
-                "match",
-                f'must be a mapping of conditions, e.g. {{tool: "search_*"}}, not {_kind(m)}',
-            )
+        m = self._mapping(item, "match", 'a mapping of conditions, e.g. {tool: "search_*"}')
+        if m is None:
             return None
         before = len(self.problems)
         self._unknown(m, _MATCH_KEYS, "match.")
@@ -541,13 +534,8 @@ class _Loader:
         return out
 
     def _rest(self, item: CommentedMap) -> RestTemplate | None:
-        r = item["rest"]
-        if not isinstance(r, CommentedMap):
-            self.problem(
-                _value_line(item, "rest"),
-                "rest",
-                f"must be a mapping with url: (and method:, body:), not {_kind(r)}",
-            )
+        r = self._mapping(item, "rest", "a mapping with url: (and method:, body:)")
+        if r is None:
             return None
         before = len(self.problems)
         self._unknown(r, _REST_KEYS, "rest.")
@@ -601,6 +589,14 @@ class _Loader:
             self.problem(line, path, problem)
 
     # -- typed values --
+
+    def _mapping(self, parent: CommentedMap, key: str, what: str) -> CommentedMap | None:
+        """parent[key] if it is a mapping; else a problem saying it must be `what`."""
+        value = parent[key]
+        if isinstance(value, CommentedMap):
+            return value
+        self.problem(_value_line(parent, key), key, f"must be {what}, not {_kind(value)}")
+        return None
 
     def _bool(self, m: CommentedMap, key: str, path: str) -> bool | None:
         value = m[key]
