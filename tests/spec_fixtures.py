@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,20 @@ class ScriptedLLM:
         return resp
 
 
+@asynccontextmanager
+async def mcp_session(url: str, token: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session over streamable HTTP with a bearer token; through
+    the proxy when the environment says so, as for any agent."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with (
+        http,
+        streamable_http_client(url, http_client=http) as (r, w, _),
+        ClientSession(r, w) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
 async def llm_only(
     llm_base: str,
     mcp_url: str,
@@ -73,13 +88,7 @@ async def llm_only(
 ) -> None:
     """Connect to the MCP server and ask the LLM, but do not make the call it returns;
     `then` runs afterwards in the same MCP session."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
-    async with (
-        http,
-        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
-        ClientSession(r, w) as session,
-    ):
-        await session.initialize()
+    async with mcp_session(mcp_url, mcp_token) as session:
         await session.list_tools()
         client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
         stream = await client.chat.completions.create(
@@ -95,13 +104,7 @@ async def llm_only(
 async def agent_step(llm_base: str, mcp_url: str, *, api_key: str, mcp_token: str) -> Any:
     """One agent step: list the MCP tools, ask the LLM, run the call it returns on the MCP
     server. Returns the tool result's text, parsed when it is JSON."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
-    async with (
-        http,
-        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
-        ClientSession(r, w) as session,
-    ):
-        await session.initialize()
+    async with mcp_session(mcp_url, mcp_token) as session:
         tools = await session.list_tools()
         client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
         stream = await client.chat.completions.create(
@@ -171,14 +174,8 @@ async def agent_loop(
     llm_base: str, mcp_url: str, question: str, *, api_key: str, mcp_token: str
 ) -> list[Any]:
     """Run the LLM's calls on the MCP server until it answers; returns the results."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {mcp_token}"})
     results: list[Any] = []
-    async with (
-        http,
-        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
-        ClientSession(r, w) as session,
-    ):
-        await session.initialize()
+    async with mcp_session(mcp_url, mcp_token) as session:
         tools = await session.list_tools()
         client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import RunningProxy
 from tests.mcp_server import build_server, serve_mcp
+from tests.spec_fixtures import mcp_session
 
 
 @pytest.mark.parametrize("json_response", [False, True], ids=["sse", "json"])
@@ -16,16 +14,9 @@ async def test_mcp_tools_list_and_call_are_captured(
     proxied_env: RunningProxy, json_response: bool
 ) -> None:
     server = build_server(json_response=json_response)
-    async with serve_mcp(server) as url:
-        http = create_mcp_http_client(headers={"Authorization": "Bearer mcp-secret-1"})
-        async with (
-            http,
-            streamable_http_client(url, http_client=http) as (r, w, _),
-            ClientSession(r, w) as session,
-        ):
-            await session.initialize()
-            listed = await session.list_tools()
-            result = await session.call_tool("get_weather", {"city": "Paris"})
+    async with serve_mcp(server) as url, mcp_session(url, "mcp-secret-1") as session:
+        listed = await session.list_tools()
+        result = await session.call_tool("get_weather", {"city": "Paris"})
     assert {t.name for t in listed.tools} == {"get_weather", "book_table"}
     assert not result.isError
     assert server.calls == [("get_weather", "Paris")]

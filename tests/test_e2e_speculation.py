@@ -11,12 +11,19 @@ import httpx
 import openai
 import pytest
 from aiohttp import web
+from mcp import ClientSession
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
 from tests.conftest import RunningProxy, point_env_at, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
-from tests.spec_fixtures import DataFlowLLM, ScriptedLLM, agent_loop, agent_step, llm_only
+from tests.spec_fixtures import (
+    DataFlowLLM,
+    ScriptedLLM,
+    agent_loop,
+    agent_step,
+    llm_only,
+)
 from tests.upstreams import serve
 
 RULES = """
@@ -181,31 +188,15 @@ async def test_a_write_invalidates_cached_reads(tmp_path: Path, monkeypatch) -> 
     proxy = await proxy_with_rules(tmp_path, monkeypatch)
     server = weather_server()
     llm_app = ScriptedLLM([("get_weather", {"city": "Riga"})], 0.4)
+
+    async def book_then_read(s: ClientSession) -> None:
+        await asyncio.sleep(0.3)  # the early call has finished
+        await s.call_tool("book_table", {"restaurant": "Noma"})
+        await s.call_tool("get_weather", {"city": "Riga"})
+
     async with serve_mcp(server) as mcp_url, serve(llm_app.app) as llm:
         # the LLM's call is fetched early; then a booking happens before the agent reads
-        import openai
-        from mcp import ClientSession
-        from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
-
-        http = create_mcp_http_client(headers={"Authorization": "Bearer tok-a"})
-        async with (
-            http,
-            streamable_http_client(mcp_url, http_client=http) as (r, w, _),
-            ClientSession(r, w) as s,
-        ):
-            await s.initialize()
-            await s.list_tools()
-            client = openai.AsyncOpenAI(base_url=llm + "/v1", api_key="sk-a")
-            stream = await client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": "x"}], stream=True
-            )
-            async for _ in stream:
-                pass
-            await client.close()
-            await asyncio.sleep(0.3)  # the early call has finished
-            await s.call_tool("book_table", {"restaurant": "Noma"})
-            await s.call_tool("get_weather", {"city": "Riga"})
+        await llm_only(llm, mcp_url, api_key="sk-a", mcp_token="tok-a", then=book_then_read)
     assert server.calls == [
         ("get_weather", "Riga"),
         ("book_table", "Noma"),

@@ -14,13 +14,11 @@ import anthropic
 import httpx
 import openai
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.fastmcp import FastMCP
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import ToolAnnotations
 
 from tests.mcp_server import serve_mcp
+from tests.spec_fixtures import mcp_session
 from tests.test_e2e_speculation import proxy_with_rules, stats
 from tests.upstreams import WEATHER_ARGS, LLMUpstream, serve
 
@@ -89,13 +87,7 @@ async def ask_gemini(llm: str, tools: list[dict[str, Any]]) -> tuple[str, dict[s
 
 
 async def agent(llm: str, mcp_url: str, ask: Ask) -> Any:
-    http = create_mcp_http_client(headers={"Authorization": "Bearer tok"})
-    async with (
-        http,
-        streamable_http_client(mcp_url, http_client=http) as (r, w, _),
-        ClientSession(r, w) as session,
-    ):
-        await session.initialize()
+    async with mcp_session(mcp_url, "tok") as session:
         listed = await session.list_tools()
         tools = [
             {"name": t.name, "description": t.description or "", "parameters": t.inputSchema}
