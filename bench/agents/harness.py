@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.agents.tasks import SCRIPT
+from bench.agents.tasks import SCRIPT, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
 from prefire.proxy.demo.scripted_llm import ScriptedLLM
@@ -244,3 +244,79 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict):
                 out.append(record)
     return out
+
+
+async def measure(
+    client: Client,
+    tmp: Path,
+    *,
+    tasks: int,
+    warmup: int,
+    seed: int = 1,
+    think_s: tuple[float, float] = (1.0, 1.5),
+    latency_scale: float = 1.0,
+    concurrency: int = 2,
+) -> dict[str, Any]:
+    """Warm-up (other tasks, learning only), baseline (--no-speculate) and speculative
+    passes of the same tasks; what changed. The speculative pass starts from what the
+    warm-up learned, as a deployed proxy has seen earlier tasks of the same agent."""
+    measured = make_tasks(tasks, seed)
+    common: dict[str, Any] = {
+        "seed": seed,
+        "latency_scale": latency_scale,
+        "concurrency": concurrency,
+    }
+    async with serve_llm(seed, think_s) as llm_url:
+        learned = None
+        if warmup:
+            warm = await run_pass(
+                client,
+                tmp,
+                "warmup",
+                llm_url=llm_url,
+                tasks=make_tasks(warmup, seed + 1000),
+                speculate=False,
+                **common,
+            )
+            learned = warm.state
+        base = await run_pass(
+            client, tmp, "baseline", llm_url=llm_url, tasks=measured, speculate=False, **common
+        )
+        spec = await run_pass(
+            client,
+            tmp,
+            "speculative",
+            llm_url=llm_url,
+            tasks=measured,
+            speculate=True,
+            learned_from=learned,
+            **common,
+        )
+    return summarize(client, base, spec, tasks=tasks, warmup=warmup, **common)
+
+
+def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
+    totals = (spec.stats or {}).get("totals") or {}
+    both = {k: spec.results()[k] for k in base.results().keys() & spec.results().keys()}
+    return {
+        "client": client.name,
+        "version": spec.report["version"],
+        "api": client.api,
+        **facts,
+        "baseline_s": base.wall_s,
+        "speculative_s": spec.wall_s,
+        "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
+        "fired": totals.get("fired"),
+        "hits": totals.get("used"),
+        "wasted": totals.get("wasted"),
+        "failed": totals.get("failed"),
+        "early_calls": len(spec.early_calls()),
+        "identical": base.seen() == spec.seen(),
+        # every call both passes made got the same result from the tool server
+        "same_tool_results": all(base.results()[k] == v for k, v in both.items()),
+        "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
+        "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
+        "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
+        "stats_error": spec.stats_error,
+        "speculation": (spec.stats or {}).get("tools"),
+    }
