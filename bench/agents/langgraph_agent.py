@@ -49,8 +49,7 @@ def _without_block_ids(content: Any) -> Any:
     tool returned, and different in every run, so left out of the report."""
     if isinstance(content, list):
         return [
-            {k: v for k, v in b.items() if k != "id"} if isinstance(b, dict) else b
-            for b in content
+            {k: v for k, v in b.items() if k != "id"} if isinstance(b, dict) else b for b in content
         ]
     return content
 
