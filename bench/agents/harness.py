@@ -66,6 +66,14 @@ CLIENTS = {
     for c in (
         Client("agents-sdk-mcp2", "mcp2", "agents_sdk.py", "OpenAI Responses"),
         Client("agents-sdk-mcp1", "mcp1", "agents_sdk.py", "OpenAI Responses"),
+        # Runner.run_streamed, each turn sending only its new items (previous_response_id)
+        Client(
+            "agents-sdk-mcp2-streamed",
+            "mcp2",
+            "agents_sdk.py",
+            "OpenAI Responses, streamed, previous_response_id",
+            ("--stream", "--chain", "previous"),
+        ),
         Client("langgraph", "mcp1", "langgraph_agent.py", "OpenAI Chat Completions"),
     )
 }
@@ -143,10 +151,13 @@ def agent_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serve_llm(seed: int, think_s: tuple[float, float]) -> AsyncIterator[str]:
-    """The scripted model on loopback; yields its base URL (…/v1)."""
-    async with serve_app(ScriptedLLM(SCRIPT, seed, think_s).app) as url:
-        yield url + "/v1"
+async def serve_llm(
+    seed: int, think_s: tuple[float, float]
+) -> AsyncIterator[tuple[str, ScriptedLLM]]:
+    """The scripted model on loopback; yields its base URL (…/v1) and the model."""
+    llm = ScriptedLLM(SCRIPT, seed, think_s)
+    async with serve_app(llm.app) as url:
+        yield url + "/v1", llm
 
 
 @asynccontextmanager
@@ -269,7 +280,7 @@ async def measure(
         "latency_scale": latency_scale,
         "concurrency": concurrency,
     }
-    async with serve_llm(seed, think_s) as llm_url:
+    async with serve_llm(seed, think_s) as (llm_url, llm):
         learned = None
         if warmup:
             warm = await run_pass(
@@ -285,6 +296,7 @@ async def measure(
         base = await run_pass(
             client, tmp, "baseline", llm_url=llm_url, tasks=measured, speculate=False, **common
         )
+        llm.requests.clear()
         spec = await run_pass(
             client,
             tmp,
@@ -295,7 +307,10 @@ async def measure(
             learned_from=learned,
             **common,
         )
-    return summarize(client, base, spec, tasks=tasks, warmup=warmup, **common)
+    requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
+    return summarize(
+        client, base, spec, tasks=tasks, warmup=warmup, llm_requests=requests, **common
+    )
 
 
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
