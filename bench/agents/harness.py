@@ -121,7 +121,7 @@ class Pass:
         """MCP sessions an agent task used: those with a JSON-RPC request in them (not a
         notification) that was not prefire's."""
         return {
-            r["session"] or r.get("new_session")
+            str(r["session"] or r["new_session"])
             for r in self.tool_log
             if (r["session"] or r.get("new_session"))
             and r.get("rpc_id") is not None

@@ -310,7 +310,7 @@ class ScriptedLLM:
             "created": int(time.time()),
             "model": body.get("model", "scripted"),
         }
-        calls = [
+        calls: list[dict[str, Any]] = [
             {
                 "id": "call_" + secrets.token_hex(12),
                 "type": "function",
@@ -512,6 +512,7 @@ def _anthropic_events(message: dict[str, Any]) -> list[bytes]:
         }
     ]
     for index, block in enumerate(message["content"]):
+        start: dict[str, Any]
         if block["type"] == "text":
             start = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"], 6)]
