@@ -82,6 +82,8 @@ def table(s: dict[str, Any]) -> str:
         ("reduction", f"{s['reduction']:.1%}"),
         ("hits (early results used)", str(s["hits"])),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
+        ("early calls refused by the server", str(s["early_failed"])),
+        ("early calls unlike the agent's", str(s["early_unlike_agent"])),
         ("identical (answers, results)", yes(s["identical"])),
         ("same tool-server results", yes(s["same_tool_results"])),
         ("writes run early", str(s["early_writes"])),

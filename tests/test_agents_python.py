@@ -56,6 +56,9 @@ async def test_agent_through_prefire(name: str, tmp_path: Path) -> None:
     assert s["baseline_early_calls"] == 0, summary  # --no-speculate runs nothing itself
     assert s["stats_error"] is None, summary
     assert s["early_calls"] > 0 and s["fired"] > 0, summary
+    # the server took every early call, made as the agent makes its own
+    assert s["early_failed"] == 0, summary
+    assert s["early_unlike_agent"] == 0, summary
     assert s["hits"] > 0, summary  # early results the agent's own calls were served from
     assert s["identical"], summary
     assert s["same_tool_results"], summary

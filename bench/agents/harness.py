@@ -133,6 +133,27 @@ class Pass:
         theirs = self.agent_sessions()
         return [r for r in self.early_calls() if r["session"] in theirs]
 
+    def early_failed(self) -> list[dict[str, Any]]:
+        """prefire's calls the server refused or answered with an error (not those prefire
+        gave up before the answer, which have no status: a write invalidated them, say)."""
+        return [
+            r
+            for r in self.early_calls()
+            if "status" in r and (r["status"] != 200 or "error" in r or r.get("is_error"))
+        ]
+
+    def early_unlike_agent(self) -> list[dict[str, Any]]:
+        """prefire's calls that did not speak as the agent's own calls did: protocol
+        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys."""
+
+        def shape(r: dict[str, Any]) -> tuple[Any, ...]:
+            named = r.get("mcp_name") == r.get("tool")
+            return (r.get("protocol"), r.get("mcp_method"), named, tuple(r.get("meta_keys") or ()))
+
+        early = self.early_calls()
+        agents = {shape(r) for r in self.calls() if r not in early}
+        return [r for r in early if shape(r) not in agents]
+
     def results(self) -> dict[str, Any]:
         """Tool and canonical arguments -> the result the server gave, for every call."""
         return {
@@ -330,6 +351,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "failed": totals.get("failed"),
         "early_calls": len(spec.early_calls()),
         "baseline_early_calls": len(base.early_calls()),
+        "early_failed": len(spec.early_failed()),
+        "early_unlike_agent": len(spec.early_unlike_agent()),
         "identical": base.seen() == spec.seen(),
         "first_difference": first_difference(base, spec),
         # every call both passes made got the same result from the tool server
