@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +14,9 @@ from hypothesis import strategies as st
 from prefire.patterns.embedded import MAX_TEXT, embedded_json
 from prefire.patterns.model import PatternModel
 from prefire.patterns.values import JSON_STEP, MAX_EMBEDDED, MAX_LEAVES, at_path, leaves
+from prefire.replay.simulate import Simulation
+from prefire.replay.sources import openai_session
+from tests import wrapped_outputs
 from tests.patterns_util import Script
 
 HITS = {
@@ -135,3 +139,20 @@ def _predicted_at_second_turn(wrap: Any) -> list[tuple[str, Any]]:
 def test_an_argument_is_learned_from_json_wrapped_in_a_result(wrap: Any) -> None:
     got = _predicted_at_second_turn(wrap)
     assert got and got[0] == ("get_doc", {"doc_id": "doc-security-4a"})
+
+
+DATA = Path(__file__).parent / "data" / "wrapped_outputs.jsonl"
+
+
+def test_the_committed_workload_is_what_its_builder_writes() -> None:
+    lines = DATA.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == wrapped_outputs.sessions()
+
+
+def test_replay_predicts_the_chain_through_wrapped_outputs() -> None:
+    # search_docs -> get_doc of each hit -> get_team of the owner: the ids exist only
+    # inside the JSON-in-a-string of Codex-shaped outputs.
+    totals = Simulation().run(openai_session(r) for r in wrapped_outputs.sessions())
+    for tool in ("mcp__docs__get_doc", "mcp__docs__get_team"):
+        row = totals.tools[tool]
+        assert row.hits >= 0.8 * row.calls, (tool, row)
