@@ -17,8 +17,8 @@ from prefire.patterns.embedded import embedded_json
 
 Path = tuple[Any, ...]
 WILDCARD = "*"
-# The step from a string into the JSON inside it; a dict key of the same name is still a
-# key, since the step applies to strings only.
+# The step from a string into the JSON inside it. Like WILDCARD (which applies to lists
+# only), it applies to strings only: a dict key of the same name is still a key.
 JSON_STEP = "{json}"
 
 MAX_LEAVES = 400
@@ -100,9 +100,7 @@ def at_path(value: Any, path: Path) -> Any:
             value = embedded_json(value)
             if value is None:
                 return None
-        elif step == WILDCARD:
-            if not isinstance(value, list):
-                return None
+        elif step == WILDCARD and isinstance(value, list):
             rest = path[i + 1 :]
             out = [at_path(v, rest) for v in value]
             return [v for v in out if v is not None]
