@@ -18,6 +18,7 @@ import re
 _OPEN = re.compile(r"^[ \t]*<([A-Za-z][\w.:-]{0,63})(?:[ \t][^<>\n]*)?>", re.MULTILINE)
 MAX_BLOCKS = 32  # opening tags tried per text
 REPEATED_IN = 2  # other sessions that sent a text verbatim, for it to count as context
+MAX_TEXTS_SEEN = 4_096  # user texts remembered to find those repeated
 
 
 def split_context(text: str) -> tuple[str, list[str]]:

@@ -18,7 +18,7 @@ from lru import LRU
 
 from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical_key
-from prefire.patterns.context import REPEATED_IN, split_context
+from prefire.patterns.context import MAX_TEXTS_SEEN, REPEATED_IN, split_context
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses, discover
 from prefire.patterns.events import (
@@ -108,7 +108,8 @@ class PatternModel:
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
         # (app, digest of a user text) -> the sessions that sent it, up to REPEATED_IN + 1
-        self.texts_seen: LRU = LRU(max_arg_keys)
+        # (repeated texts are looked up every session, so they stay in it while prompts churn)
+        self.texts_seen: LRU = LRU(MAX_TEXTS_SEEN)
         self.latency = Latencies(default_tool_s, default_llm_s)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
