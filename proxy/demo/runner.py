@@ -21,12 +21,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
 
 START_TIMEOUT_S = 30.0
+_MAX_REPORT = 64 << 20  # the agent's report is one line holding every tool result
 STOP_TIMEOUT_S = 15.0
 _NEEDS = ("mcp", "openai", "uvicorn", "httpx")
 
@@ -62,7 +63,8 @@ def run(
             file=sys.stderr,
         )
         return 2
-    progress = _quiet if as_json else _to_stderr
+    # Progress goes to stderr, also with --json: stdout stays the one JSON object.
+    progress = _to_stderr
     try:
         summary = asyncio.run(
             _bounded(
@@ -93,12 +95,41 @@ async def _bounded(timeout_s: float, work: Coroutine[Any, Any, dict[str, Any]]) 
         return await work
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+class TaskProgress:
+    """Progress of one agent run, task by task, on a stream: a bar redrawn in place on
+    a terminal, a line per finished task otherwise (a log, CI)."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.label, self.total, self.done = label, total, 0
+        self.tty = self.stream.isatty()
+        if self.tty:
+            self._draw()
+
+    def task_done(self, task_id: str, wall_s: float) -> None:
+        self.done += 1
+        if self.tty:
+            self._draw()
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(
+                f"    {self.label}: task {task_id} done in {wall_s:.1f} s "
+                f"({self.done}/{self.total})\n"
+            )
+        self.stream.flush()
+
+    def _draw(self) -> None:
+        filled = self.WIDTH * self.done // max(1, self.total)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r    {self.label} [{bar}] {self.done}/{self.total} tasks")
+        self.stream.flush()
 
 
 async def _demo(
@@ -151,7 +182,13 @@ async def _demo(
                 )
                 warm_args = [*agent_args]
                 warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
-                await _run_pass(tmp, "warmup", ["--no-speculate", "--rules", str(rules)], warm_args)
+                await _run_pass(
+                    tmp,
+                    "warmup",
+                    ["--no-speculate", "--rules", str(rules)],
+                    warm_args,
+                    TaskProgress("warm-up", warmup),
+                )
                 world.reset()
                 (tmp / "speculative").mkdir()
                 shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
@@ -159,13 +196,23 @@ async def _demo(
             # --capture: the baseline's traffic, as the agent made it, for prefire replay
             keep = ["--capture", str(capture)] if capture is not None else []
             baseline = await _run_pass(
-                tmp, "baseline", ["--no-speculate", "--rules", str(rules), *keep], agent_args
+                tmp,
+                "baseline",
+                ["--no-speculate", "--rules", str(rules), *keep],
+                agent_args,
+                TaskProgress("baseline", n),
             )
             if capture is not None:
                 (capture / "rules.yaml").write_text(rules.read_text())
             baseline_calls = world.reset()
             progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
-            speculative = await _run_pass(tmp, "speculative", ["--rules", str(rules)], agent_args)
+            speculative = await _run_pass(
+                tmp,
+                "speculative",
+                ["--rules", str(rules)],
+                agent_args,
+                TaskProgress("speculative", n),
+            )
             speculative_calls = world.reset()
             progress(f"  {speculative['wall_s']:.1f} s")
             stats, stats_error = await _read_stats(tmp / "speculative")
@@ -231,7 +278,7 @@ def _clean_env() -> dict[str, str]:
 
 
 async def _run_pass(
-    tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str]
+    tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str], progress: TaskProgress
 ) -> dict[str, Any]:
     """One proxy, one agent run through it; returns the agent's report."""
     state = StateDir(tmp / name)  # `prefire run` creates it
@@ -264,16 +311,39 @@ async def _run_pass(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            limit=_MAX_REPORT,
         )
         stack.push_async_callback(_stop, agent)
-        report, errors = await agent.communicate()
-        if agent.returncode != 0:
-            raise DemoError(f"the agent failed (exit status {agent.returncode}):\n{_tail(errors)}")
+        assert agent.stdout is not None and agent.stderr is not None
+        errors = asyncio.ensure_future(agent.stderr.read())
+        report = await _agent_report(agent.stdout, progress)
+        await agent.wait()
+        if agent.returncode != 0 or report is None:
+            raise DemoError(
+                f"the agent failed (exit status {agent.returncode}):\n{_tail(await errors)}"
+            )
         # The proxy writes its final counters as it exits, so stop it before reading them.
         status = await _stop(proxy)
         if status != 0:
             raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
-    return json.loads(report)
+    return report
+
+
+async def _agent_report(
+    stdout: asyncio.StreamReader, progress: TaskProgress
+) -> dict[str, Any] | None:
+    """The agent's report, its last line; the lines before it say which task finished."""
+    report = None
+    async for line in stdout:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise DemoError(f"the agent printed {line[:200]!r}, not a JSON line") from None
+        if "done" in message:
+            progress.task_done(str(message["done"]), float(message["wall_s"]))
+        else:
+            report = message
+    return report
 
 
 async def _listening_url(proc: asyncio.subprocess.Process, out: Path, log: Path) -> str:
