@@ -205,7 +205,8 @@ class Proxy:
         ]
         status = 0
         try:
-            await asyncio.wait({serving, self.ready}, return_when=asyncio.FIRST_COMPLETED)
+            either: list[asyncio.Future[Any]] = [serving, self.ready]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not self.ready.done():
                 await serving
                 return 1

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -98,9 +98,10 @@ async def _complete(
     """One streamed model turn: its text and its tool calls, assembled from the deltas."""
     stream = await llm.chat.completions.create(
         model="demo-travel-1",
-        messages=messages,
-        tools=tools,
-        stream=True,  # type: ignore[arg-type]
+        # plain dicts in the wire format, not the SDK's TypedDicts
+        messages=cast(Any, messages),
+        tools=cast(Any, tools),
+        stream=True,
     )
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
