@@ -44,6 +44,7 @@ from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer
 from prefire.proxy.cache import CacheKey, Entry, Fetch, Result, ResultCache, Superseded
+from prefire.proxy.calljoin import Ambiguous, CallJoin, Joined, ModelCall, ServerCall
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
 from prefire.proxy.rest import RestLearner, request_key
@@ -114,6 +115,9 @@ class Speculator:
         self.store.on_used = self._used_elsewhere
         self.store.on_invalidated = self._invalidated_elsewhere
         self.store.on_fire = self._fire_requested
+        # pairs each model-side tool call with the tools/call that runs it
+        self.join = CallJoin()
+        self.on_join: list[Callable[[Joined], None]] = []
 
     # -- events -------------------------------------------------------------------
 
@@ -129,8 +133,31 @@ class Speculator:
             self._fire_predicted(event.session)
         elif isinstance(event, ToolCall) and isinstance(event.arguments, dict):
             origin = self.observer.origin(event.session)
-            if origin is not None and self.bindings.for_tool(origin[0], event.name) is None:
+            if origin is None:
+                return
+            call = ModelCall(
+                origin[0],
+                event.session,
+                event.call_id,
+                event.name,
+                canonical_key(event.arguments),
+                event.t,
+            )
+            self._joined(self.join.model_call(call))
+            if self.bindings.for_tool(origin[0], event.name) is None:
                 self.rest.call_seen(origin[0], event.name, event.arguments)
+
+    def _joined(self, outcome: Joined | Ambiguous | None) -> None:
+        if isinstance(outcome, Ambiguous):
+            log.info(
+                "join.ambiguous",
+                tool=outcome.server.tool,
+                server=outcome.server.server,
+                model_names=list(outcome.names),
+            )
+        elif isinstance(outcome, Joined):
+            for listener in self.on_join:
+                listener(outcome)
 
     def eager(self, call: ToolCall) -> None:
         """A tool call has just closed in an LLM response: it is certain, start it."""
@@ -388,6 +415,14 @@ class Speculator:
             return
         ((agent_id, (tool, args)),) = ex.mcp_calls.items()
         self.bindings.offer(ex.client, tool, server)
+        mcp_session = flow.request.headers.get("mcp-session-id", "")
+        self._joined(
+            self.join.server_call(
+                ServerCall(
+                    ex.client, ex.url, tool, canonical_key(args), mcp_session, agent_id, ex.started
+                )
+            )
+        )
         key: CacheKey = (server.scope, server.id, tool, canonical(args))
         if not self.enabled:
             return
