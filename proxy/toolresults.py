@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 # (client, server URL, MCP session, JSON-RPC id) of a tools/call
 _Key = tuple[str, str, str, Any]
 _AMBIGUOUS = "ambiguous"
+DOUBT_S = 300.0  # as long as CallJoin keeps a model call waiting
 
 
 class ToolSideResults:
@@ -48,11 +49,17 @@ class ToolSideResults:
         # key -> (conversation, call id, model name, server tool, canonical args), or
         # _AMBIGUOUS when two joins came under one key
         self._waiting: LRU = LRU(capacity)
+        # (client, canonical args) -> time of an uncertain join: a later join of the same
+        # call is certain only because the first took one conversation away, which may
+        # have been the wrong one
+        self._doubtful: LRU = LRU(capacity)
 
     def joined(self, joined: Joined) -> None:
         """A tools/call was joined to the model's call it runs (Speculator.on_join)."""
         model, server = joined.model, joined.server
-        if not joined.certain:
+        doubt = self._doubtful.get((server.client, server.args))
+        if not joined.certain or (doubt is not None and server.t - doubt <= DOUBT_S):
+            self._doubtful[(server.client, server.args)] = server.t
             log.info(
                 "tool_result.not_learned",
                 why="another conversation made the same call",

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import openai
 import pytest
@@ -119,12 +120,13 @@ async def prose_agent(
     *,
     api_key: str,
     mcp_token: str,
+    mcp_http: httpx.AsyncClient | None = None,
     http_client: httpx.AsyncClient | None = None,
 ) -> list[str]:
     """Runs the model's calls on the MCP server, shows it their results as prose; returns
     the results' texts as the server sent them."""
     results: list[str] = []
-    async with mcp_session(mcp_url, mcp_token) as session:
+    async with mcp_session(mcp_url, mcp_token, mcp_http) as session:
         tools = await session.list_tools()
         client = openai.AsyncOpenAI(
             base_url=llm_base + "/v1", api_key=api_key, http_client=http_client
@@ -179,3 +181,81 @@ async def test_an_argument_is_learned_from_the_tools_own_result(
     assert counters["get_item"]["predicted"] >= 2, counters
     assert counters["get_item"]["used"] >= 2, counters
     assert server.calls.count(("get_item", "", "gloves-0")) == 1  # once, early, never again
+
+
+class BoundBackend(httpcore.AnyIOBackend):
+    """Connects from `local`: httpx and httpcore pass local_address only to direct
+    connections, never to those a proxy pool makes."""
+
+    def __init__(self, local: str) -> None:
+        self.local = local
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await super().connect_tcp(host, port, timeout, self.local, socket_options)
+
+
+class BoundProxyTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport through a proxy, its connections made from `local`."""
+
+    def __init__(self, proxy_url: str, local: str) -> None:
+        super().__init__()
+        self._pool = httpcore.AsyncHTTPProxy(
+            proxy_url=proxy_url, network_backend=BoundBackend(local)
+        )
+
+
+def bound_client(proxy: RunningProxy, local: str, **kwargs: Any) -> httpx.AsyncClient:
+    """An HTTP client whose connections to the proxy come from `local`: another client
+    address, as another machine's agent would be."""
+    return httpx.AsyncClient(
+        transport=BoundProxyTransport(proxy.url, local),
+        timeout=httpx.Timeout(30, read=300),
+        follow_redirects=True,
+        **kwargs,
+    )
+
+
+async def test_two_clients_making_the_same_calls_at_once_are_never_joined_across(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await proxy_for_shop(tmp_path, monkeypatch)
+    server = shop(tenant_of_token=True)
+    tenants = {"127.0.0.2": ("sk-a", "tok-a"), "127.0.0.3": ("sk-b", "tok-b")}
+
+    async def agent(local: str, word: str) -> list[str]:
+        api_key, token = tenants[local]
+        # the MCP session closes its client
+        mcp_http = bound_client(proxy, local, headers={"Authorization": f"Bearer {token}"})
+        async with bound_client(proxy, local) as llm_http:
+            return await prose_agent(
+                llm,
+                mcp_url,
+                f"find me {word}",
+                api_key=api_key,
+                mcp_token=token,
+                mcp_http=mcp_http,
+                http_client=llm_http,
+            )
+
+    words = ["shoes", "hats", "socks", "belts", "scarves", "gloves"]
+    async with serve_mcp(server) as mcp_url, serve(ProseLLM().app) as llm:
+        for word in words:  # both tenants ask the same, at the same time
+            a, b = await asyncio.gather(agent("127.0.0.2", word), agent("127.0.0.3", word))
+            assert json.loads(a[1])["id"] == f"tok-a-{word}-0"
+            assert json.loads(b[1])["id"] == f"tok-b-{word}-0"
+    counters = (await stats(proxy))["tools"]
+    # every item the server looked up, early or not, was the caller's own: no id crossed
+    items = [(tenant, arg) for tool, tenant, arg in server.calls if tool == "get_item"]
+    assert len(items) >= len(words) * 2
+    assert all(arg.startswith(tenant) for tenant, arg in items), items
+    # identical calls at once from two clients still join, each to its own client's
+    # tools/call: the ids, seen only in prose, were learned from the server's result
+    assert counters["get_item"]["predicted"] >= 4, counters
+    assert counters["get_item"]["used"] >= 4, counters
