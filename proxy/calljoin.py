@@ -64,6 +64,7 @@ class ServerCall:
     """A tools/call the agent sent to an MCP server."""
 
     client: str
+    scope: str  # the tool scope: a hash of the credentials the request carried
     server: str  # the server's URL
     tool: str
     args: bytes

@@ -10,8 +10,8 @@ model's conversation, as soon as the server answers. The client's version,
 which comes later with the next LLM request, then changes nothing: a call's
 first result counts (patterns/memory.py).
 
-An exchange is matched to its join by client, server URL, MCP session and
-JSON-RPC id, then checked against the join's tool and arguments; two joins
+An exchange is matched to its join by client, tool scope, MCP session, server
+URL and JSON-RPC id, then checked against the join's tool and arguments; two joins
 waiting under one such key learn nothing. Only learning crosses from the tool
 side to the LLM side here. What is served is decided by the tool side's scope
 alone: a result fetched with one set of tool credentials answers only tool
@@ -34,8 +34,6 @@ from prefire.proxy.sessions import mcp_session
 
 log = structlog.get_logger(__name__)
 
-# (client, server URL, MCP session, JSON-RPC id) of a tools/call
-_Key = tuple[str, str, str, Any]
 _AMBIGUOUS = "ambiguous"
 DOUBT_S = 300.0  # as long as CallJoin keeps a model call waiting
 
@@ -46,7 +44,8 @@ class ToolSideResults:
     ) -> None:
         self.observer = observer
         self.learn = learn
-        # key -> (conversation, call id, model name, server tool, canonical args), or
+        # (client, MCP session key, server URL, JSON-RPC id) of a tools/call ->
+        # (conversation, call id, model name, server tool, canonical args), or
         # _AMBIGUOUS when two joins came under one key
         self._waiting: LRU = LRU(capacity)
         # (client, canonical args) -> time of an uncertain join: a later join of the same
@@ -67,7 +66,8 @@ class ToolSideResults:
                 session=str(model.session),
             )
             return
-        key = _key(server.client, server.server, server.mcp_session, server.request_id)
+        session = mcp_session(server.scope, server.mcp_session)
+        key = (server.client, session, server.server, _id(server.request_id))
         if key in self._waiting:
             self._waiting[key] = _AMBIGUOUS
             return
@@ -80,7 +80,7 @@ class ToolSideResults:
         origin = self.observer.origin(event.session)
         if origin is None:
             return
-        key = (origin[0], event.url, event.session.conversation, _id(event.request_id))
+        key = (origin[0], event.session, event.url, _id(event.request_id))
         waiting = self._waiting.pop(key, None)
         if waiting is None:
             return
@@ -100,10 +100,6 @@ class ToolSideResults:
                 is_error=event.is_error,
             )
         )
-
-
-def _key(client: str, url: str, session_id: str, request_id: Any) -> _Key:
-    return (client, url, mcp_session("", session_id).conversation, _id(request_id))
 
 
 def _id(request_id: Any) -> Any:

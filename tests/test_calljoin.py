@@ -26,7 +26,7 @@ def model(name: str, args: dict, t: float, session: SessionKey = A, client: str 
 def server(
     tool: str, args: dict, t: float, mcp_session: str = "m1", client: str = "c"
 ) -> ServerCall:
-    return ServerCall(client, URL, tool, canonical(args), mcp_session, 1, t)
+    return ServerCall(client, "s", URL, tool, canonical(args), mcp_session, 1, t)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from prefire.patterns.canonical import canonical_key
 from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolResult
 from prefire.proxy.calljoin import CallJoin, ModelCall, ServerCall
 from prefire.proxy.observer import Observer
+from prefire.proxy.sessions import tool_scope_of
 from prefire.proxy.toolresults import ToolSideResults
 
 URL = "http://tools.local/mcp"
@@ -45,7 +46,10 @@ class Rig:
             xid, "POST", URL, "/mcp", headers, json.dumps(body).encode(), t, client
         )
         assert ex is not None
-        server = ServerCall(client, URL, "search", canonical_key(args), session_id, rpc_id, t)
+        scope = tool_scope_of(headers, URL)
+        server = ServerCall(
+            client, scope, URL, "search", canonical_key(args), session_id, rpc_id, t
+        )
         outcome = self.join.server_call(server)
         if outcome is not None:
             self.results.joined(outcome)  # type: ignore[arg-type]

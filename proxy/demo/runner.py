@@ -215,7 +215,7 @@ async def _demo(
             )
             speculative_calls = world.reset()
             progress(f"  {speculative['wall_s']:.1f} s")
-            stats, stats_error = await _read_stats(tmp / "speculative")
+            stats, stats_error = await read_stats(tmp / "speculative")
 
     totals = stats["totals"] if stats else None
     both = baseline["tasks"] + speculative["tasks"]
@@ -280,20 +280,41 @@ def _clean_env() -> dict[str, str]:
 async def _run_pass(
     tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str], progress: TaskProgress
 ) -> dict[str, Any]:
-    """One proxy, one agent run through it; returns the agent's report."""
-    state = StateDir(tmp / name)  # `prefire run` creates it
-    out_path, log_path = tmp / f"{name}-proxy.out", tmp / f"{name}-proxy.log"
+    """One proxy, one demo agent run through it; returns the agent's report."""
+    agent = [sys.executable, "-m", "prefire.proxy.demo.agent", *agent_args]
+    out = await run_through_proxy(
+        StateDir(tmp / name), proxy_flags, agent, on_line=_task_done(progress)
+    )
+    if not out.strip():
+        raise DemoError("the demo agent printed no report")
+    # the report is the last line; the lines before it said which task finished
+    return json.loads(out.splitlines()[-1])
+
+
+async def run_through_proxy(
+    state: StateDir,
+    proxy_flags: list[str],
+    agent: list[str],
+    log: Path | None = None,
+    on_line: Callable[[bytes], None] | None = None,
+) -> bytes:
+    """Start `prefire run` with its state in `state` (it creates it), run the `agent`
+    command through it by environment only, stop the proxy; returns the agent's stdout,
+    each line of which `on_line` is told as it comes. The proxy's JSON log goes to `log`
+    (default: beside the state dir)."""
+    out_path = state.root.with_name(state.root.name + "-proxy.out")
+    log_path = log or state.root.with_name(state.root.name + "-proxy.log")
     async with contextlib.AsyncExitStack() as stack:
         # Files, not pipes: nobody has to keep reading them while the proxy runs.
         out = stack.enter_context(out_path.open("wb"))
-        log = stack.enter_context(log_path.open("wb"))
+        log_file = stack.enter_context(log_path.open("wb"))
         proxy = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-host", "127.0.0.1"),
             *("--listen-port", "0", "--state-dir", str(state.root), "--log-format", "json"),
             *proxy_flags,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
-            stderr=log,
+            stderr=log_file,
             env=_clean_env(),
         )
         stack.push_async_callback(_stop, proxy)
@@ -305,23 +326,28 @@ async def _run_pass(
             "SSL_CERT_FILE": str(state.ca_bundle),
             "REQUESTS_CA_BUNDLE": str(state.ca_bundle),
         }
-        agent = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "prefire.proxy.demo.agent", *agent_args),
+        proc = await asyncio.create_subprocess_exec(
+            *agent,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
             limit=_MAX_REPORT,
         )
-        stack.push_async_callback(_stop, agent)
-        assert agent.stdout is not None and agent.stderr is not None
-        errors = asyncio.ensure_future(agent.stderr.read())
-        report = await _agent_report(agent.stdout, progress)
-        await agent.wait()
-        if agent.returncode != 0 or report is None:
+        stack.push_async_callback(_stop, proc)
+        assert proc.stdout is not None and proc.stderr is not None
+        errors = asyncio.ensure_future(proc.stderr.read())
+        lines = []
+        async for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+        await proc.wait()
+        if proc.returncode != 0:
             raise DemoError(
-                f"the agent failed (exit status {agent.returncode}):\n{_tail(await errors)}"
+                f"the agent failed (exit status {proc.returncode}):\n{_tail(await errors)}"
             )
+        report = b"".join(lines)
         # The proxy writes its final counters as it exits, so stop it before reading them.
         status = await _stop(proxy)
         if status != 0:
@@ -329,21 +355,16 @@ async def _run_pass(
     return report
 
 
-async def _agent_report(
-    stdout: asyncio.StreamReader, progress: TaskProgress
-) -> dict[str, Any] | None:
-    """The agent's report, its last line; the lines before it say which task finished."""
-    report = None
-    async for line in stdout:
-        try:
+def _task_done(progress: TaskProgress) -> Callable[[bytes], None]:
+    """Reads the demo agent's stdout lines: {"done": ID, "wall_s": S} as each task ends."""
+
+    def on_line(line: bytes) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             message = json.loads(line)
-        except ValueError:
-            raise DemoError(f"the agent printed {line[:200]!r}, not a JSON line") from None
-        if "done" in message:
-            progress.task_done(str(message["done"]), float(message["wall_s"]))
-        else:
-            report = message
-    return report
+            if isinstance(message, dict) and "done" in message:
+                progress.task_done(str(message["done"]), float(message["wall_s"]))
+
+    return on_line
 
 
 async def _listening_url(proc: asyncio.subprocess.Process, out: Path, log: Path) -> str:
@@ -388,7 +409,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-async def _read_stats(state_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+async def read_stats(state_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """`prefire stats --json` of the speculative run, or why there is none."""
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "prefire.proxy.cli", "stats", "--state-dir", str(state_dir)),
