@@ -79,7 +79,10 @@ def find_client(name: str) -> NodeClient | str:
     else:
         raise ValueError(f"unknown client {name!r}: claude-code, claude-code-native or codex")
     if not where.exists():
-        return f"{name} is not installed ({where} missing; run the agents setup script)"
+        part = "claude-native" if name == "claude-code-native" else "node"
+        failed = REPO / ".venv-agents" / f"{part}.failed"
+        why = failed.read_text().strip() if failed.exists() else "bash bench/agents/setup.sh node"
+        return f"{name} is not installed ({why})"
     version = _version(argv)
     if version is None:
         return f"{name} is installed but `--version` fails here ({' '.join(argv)})"
