@@ -216,7 +216,7 @@ async def _pass(
     calls = world.reset()
     totals: Counter[str] = Counter()
     for _, state in reps:
-        stats, error = await runner._read_stats(state)
+        stats, error = await runner.read_stats(state)
         if stats is None:
             raise runner.DemoError(f"{name}: no stats from {state}: {error}")
         totals.update(stats["totals"])

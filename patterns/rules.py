@@ -54,7 +54,10 @@ _RULE_KEYS = (
     "shared_learning",
     "invalidates",
     "rest",
+    "session",
 )
+# where an early MCP call runs: a session prefire opens itself, or the conversation's own
+SESSION_MODES = ("own", "agent")
 _MATCH_KEYS = ("tool", "server", "annotations", "method", "host")
 _REST_KEYS = ("method", "url", "body")
 
@@ -126,13 +129,14 @@ class Rule:
     shared_learning: bool = False
     invalidates: tuple[str, ...] = ()
     rest: RestTemplate | None = None
+    session: str = "own"  # one of SESSION_MODES
     index: int = 0  # position in the file, from 0
     line: int = 0  # line of the rule in its file, from 1; 0 for a rule built in code
     text: str = ""  # the rule as written, for `prefire rules explain`
 
     def check(
         self,
-        tool: str,
+        names: Sequence[str],
         servers: Sequence[str],
         annotations: Mapping[str, Any] | None,
         method: str | None,
@@ -140,11 +144,12 @@ class Rule:
     ) -> tuple[bool, str]:
         """Whether the rule matches, and why: the conditions that held, or the first failing."""
         why: list[str] = []
+        tool = names[0] if names else ""
         if self.tool:
-            glob = _first_match(self.tool, [tool])
+            glob = _first_match(self.tool, names)
             if glob is None:
-                return False, f"tool {_q(tool)} matches none of {_qs(self.tool)}"
-            why.append(f"tool {_q(tool)} matches {_q(glob[1])}")
+                return False, f"tool {_qs(names)} matches none of {_qs(self.tool)}"
+            why.append(f"tool {_q(glob[0])} matches {_q(glob[1])}")
         if self.server:
             if not servers:
                 return False, f"server: not known for {_q(tool)}, rule wants {_qs(self.server)}"
@@ -191,7 +196,7 @@ class RuleSet:
 
     def decide(
         self,
-        tool: str,
+        tool: str | Sequence[str],
         server: str | Sequence[str] | None = None,
         annotations: Mapping[str, Any] | None = None,
         method: str | None = None,
@@ -199,19 +204,23 @@ class RuleSet:
     ) -> Decision:
         """The first matching rule decides; none matching denies.
 
+        tool: the tool's name, or its names: the one the model calls it by and the one
+        its MCP server runs it by, when they differ (a rule's glob may match either).
         server: the MCP server's URL and/or name (a rule's glob may match either).
         annotations: the tool's MCP annotations as listed by its server; None when the
         tool is not an MCP tool, {} when the server gave none (spec defaults apply).
         method, host: the HTTP request a REST tool binds to.
         """
+        names = (tool,) if isinstance(tool, str) else tuple(dict.fromkeys(tool))
         servers = (server,) if isinstance(server, str) else tuple(server or ())
         skipped: list[tuple[Rule, str]] = []
         for rule in self.rules:
-            matched, why = rule.check(tool, servers, annotations, method, host)
+            matched, why = rule.check(names, servers, annotations, method, host)
             if matched:
                 return Decision(rule.prefire, rule, why, tuple(skipped))
             skipped.append((rule, why))
-        return Decision(False, None, f"no rule matches {tool}: denied by default", tuple(skipped))
+        listed = " or ".join(names)
+        return Decision(False, None, f"no rule matches {listed}: denied by default", tuple(skipped))
 
     def shares_learning(self, tool: str) -> bool:
         """Whether the rule that decides `tool` (by its name alone: the model knows no
@@ -448,6 +457,8 @@ class _Loader:
             settings["invalidates"] = self._globs(item, "invalidates", "")
         if "rest" in item:
             settings["rest"] = self._rest(item)
+        if "session" in item:
+            settings["session"] = self._session(item)
         if match is not None:
             self._cross_check(item, match, settings.get("trust_annotations", False))
         if len(self.problems) > before or match is None or prefire is None:
@@ -532,6 +543,18 @@ class _Loader:
             if value is not None:
                 out[name] = value
         return out
+
+    def _session(self, item: CommentedMap) -> str | None:
+        value = item["session"]
+        if value not in SESSION_MODES:
+            self.problem(
+                _value_line(item, "session"),
+                "session",
+                f"must be {' or '.join(SESSION_MODES)}, not {_q(str(value))} (own: a session "
+                "prefire opens itself; agent: the conversation's own MCP session)",
+            )
+            return None
+        return str(value)
 
     def _rest(self, item: CommentedMap) -> RestTemplate | None:
         r = self._mapping(item, "rest", "a mapping with url: (and method:, body:)")

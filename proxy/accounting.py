@@ -1,8 +1,19 @@
-"""Counters per tool: fired, used, wasted, promotions, seconds saved. Kept in memory,
-logged as key-value lines, written to the state dir for `prefire stats`."""
+"""Counters per tool: fired, used, wasted, failed, expired, promotions, seconds saved,
+and why calls were not made early (skipped, by reason). Kept in memory, logged as
+key-value lines, written to the state dir for `prefire stats`.
+
+Each early call ends one way: used (it answered the agent at least once), failed (no
+answer to serve: an error, a non-2xx status, a tool error), expired (its TTL passed
+unused) or wasted (unused otherwise: invalidated, evicted, left at shutdown, waited for
+too long). So, once no call is in flight, fired = used + wasted + failed + expired.
+With a shared store a call fired on one replica may be used on another: the sum holds
+over all replicas. The stats file holds one run of the proxy (the last one).
+"""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +39,18 @@ class ToolCounters:
     promotions: int = 0
     wasted: int = 0
     failed: int = 0
+    expired: int = 0
     saved_s: float = 0.0
+
+    @property
+    def unused(self) -> int:
+        return self.wasted + self.failed + self.expired
+
+
+# how an early call ended (proxy/cache.py) -> the counter it goes to; "used" is counted
+# where it is served, "superseded" takes the call back (another replica made it)
+_ENDS = {"failed": "failed", "expired": "expired"}
+_NOT_ENDS = ("used", "used_elsewhere", "superseded")
 
 
 class Accounting:
@@ -36,6 +58,8 @@ class Accounting:
         self.tools: dict[str, ToolCounters] = {}
         # the same counters per conversation, for the most recent ones (replay reports them)
         self.sessions: LRU = LRU(max_sessions)
+        self.skipped: Counter[str] = Counter()  # why a call was not made early -> how often
+        self.started = time.time()
 
     def tool(self, name: str) -> ToolCounters:
         c = self.tools.get(name)
@@ -55,6 +79,45 @@ class Accounting:
             return (self.tool(tool),)
         return self.tool(tool), self.session(session)
 
+    def fired(self, tool: str, session: SessionKey | None, kind: str) -> None:
+        for c in self.counters(tool, session):
+            c.fired += 1
+            if kind == "eager":
+                c.eager += 1
+            else:
+                c.predicted += 1
+
+    def unfired(self, tool: str, session: SessionKey | None, kind: str) -> None:
+        """A call another replica made instead: ours never ran."""
+        for c in self.counters(tool, session):
+            c.fired -= 1
+            if kind == "eager":
+                c.eager -= 1
+            else:
+                c.predicted -= 1
+
+    def used(
+        self, tool: str, session: SessionKey | None, first: bool, promoted: bool, saved_s: float
+    ) -> None:
+        """An early call's result answered the agent (`first`: its first answer)."""
+        for c in self.counters(tool, session):
+            if first:
+                c.used += 1
+            c.saved_s += saved_s
+            if promoted:
+                c.promotions += 1
+
+    def ended(self, tool: str, session: SessionKey | None, outcome: str) -> None:
+        """An early call ended unused: `outcome` says how (see proxy/cache.py)."""
+        if outcome in _NOT_ENDS:
+            return
+        field = _ENDS.get(outcome, "wasted")
+        for c in self.counters(tool, session):
+            setattr(c, field, getattr(c, field) + 1)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
     def report(self) -> dict[str, Any]:
         tools = {name: asdict(c) for name, c in sorted(self.tools.items())}
         totals: dict[str, Any] = {k: 0 for k in asdict(ToolCounters())}
@@ -64,7 +127,14 @@ class Accounting:
         totals["saved_s"] = round(totals["saved_s"], 3)
         for c in tools.values():
             c["saved_s"] = round(c["saved_s"], 3)
-        return {"tools": tools, "totals": totals}
+        ended = totals["used"] + totals["wasted"] + totals["failed"] + totals["expired"]
+        totals["in_flight"] = totals["fired"] - ended  # 0 once the proxy has stopped
+        return {
+            "run": {"started": self.started, "written": time.time()},
+            "tools": tools,
+            "totals": totals,
+            "skipped": dict(self.skipped.most_common()),
+        }
 
     def write(self, state_root: Path) -> bool:
         """Write stats.json atomically; a failure (a full disk) is logged, never raised."""
@@ -97,10 +167,32 @@ def read(state_root: Path) -> dict[str, Any] | None:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    cols = ("fired", "eager", "predicted", "used", "promotions", "wasted", "failed", "saved_s")
-    lines = [f"{'tool':<32}" + "".join(f"{c:>11}" for c in cols)]
+    cols = (
+        "fired",
+        "eager",
+        "predicted",
+        "used",
+        "promotions",
+        "wasted",
+        "failed",
+        "expired",
+        "saved_s",
+    )
+    lines = []
+    run = report.get("run")
+    if isinstance(run, dict) and isinstance(run.get("started"), int | float):
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
+        lines.append(f"The last run of the proxy only (started {started}); each run starts at 0.")
+    lines.append(f"{'tool':<32}" + "".join(f"{c:>11}" for c in cols))
     for name, c in report["tools"].items():
-        lines.append(f"{name[:31]:<32}" + "".join(f"{c[k]:>11}" for k in cols))
+        lines.append(f"{name[:31]:<32}" + "".join(f"{c.get(k, 0):>11}" for k in cols))
     t = report["totals"]
-    lines.append(f"{'total':<32}" + "".join(f"{t[k]:>11}" for k in cols))
+    lines.append(f"{'total':<32}" + "".join(f"{t.get(k, 0):>11}" for k in cols))
+    if t.get("in_flight"):
+        lines.append(f"{t['in_flight']} early calls were still in flight when this was written.")
+    skipped = report.get("skipped")
+    if isinstance(skipped, dict) and skipped:
+        lines.append("")
+        lines.append("not made early, by reason:")
+        lines += [f"  {reason:<30}{n:>11}" for reason, n in skipped.items()]
     return "\n".join(lines) + "\n"

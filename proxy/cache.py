@@ -7,6 +7,11 @@ fired; while it runs, an agent request for the same key waits for it (in-flight
 promotion) instead of sending a second call. A result is served `reuse` times
 (once by default), expires after `ttl` seconds, and can be invalidated. A failed
 speculative call leaves nothing behind: the agent's request goes upstream.
+
+Every entry ends exactly once (`on_end`): "used" when it first answers an agent's
+request, else why it went unused ("failed", "expired", "invalidated", "evicted",
+"promotion_timeout", "shutdown", ...). A request waiting for a call in flight holds a
+serve of it; an entry dropped meanwhile ends when that request is done with it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from lru import LRU
 from prefire.patterns.events import SessionKey
 
 CacheKey = tuple[str, str, str, bytes]  # scope, binding id, tool, canonical arguments
+BODY_START = 200  # bytes of an error body a failure keeps, for the log
 
 
 @dataclass(slots=True)
@@ -35,6 +41,20 @@ class Result:
     duration_s: float
     # for MCP: the JSON-RPC id prefire used, to be replaced by the agent's id
     request_id: str = ""
+    reply: Any = None  # for MCP: the JSON-RPC result
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a speculative request brought back nothing to serve."""
+
+    reason: str
+    status: int = 0  # the HTTP status, when a response came
+    body: str = ""  # the start of its body, or the error
+
+    @classmethod
+    def of_response(cls, reason: str, response: Result) -> Failure:
+        return cls(reason, response.status, response.body[:BODY_START].decode("utf-8", "replace"))
 
 
 @dataclass(slots=True)
@@ -52,6 +72,10 @@ class Entry:
     )  # e.g. the binding's server, for invalidation
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
     shared: str = ""  # the shared store's name for it, when this replica claimed it there
+    called_as: str = ""  # the name the model called the tool by
+    waiting: int = 0  # agent requests waiting for its call in flight
+    removed: str = ""  # why it left the cache while requests were waiting for it
+    outcome: str = ""  # how it ended; "" while it may still be served
 
 
 class Superseded(Exception):
@@ -59,12 +83,12 @@ class Superseded(Exception):
 
 
 Fetch = Callable[[], Coroutine[Any, Any, Result | None]]
-OnDrop = Callable[[Entry, str], None]
+OnEnd = Callable[[Entry, str], None]
 
 
 class ResultCache:
-    def __init__(self, capacity: int = 10_000, on_drop: OnDrop | None = None) -> None:
-        self._on_drop = on_drop
+    def __init__(self, capacity: int = 10_000, on_end: OnEnd | None = None) -> None:
+        self._on_end = on_end
         self._entries: LRU = LRU(capacity, callback=self._evicted)
 
     def __len__(self) -> int:
@@ -74,10 +98,21 @@ class ResultCache:
         self._dropped(entry, "evicted")
 
     def _dropped(self, entry: Entry, why: str) -> None:
+        """`entry` left the cache unserved (or served already: then nothing happens)."""
+        if entry.waiting:
+            entry.removed = why  # a request waits for it: it ends when that one is done
+            return
         if entry.used == 0 and not entry.task.done():
             entry.task.cancel()
-        if self._on_drop is not None:
-            self._on_drop(entry, why)
+        self.end(entry, why)
+
+    def end(self, entry: Entry, outcome: str) -> None:
+        """Record how `entry` ended, once."""
+        if entry.outcome:
+            return
+        entry.outcome = outcome
+        if self._on_end is not None:
+            self._on_end(entry, outcome)
 
     def lookup(self, key: CacheKey, now: float | None = None) -> Entry | None:
         entry = self._entries.get(key)
@@ -114,16 +149,16 @@ class ResultCache:
 
     def _settled(self, key: CacheKey, entry: Entry, task: asyncio.Task[Result | None]) -> None:
         # errors are never cached: the agent's own request goes upstream
-        exc = None if task.cancelled() else task.exception()
-        failed = task.cancelled() or exc is not None or task.result() is None
-        if failed and self._entries.get(key) is entry:
-            self._remove(key, "superseded" if isinstance(exc, Superseded) else "failed")
+        why = _failure(task)
+        if why is not None and self._entries.get(key) is entry:
+            self._remove(key, why)
 
     async def take(
         self, key: CacheKey, wait: Callable[[Entry], float] | None = None
     ) -> tuple[Result, Entry, bool] | None:
         """The result for an agent request: (result, entry, was still in flight), or None
-        when there is none or the speculative call failed. Uses one of the entry's serves.
+        when there is none or the speculative call failed. Uses one of the entry's serves,
+        once its result is in hand.
 
         `wait(entry)`: how many seconds an agent request may wait for a call still in
         flight. Past that the request goes upstream itself (None), so a hung speculative
@@ -136,23 +171,48 @@ class ResultCache:
         timeout = wait(entry) if in_flight and wait is not None else None
         if timeout is not None and timeout <= 0:
             return None
+        # hold a serve while waiting, so that two requests never both count on the last one
         entry.uses_left -= 1
-        entry.used += 1
+        entry.waiting += 1
         if entry.uses_left <= 0:
-            del self._entries[key]  # served for the last time; not a drop
+            del self._entries[key]  # its last serve: no other request finds it
         try:
             result = await asyncio.wait_for(asyncio.shield(entry.task), timeout)
         except TimeoutError:
-            entry.used -= 1
-            if self._entries.get(key) is entry:
-                del self._entries[key]
+            self._let_go(key, entry)
             self._dropped(entry, "promotion_timeout")
             return None
-        except (asyncio.CancelledError, Exception):
+        except asyncio.CancelledError:
+            # the agent's request went away while it waited: the serve goes back
+            entry.uses_left += 1
+            self._let_go(key, entry)
+            if (
+                not entry.removed
+                and self._entries.get(key) is None
+                and _failure(entry.task) is None
+            ):
+                self._entries[key] = entry
+            elif self._entries.get(key) is not entry:
+                self._dropped(entry, entry.removed or _failure(entry.task) or "abandoned")
+            raise
+        except Exception as exc:
+            self._let_go(key, entry)
+            self.end(entry, "superseded" if isinstance(exc, Superseded) else "failed")
             return None
+        entry.waiting -= 1
         if result is None:
+            self._let_go(key, entry)
+            self.end(entry, "failed")
             return None
+        entry.used += 1
+        self.end(entry, "used")
         return result, entry, in_flight
+
+    def _let_go(self, key: CacheKey, entry: Entry) -> None:
+        """A waiting request is done with `entry` without being served from it."""
+        entry.waiting = max(0, entry.waiting - 1)
+        if self._entries.get(key) is entry and _failure(entry.task) is not None:
+            del self._entries[key]
 
     def invalidate(self, match: Callable[[Entry], bool], why: str = "invalidated") -> int:
         """Drop every entry `match` selects; returns how many."""
@@ -177,3 +237,15 @@ class ResultCache:
 
     def clear(self, why: str = "shutdown") -> None:
         self.invalidate(lambda e: True, why)
+
+
+def _failure(task: asyncio.Task[Result | None]) -> str | None:
+    """Why a finished speculative call has nothing to serve; None if it has, or runs."""
+    if not task.done():
+        return None
+    if task.cancelled():
+        return "failed"
+    exc = task.exception()
+    if isinstance(exc, Superseded):
+        return "superseded"
+    return "failed" if exc is not None or task.result() is None else None

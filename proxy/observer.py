@@ -41,7 +41,9 @@ class Exchange:
     client: str = ""
     codec: LLMCodec | None = None
     parsed: ParsedRequest | None = None
-    # MCP: JSON-RPC id -> (tool name, arguments) of tools/call requests; ids of tools/list
+    # MCP: the requests and notifications of the body; JSON-RPC id -> (tool name,
+    # arguments) of its tools/call requests; ids of its tools/list requests
+    mcp_requests: list[mcp.McpRequest] = field(default_factory=list)
     mcp_calls: dict[Any, tuple[str, Any]] = field(default_factory=dict)
     mcp_lists: set[Any] = field(default_factory=set)
     llm_decoder: StreamDecoder | None = None
@@ -96,12 +98,13 @@ class Observer:
             scope = sessions_mod.tool_scope_of(header_list, url)
             session_id = next((v for k, v in header_list if k.lower() == "mcp-session-id"), "")
             ex = Exchange(method, url, t, sessions_mod.mcp_session(scope, session_id), client)
-            for msg in mcp.parse_request(data):
+            ex.mcp_requests = mcp.parse_request(data)
+            for msg in ex.mcp_requests:
                 if msg.method == "tools/list" and msg.id is not None:
                     ex.mcp_lists.add(msg.id)
                 elif msg.id is not None and (call := mcp.call_of(msg)) is not None:
                     ex.mcp_calls[msg.id] = call
-            if not (ex.mcp_calls or ex.mcp_lists):
+            if not ex.mcp_requests:
                 return None
             self._origins[ex.session] = (client, url)
         else:

@@ -21,8 +21,6 @@ binding for is relayed to the replicas that have one.
 from __future__ import annotations
 
 import fnmatch
-import itertools
-import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -42,8 +40,19 @@ from prefire.patterns.model import PatternModel, firing_order
 from prefire.patterns.rules import RestRequest
 from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
-from prefire.proxy.bindings import Bindings, McpServer
-from prefire.proxy.cache import CacheKey, Entry, Fetch, Result, ResultCache, Superseded
+from prefire.proxy.bindings import Bindings, McpServer, NoTarget, Target
+from prefire.proxy.cache import (
+    BODY_START,
+    CacheKey,
+    Entry,
+    Failure,
+    Fetch,
+    Result,
+    ResultCache,
+    Superseded,
+)
+from prefire.proxy.calljoin import Ambiguous, CallJoin, Joined, ModelCall, ServerCall
+from prefire.proxy.mcpclient import McpClient
 from prefire.proxy.observer import Exchange, Observer
 from prefire.proxy.providers import mcp
 from prefire.proxy.rest import RestLearner, request_key
@@ -79,6 +88,7 @@ class _Served:
     kind: str
     saved_s: float  # the tool time the agent did not wait
     promoted: bool  # still running when the agent asked
+    first: bool = True  # the call's first answer to the agent
     remote: bool = False  # fetched by another replica
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
 
@@ -104,16 +114,19 @@ class Speculator:
         self.connect_to = connect_to
         self.bindings = Bindings()
         self.rest = RestLearner()
-        self.cache = ResultCache(on_drop=self._dropped)
+        self.cache = ResultCache(on_end=self._ended)
+        self.mcp = McpClient(self._send)
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
         self._latency: LRU = LRU(10_000)  # tool -> EWMA of finished speculative calls, s
-        self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
         self.store = store or Store()
         self._claimed: LRU = LRU(10_000)  # shared name -> cache key, for calls we claimed
         self.store.on_used = self._used_elsewhere
         self.store.on_invalidated = self._invalidated_elsewhere
         self.store.on_fire = self._fire_requested
+        # pairs each model-side tool call with the tools/call that runs it
+        self.join = CallJoin()
+        self.on_join: list[Callable[[Joined], None]] = [self.bindings.learn]
 
     # -- events -------------------------------------------------------------------
 
@@ -129,8 +142,34 @@ class Speculator:
             self._fire_predicted(event.session)
         elif isinstance(event, ToolCall) and isinstance(event.arguments, dict):
             origin = self.observer.origin(event.session)
-            if origin is not None and self.bindings.for_tool(origin[0], event.name) is None:
+            if origin is None:
+                return
+            call = ModelCall(
+                origin[0],
+                event.session,
+                event.call_id,
+                event.name,
+                canonical_key(event.arguments),
+                event.t,
+            )
+            self._joined(self.join.model_call(call))
+            if isinstance(self.bindings.resolve(origin[0], event.name), NoTarget):
                 self.rest.call_seen(origin[0], event.name, event.arguments)
+
+    def _joined(self, outcome: Joined | Ambiguous | None) -> str | None:
+        """Learn from what the join found; the model-side name of the call, if joined."""
+        if isinstance(outcome, Ambiguous):
+            log.info(
+                "join.ambiguous",
+                tool=outcome.server.tool,
+                server=outcome.server.server,
+                model_names=list(outcome.names),
+            )
+        elif isinstance(outcome, Joined):
+            for listener in self.on_join:
+                listener(outcome)
+            return outcome.model.name
+        return None
 
     def eager(self, call: ToolCall) -> None:
         """A tool call has just closed in an LLM response: it is certain, start it."""
@@ -175,26 +214,45 @@ class Speculator:
         session: SessionKey | None,
         relay: bool,
     ) -> bool:
-        """Fire a call for `session` (None: asked for by another replica)."""
+        """Fire a call for `session` (None: asked for by another replica); `tool` is the
+        name the model calls it by. Whatever stops it is logged and counted."""
         ruleset = self.rules.current
-        server = self.bindings.for_tool(client, tool)
-        if server is not None:
+        target = self.bindings.resolve(client, tool)
+        name = tool  # the name it is counted and served under: the server's, for MCP
+        if isinstance(target, Target):
+            server, name = target.server, target.tool
             decision = ruleset.decide(
-                tool, server=server.url, annotations=server.annotations.get(tool)
+                (tool, name), server=server.url, annotations=server.annotations.get(name)
             )
-            key: CacheKey = (server.scope, server.id, tool, canonical_key(args))
+            if not decision.allowed or decision.rule is None:
+                return self._skip("rule_denied", tool, kind, session, why=decision.reason)
+            agent_session = None
+            if decision.rule.session == "agent" and not server.sessionless:
+                agent_session = self._agent_session(session, server)
+                if agent_session is None:
+                    return self._skip(
+                        "agent_session_unknown", tool, kind, session, server=server.url
+                    )
+            binding = f"{server.id}|{server.protocol}"
+            if agent_session is not None:
+                binding += "|" + agent_session
+            key: CacheKey = (server.scope, binding, name, canonical_key(args))
             tags = (server.scope, server.url)
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
-                return self._call_mcp(server, tool, args)
+                return self._call_mcp(server, name, args, agent_session)
 
         else:
             planned = self._plan_rest(client, tool, args)
             if planned is None:
-                return relay and self._relay(client, tool, args, kind, session)
+                if relay and self._relay(client, tool, args, kind, session):
+                    return True
+                return self._skip(target.reason, tool, kind, session, **target.detail)
             request, headers, scope = planned
             parts = urlsplit(request.url)
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
+            if not decision.allowed or decision.rule is None:
+                return self._skip("rule_denied", tool, kind, session, why=decision.reason)
             ident, canonical_request = request_key(request.method, request.url, request.body)
             key = (scope, "rest", ident, canonical_request)
             tags = (scope, rest.origin(request.url))
@@ -202,37 +260,62 @@ class Speculator:
             def fetch() -> Coroutine[Any, Any, Result | None]:
                 return self._call_rest(request, headers, tool)
 
-        if not decision.allowed or decision.rule is None:
-            return False
-        counters = self.accounting.tool(tool)
-        if ruleset.budgets.backs_off(counters.fired, counters.wasted):
-            return False
+        counters = self.accounting.tool(name)
+        if ruleset.budgets.backs_off(counters.fired, counters.unused):
+            return self._skip(
+                "backed_off", tool, kind, session, fired=counters.fired, unused=counters.unused
+            )
         # The cap bounds guesses. An eager call is the agent's own call started sooner:
         # it adds no load the agent would not make, so a backlog of guesses never holds it up.
         if kind != "eager" and self._in_flight >= ruleset.budgets.max_concurrent:
-            return False
+            return self._skip("budget", tool, kind, session, in_flight=self._in_flight)
         ttl, reuse = decision.rule.ttl, decision.rule.reuse
         cell: list[Entry] = []
         if self.store.shared:
             call = fetch
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
-                return self._fetch_shared(key, tool, kind, tags, ttl, reuse, call, cell)
+                return self._fetch_shared(key, name, kind, tags, ttl, reuse, call, cell)
 
         entry = self.cache.start(
-            key, tool, fetch, ttl=ttl, reuse=reuse, kind=kind, tags=tags, session=session
+            key, name, fetch, ttl=ttl, reuse=reuse, kind=kind, tags=tags, session=session
         )
+        if entry is not None:
+            entry.called_as = tool
         if entry is None:
-            return False
+            return False  # the same call is in flight or fetched already
         cell.append(entry)
-        for c in self.accounting.counters(tool, session):
-            c.fired += 1
-            if kind == "eager":
-                c.eager += 1
-            else:
-                c.predicted += 1
-        log.info("speculate.fired", tool=tool, kind=kind, session=_label(session))
+        self.accounting.fired(name, session, kind)
+        log.info(
+            "speculate.fired",
+            tool=name,
+            kind=kind,
+            session=_label(session),
+            **({"called_as": tool} if tool != name else {}),
+        )
         return True
+
+    def _skip(
+        self, reason: str, tool: str, kind: str, session: SessionKey | None, **detail: Any
+    ) -> bool:
+        """A call the model made or may make is not made early: say why."""
+        self.accounting.skip(reason)
+        log.info(
+            "speculate.skipped",
+            reason=reason,
+            tool=tool,
+            kind=kind,
+            session=_label(session),
+            **detail,
+        )
+        return False
+
+    def _agent_session(self, session: SessionKey | None, server: McpServer) -> str | None:
+        """The conversation's own MCP session on `server`, if the join has seen it and the
+        agent has not ended it."""
+        if session is None:
+            return None
+        return self.bindings.agent_session(session, server)
 
     def _relay(
         self, client: str, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None
@@ -278,27 +361,21 @@ class Speculator:
             self.store.settle(h, result, tool, kind)
         return result
 
-    async def _call_mcp(self, server: McpServer, tool: str, args: dict[str, Any]) -> Result | None:
-        rid = next(self._ids)
-        body = orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": rid,
-                "method": "tools/call",
-                "params": {"name": tool, "arguments": args},
-            }
-        )
-        headers = {**server.headers, "content-type": "application/json"}
-        sent = await self._send("POST", server.url, body, headers, tool)
-        if sent is None:
+    async def _call_mcp(
+        self, server: McpServer, tool: str, args: dict[str, Any], agent_session: str | None
+    ) -> Result | None:
+        got = await self.mcp.call(server, tool, args, self.mcp.next_id(), agent_session)
+        if isinstance(got, Result):
+            value, is_error = mcp.call_result(got.reply)
+            if is_error:
+                got = Failure("tool_error", got.status, str(value)[:BODY_START])
+            elif not mcp.complete(got.reply):
+                got = Failure("incomplete", got.status, str(got.reply.get("resultType")))
+        if isinstance(got, Failure):  # errors are never served from speculation
+            _failed(tool, got, server=server.url)
             return None
-        reply = next(
-            (r for r in mcp.parse_response(sent.body, sent.content_type) if r.id == rid), None
-        )
-        if reply is None or reply.error is not None or mcp.call_result(reply.result)[1]:
-            return None  # errors are never served from speculation
-        sent.request_id = rid
-        return sent
+        ewma(self._latency, tool, got.duration_s)
+        return got
 
     def _plan_rest(
         self, client: str, tool: str, args: dict[str, Any]
@@ -325,12 +402,20 @@ class Speculator:
         data = None if request.body is None else orjson.dumps(request.body)
         if data is not None:
             headers = {**headers, "content-type": "application/json"}
-        return await self._send(request.method, request.url, data, headers, tool)
+        got = await self._send(request.method, request.url, data, headers)
+        if isinstance(got, Result) and not 200 <= got.status < 300:
+            got = Failure.of_response("status", got)
+        if isinstance(got, Failure):
+            _failed(tool, got, url=rest.origin(request.url))
+            return None
+        ewma(self._latency, tool, got.duration_s)
+        return got
 
     async def _send(
-        self, method: str, url: str, data: bytes | None, headers: dict[str, str], tool: str
-    ) -> Result | None:
-        """Send a speculative request; its response if 2xx, else None (never an error)."""
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> Result | Failure:
+        """Send one of prefire's own requests: the response, whatever its status, or a
+        Failure when none came."""
         self._in_flight += 1
         started = time.monotonic()
         extra: dict[str, Any] = {}
@@ -344,15 +429,10 @@ class Speculator:
                 status, ctype = resp.status, resp.headers.get("content-type", "")
                 raw_headers = list(resp.raw_headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.info("speculate.failed", tool=tool, error=repr(exc))
-            return None
+            return Failure("unreachable", 0, repr(exc)[:BODY_START])
         finally:
             self._in_flight -= 1
-        if not 200 <= status < 300:
-            return None
-        elapsed = time.monotonic() - started
-        ewma(self._latency, tool, elapsed)
-        return Result(status, raw_headers, body, ctype, elapsed)
+        return Result(status, raw_headers, body, ctype, time.monotonic() - started)
 
     def _promotion_wait(self, entry: Entry) -> float:
         """Seconds an agent request may still wait for `entry`'s call in flight."""
@@ -374,26 +454,51 @@ class Speculator:
 
     async def close(self) -> None:
         self.cache.clear()
+        await self.mcp.close()
         if self._http is not None:
             await self._http.close()
 
     # -- serving ------------------------------------------------------------------
 
     async def serve(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """The agent's own MCP request: answer it from speculation if we can."""
+        """The agent's own MCP request: learn from it, and answer it from speculation
+        if we can."""
+        req = flow.request
         server = self.bindings.observe_mcp(
-            ex.client, ex.session.scope, ex.url, flow.request.headers.items(multi=True)
+            ex.client, ex.session.scope, ex.url, req.headers.items(multi=True), ex.mcp_requests
         )
         if len(ex.mcp_calls) != 1 or ex.mcp_lists:
             return
         ((agent_id, (tool, args)),) = ex.mcp_calls.items()
         self.bindings.offer(ex.client, tool, server)
-        key: CacheKey = (server.scope, server.id, tool, canonical(args))
+        mcp_session = req.headers.get("mcp-session-id", "")
+        called_as = self._joined(
+            self.join.server_call(
+                ServerCall(
+                    ex.client,
+                    ex.session.scope,
+                    ex.url,
+                    tool,
+                    canonical_key(args),
+                    mcp_session,
+                    agent_id,
+                    ex.started,
+                )
+            )
+        )
         if not self.enabled:
             return
-        served = await self._take(key)
+        # a call made in this very session (rule `session: agent`), else one in a session
+        # of prefire's own, in the protocol version this request speaks
+        binding = f"{server.id}|{req.headers.get('mcp-protocol-version', '')}"
+        bindings = [binding + "|" + mcp_session] if mcp_session else []
+        served = None
+        for b in [*bindings, binding]:
+            served = await self._take((server.scope, b, tool, canonical(args)))
+            if served is not None:
+                break
         if served is None:
-            await self._invalidate_for(tool, server)
+            await self._invalidate_for(tool, server, called_as)
             return
         result = served.result
         # the server's own bytes, answering the agent's JSON-RPC id instead of ours
@@ -405,9 +510,13 @@ class Speculator:
         from it, and answer it from speculation when a fetched request is exactly this one."""
         req = flow.request
         body: Any = loads_or_none(content) if content else None
-        headers = req.headers.items(multi=True)
-        self.rest.request_seen(client, req.method, req.url, list(headers), body)
+        headers = list(req.headers.items(multi=True))  # (a generator: read twice below)
         scope = tool_scope_of(headers, req.url)
+        if req.method == "DELETE" and "mcp-session-id" in req.headers:
+            # the agent ends an MCP session: no early call may ride on it any more
+            self.bindings.session_closed(scope, req.url, req.headers["mcp-session-id"])
+            return
+        self.rest.request_seen(client, req.method, req.url, headers, body)
         key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
         served = await self._take(key) if self.enabled else None
         if served is None:
@@ -436,7 +545,15 @@ class Speculator:
             result, entry, in_flight = taken
             # promoted: the agent was spared the time the call had already run when it asked
             saved = result.duration_s if not in_flight else asked - entry.fired_at
-            return _Served(result, entry.tool, entry.kind, saved, in_flight, session=entry.session)
+            return _Served(
+                result,
+                entry.tool,
+                entry.kind,
+                saved,
+                in_flight,
+                first=entry.used == 1,
+                session=entry.session,
+            )
         if not self.store.shared:
             return None
         remote = await self.store.take(result_key(key))
@@ -448,11 +565,8 @@ class Speculator:
 
     def _served(self, flow: http.HTTPFlow, served: _Served, body: bytes) -> None:
         result = served.result
-        for counters in self.accounting.counters(served.tool, served.session):
-            counters.used += 1
-            counters.saved_s += max(0.0, min(served.saved_s, result.duration_s))
-            if served.promoted:
-                counters.promotions += 1
+        saved = max(0.0, min(served.saved_s, result.duration_s))
+        self.accounting.used(served.tool, served.session, served.first, served.promoted, saved)
         flow.response = http.Response.make(
             result.status,
             body,
@@ -469,12 +583,15 @@ class Speculator:
             **({"from_replica": True} if served.remote else {}),
         )
 
-    async def _invalidate_for(self, tool: str, server: McpServer) -> None:
+    async def _invalidate_for(
+        self, tool: str, server: McpServer, called_as: str | None = None
+    ) -> None:
         """A call that was not served goes upstream. If it may change state (no rule
-        lets it run early), drop what was fetched from that server in that scope; a
-        rule's `invalidates` globs drop the matching tools' results in that scope."""
+        lets it run early, by its name or the one the model called it by), drop what
+        was fetched from that server in that scope; a rule's `invalidates` globs drop
+        the matching tools' results in that scope."""
         decision = self.rules.current.decide(
-            tool, server=server.url, annotations=server.annotations.get(tool)
+            (tool, called_as or tool), server=server.url, annotations=server.annotations.get(tool)
         )
         globs = decision.rule.invalidates if decision.rule is not None else ()
 
@@ -485,7 +602,10 @@ class Speculator:
             )
 
         dropped = self.cache.invalidate(
-            lambda e: e.tags[0] == server.scope and stale_call(e.tool, e.tags[1])
+            lambda e: (
+                e.tags[0] == server.scope
+                and (stale_call(e.tool, e.tags[1]) or stale_call(e.called_as, e.tags[1]))
+            )
         )
         if self.store.shared and (globs or not decision.allowed):
             # before the write goes upstream, so no replica serves a read it changed
@@ -499,7 +619,8 @@ class Speculator:
         entry = self.cache.lookup(key) if key is not None else None
         if entry is None or entry.shared != h:
             return
-        entry.used += 1  # not wasted: it answered an agent, there
+        entry.used += 1  # not wasted: it answered an agent, there (counted there)
+        self.cache.end(entry, "used_elsewhere")
         entry.uses_left -= 1
         if entry.uses_left <= 0:
             self.cache.discard(key)
@@ -512,25 +633,27 @@ class Speculator:
             if entry is not None and entry.shared == h:
                 self.cache.drop(key, "invalidated")
 
-    def _dropped(self, entry: Entry, why: str) -> None:
-        every = self.accounting.counters(entry.tool, entry.session)
-        if why == "superseded":
+    def _ended(self, entry: Entry, outcome: str) -> None:
+        """An early call ended (see proxy/cache.py): count it."""
+        if outcome == "superseded":
             # another replica has the same call in flight or ready: ours never ran
-            for counters in every:
-                counters.fired -= 1
-                if entry.kind == "eager":
-                    counters.eager -= 1
-                else:
-                    counters.predicted -= 1
+            self.accounting.unfired(entry.tool, entry.session, entry.kind)
             log.info("speculate.superseded", tool=entry.tool)
             return
-        for counters in every:
-            if why == "failed":
-                counters.failed += 1
-            if entry.used == 0:
-                counters.wasted += 1
-        if entry.used == 0:
-            log.info("speculate.wasted", tool=entry.tool, why=why)
+        self.accounting.ended(entry.tool, entry.session, outcome)
+        if outcome not in ("used", "used_elsewhere"):
+            log.info("speculate.wasted", tool=entry.tool, why=outcome)
+
+
+def _failed(tool: str, failure: Failure, **where: str) -> None:
+    log.info(
+        "speculate.failed",
+        tool=tool,
+        why=failure.reason,
+        status=failure.status or None,
+        body=failure.body,
+        **where,
+    )
 
 
 def _label(session: SessionKey | None) -> str:

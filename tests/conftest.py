@@ -28,6 +28,7 @@ class RunningProxy:
     state_dir: Path
     capture_dir: Path
     proc: asyncio.subprocess.Process
+    args: tuple[str, ...] = ()  # the extra arguments of `prefire run`
 
     @property
     def ca_bundle(self) -> Path:
@@ -103,6 +104,7 @@ async def start_proxy(
         state_dir=state,
         capture_dir=capture,
         proc=proc,
+        args=extra,
     )
 
 

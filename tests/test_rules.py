@@ -263,7 +263,8 @@ def test_every_problem_is_reported_with_its_line_and_key() -> None:
         "r.yaml:7: ttl: must be more than 0, not -5",
         "r.yaml:8: reuse: must be at least 1, not 0",
         "r.yaml:9: color: unknown key; known keys here: "
-        "match, prefire, trust_annotations, ttl, reuse, shared_learning, invalidates, rest",
+        "match, prefire, trust_annotations, ttl, reuse, shared_learning, invalidates, rest, "
+        "session",
         "r.yaml:12: match.annotations.readOnlyHnt: unknown MCP annotation (did you mean "
         "readOnlyHint?); known: readOnlyHint, destructiveHint, idempotentHint, openWorldHint",
         "r.yaml:12: match.annotations.idempotentHint: must be true or false, not 1",

@@ -1,31 +1,21 @@
-"""A scripted OpenAI-compatible Chat Completions server: the demo's model.
+"""The demo's model: scripted travel and customer-support tasks (see scripted_llm.py for
+the server and its wire formats).
 
-It knows a few task types. From each request it works out the task (the first user
-message, matched against the task templates) and the step (how many tool-call turns the
-conversation already holds), and answers with the next scripted turn: tool calls whose
-arguments are taken from the tool results in the conversation (the cheapest flight's id
-from a search becomes get_flight's argument), or the final answer, written from those
-results. So what it asks for depends on what the tools really returned.
-
-Answers stream like a real model's: a think time before the first token, then the tool
-calls over several chunks (each call closes before the stream ends), then `[DONE]`.
+From each request the server works out the task (the user's message, matched against the
+task templates) and the step (how many tool-call turns the conversation already holds); the
+functions below give the next turn: tool calls whose arguments are taken from the tool
+results in the conversation (the cheapest flight's id from a search becomes get_flight's
+argument), or the final answer, written from those results.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
-import json
 import random
-import re
-import secrets
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from aiohttp import web
-
+from prefire.proxy.demo import scripted_llm
+from prefire.proxy.demo.scripted_llm import Seen, TemplateScript, Turn
 from prefire.proxy.demo.tools import AIRPORTS
 
 TEMPLATES: dict[str, str] = {
@@ -47,11 +37,6 @@ WORKLOADS: dict[str, tuple[str, ...]] = {
 }
 # The final answer of a task whose tool results lacked what the script needs.
 GAVE_UP = "I could not finish this task"
-_FIRST_TOKEN_SHARE = 0.5  # of the think time, spent before the first chunk
-
-Call = tuple[str, dict[str, Any]]  # tool name, arguments
-Turn = list[Call] | str  # tool calls to make, or the final answer
-Seen = dict[str, list[Any]]  # tool name -> its results so far, oldest first
 
 
 def make_tasks(
@@ -77,15 +62,6 @@ def make_tasks(
         }
         tasks.append({"id": f"t{i + 1}-{kind}", "prompt": TEMPLATES[kind].format(**params)})
     return tasks
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{(\w+)\}", template)
-    # split() alternates literal text and placeholder names
-    return re.compile(
-        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
-        + r"\Z"
-    )
 
 
 def _trip(p: dict[str, str], step: int, seen: Seen) -> Turn:
@@ -199,119 +175,22 @@ def _status(p: dict[str, str], step: int, seen: Seen) -> Turn:
     return "; ".join(lines) + "."
 
 
-_SCRIPTS: dict[str, Callable[[dict[str, str], int, Seen], Turn]] = {
-    "trip": _trip,
-    "cancel": _cancel,
-    "book": _book,
-    "status": _status,
-    "research": _research,
-}
-_PATTERNS = {kind: _pattern(t) for kind, t in TEMPLATES.items()}
+TRAVEL = TemplateScript(
+    templates=TEMPLATES,
+    scripts={
+        "trip": _trip,
+        "cancel": _cancel,
+        "book": _book,
+        "status": _status,
+        "research": _research,
+    },
+    gave_up=GAVE_UP,
+    unknown="I can help with flights, weather and customer orders.",
+)
 
 
-def next_turn(prompt: str, step: int, seen: Seen) -> Turn:
-    """The scripted model's answer to a conversation with this task at this step."""
-    for kind, pattern in _PATTERNS.items():
-        match = pattern.match(prompt)
-        if match:
-            try:
-                return _SCRIPTS[kind](match.groupdict(), step, seen)
-            except (KeyError, IndexError, TypeError):
-                # A tool failed or answered unexpectedly: a model would give up, not crash.
-                return f"{GAVE_UP}: a tool result lacked what I needed."
-    return "I can help with flights, weather and customer orders."
-
-
-def read_conversation(messages: list[dict[str, Any]]) -> tuple[str, int, Seen]:
-    """The task (first user message), the step (tool-call turns so far) and the tool
-    results so far, by tool name, parsed as JSON where they are JSON."""
-    prompt = next(
-        (m["content"] for m in messages if m.get("role") == "user" and "content" in m), ""
-    )
-    names: dict[str, str] = {}
-    step = 0
-    seen: Seen = {}
-    for m in messages:
-        if m.get("role") == "assistant" and m.get("tool_calls"):
-            step += 1
-            names.update((c["id"], c["function"]["name"]) for c in m["tool_calls"])
-        elif m.get("role") == "tool":
-            content = m.get("content")
-            try:
-                result = json.loads(content)
-            except (TypeError, ValueError):
-                result = content  # an error message, say
-            seen.setdefault(names.get(m.get("tool_call_id", ""), ""), []).append(result)
-    return str(prompt), step, seen
-
-
-def _pieces(text: str, n: int) -> list[str]:
-    size = max(1, -(-len(text) // n))
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-def _deltas(turn: Turn) -> tuple[list[dict[str, Any]], str]:
-    """The streamed deltas of a turn, as a model emits them, and its finish reason."""
-    if isinstance(turn, str):
-        return [{"role": "assistant", "content": ""}] + [
-            {"content": piece} for piece in _pieces(turn, 6)
-        ], "stop"
-    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
-    for index, (name, arguments) in enumerate(turn):
-        opening = {"index": index, "id": "call_" + secrets.token_hex(12), "type": "function"}
-        opening["function"] = {"name": name, "arguments": ""}
-        deltas.append({"tool_calls": [opening]})
-        deltas += [
-            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-            for piece in _pieces(json.dumps(arguments), 3)
-        ]
-    return deltas, "tool_calls"
-
-
-class ScriptedLLM:
-    """The aiohttp app. Think time per turn is drawn from `think_s` by a generator seeded
-    with the seed, task and step, so both runs of the demo wait the same."""
+class ScriptedLLM(scripted_llm.ScriptedLLM):
+    """The demo's model: the travel and support tasks, over any of the three APIs."""
 
     def __init__(self, seed: int, think_s: tuple[float, float] = (1.0, 1.5)) -> None:
-        self.seed = seed
-        self.think_s = think_s
-        self.app = web.Application()
-        self.app.router.add_post("/v1/chat/completions", self.chat)
-
-    def think_time(self, prompt: str, step: int) -> float:
-        return random.Random(f"{self.seed}|{prompt}|{step}").uniform(*self.think_s)
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if not body.get("stream"):
-            error = {"message": "this scripted model only streams", "type": "invalid_request"}
-            return web.json_response({"error": error}, status=400)
-        prompt, step, seen = read_conversation(body.get("messages") or [])
-        deltas, finish = _deltas(next_turn(prompt, step, seen))
-        think = self.think_time(prompt, step)
-        head = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model", "demo"),
-        }
-        chunks = [
-            {**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
-        ]
-        chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-        gap = think * (1 - _FIRST_TOKEN_SHARE) / (len(chunks) - 1)
-
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await resp.prepare(request)
-        await asyncio.sleep(think * _FIRST_TOKEN_SHARE)
-        # SDKs stop reading at [DONE] and may close before the end of the body
-        with contextlib.suppress(ConnectionResetError):
-            for i, chunk in enumerate(chunks):
-                if i:
-                    await asyncio.sleep(gap)
-                await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            await resp.write(b"data: [DONE]\n\n")
-            await resp.write_eof()
-        return resp
+        super().__init__(TRAVEL, seed, think_s)

@@ -168,7 +168,7 @@ async def _demo(
             speculative = await _run_pass(tmp, "speculative", ["--rules", str(rules)], agent_args)
             speculative_calls = world.reset()
             progress(f"  {speculative['wall_s']:.1f} s")
-            stats, stats_error = await _read_stats(tmp / "speculative")
+            stats, stats_error = await read_stats(tmp / "speculative")
 
     totals = stats["totals"] if stats else None
     both = baseline["tasks"] + speculative["tasks"]
@@ -233,20 +233,30 @@ def _clean_env() -> dict[str, str]:
 async def _run_pass(
     tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str]
 ) -> dict[str, Any]:
-    """One proxy, one agent run through it; returns the agent's report."""
-    state = StateDir(tmp / name)  # `prefire run` creates it
-    out_path, log_path = tmp / f"{name}-proxy.out", tmp / f"{name}-proxy.log"
+    """One proxy, one demo agent run through it; returns the agent's report."""
+    agent = [sys.executable, "-m", "prefire.proxy.demo.agent", *agent_args]
+    return json.loads(await run_through_proxy(StateDir(tmp / name), proxy_flags, agent))
+
+
+async def run_through_proxy(
+    state: StateDir, proxy_flags: list[str], agent: list[str], log: Path | None = None
+) -> bytes:
+    """Start `prefire run` with its state in `state` (it creates it), run the `agent`
+    command through it by environment only, stop the proxy; returns the agent's stdout.
+    The proxy's JSON log goes to `log` (default: beside the state dir)."""
+    out_path = state.root.with_name(state.root.name + "-proxy.out")
+    log_path = log or state.root.with_name(state.root.name + "-proxy.log")
     async with contextlib.AsyncExitStack() as stack:
         # Files, not pipes: nobody has to keep reading them while the proxy runs.
         out = stack.enter_context(out_path.open("wb"))
-        log = stack.enter_context(log_path.open("wb"))
+        log_file = stack.enter_context(log_path.open("wb"))
         proxy = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-host", "127.0.0.1"),
             *("--listen-port", "0", "--state-dir", str(state.root), "--log-format", "json"),
             *proxy_flags,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
-            stderr=log,
+            stderr=log_file,
             env=_clean_env(),
         )
         stack.push_async_callback(_stop, proxy)
@@ -258,22 +268,22 @@ async def _run_pass(
             "SSL_CERT_FILE": str(state.ca_bundle),
             "REQUESTS_CA_BUNDLE": str(state.ca_bundle),
         }
-        agent = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "prefire.proxy.demo.agent", *agent_args),
+        proc = await asyncio.create_subprocess_exec(
+            *agent,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
-        stack.push_async_callback(_stop, agent)
-        report, errors = await agent.communicate()
-        if agent.returncode != 0:
-            raise DemoError(f"the agent failed (exit status {agent.returncode}):\n{_tail(errors)}")
+        stack.push_async_callback(_stop, proc)
+        report, errors = await proc.communicate()
+        if proc.returncode != 0:
+            raise DemoError(f"the agent failed (exit status {proc.returncode}):\n{_tail(errors)}")
         # The proxy writes its final counters as it exits, so stop it before reading them.
         status = await _stop(proxy)
         if status != 0:
             raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
-    return json.loads(report)
+    return report
 
 
 async def _listening_url(proc: asyncio.subprocess.Process, out: Path, log: Path) -> str:
@@ -318,7 +328,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-async def _read_stats(state_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+async def read_stats(state_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """`prefire stats --json` of the speculative run, or why there is none."""
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "prefire.proxy.cli", "stats", "--state-dir", str(state_dir)),

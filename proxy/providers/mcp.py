@@ -1,4 +1,5 @@
-"""MCP over streamable HTTP (spec 2025-03-26 / 2025-06-18): sans-I/O JSON-RPC parsing.
+"""MCP over streamable HTTP (spec 2025-03-26 to 2026-07-28): sans-I/O JSON-RPC parsing,
+and the parts of a request a client derives from its body.
 
 The client POSTs one JSON-RPC message or a batch to a single endpoint whose
 path is arbitrary. The server answers with application/json (one response or
@@ -11,8 +12,13 @@ Nothing here raises on bad input; what cannot be understood is skipped.
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
@@ -20,6 +26,22 @@ from prefire.proxy.providers.shape import as_list, as_str, json_or_text
 from prefire.proxy.providers.sse import SSEEvent, SSESplitter
 
 _SSE_TYPE = "text/event-stream"
+# 2026-07-28: every request carries the protocol version, client info and client
+# capabilities in params._meta under this prefix, and no session
+ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+PROTOCOL_VERSION_KEY = ENVELOPE_PREFIX + "protocolVersion"
+# 2026-07-28 (SEP-2243): headers mirrored from the body, so intermediaries can route
+METHOD_HEADER = "mcp-method"
+NAME_HEADER = "mcp-name"
+PARAM_HEADER_PREFIX = "mcp-param-"
+_NAME_PARAM = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,3 +269,74 @@ def _content_value(content: Any) -> Any:
     if texts:
         return json_or_text("\n".join(texts))
     return [p for p in parts if p.get("type") != "text"] or None
+
+
+def envelope(params: Any) -> dict[str, Any]:
+    """The protocol envelope of a request's params._meta (2026-07-28 and later): the
+    keys under io.modelcontextprotocol/, without per-request ones (progress tokens)."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    return {k: v for k, v in meta.items() if isinstance(k, str) and k.startswith(ENVELOPE_PREFIX)}
+
+
+def encode_header_value(value: str) -> str:
+    """A value as an MCP header carries it: as is when it is plain visible ASCII without
+    surrounding spaces, else =?base64?...?= of its UTF-8 bytes (SEP-2243)."""
+    plain = (
+        _HEADER_SAFE.match(value) is not None
+        and value.strip() == value
+        and not (value.startswith("=?base64?") and value.endswith("?="))
+    )
+    if plain:
+        return value
+    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+
+
+def routing_headers(method: str, params: Any, schema: Any = None) -> dict[str, str]:
+    """The headers a 2026-07-28 client derives from a request's body: Mcp-Method, Mcp-Name
+    (the tool, prompt or resource it names) and, for tools/call, one Mcp-Param-{Name} per
+    argument the tool's input schema marks with x-mcp-header."""
+    out = {METHOD_HEADER: method}
+    key = _NAME_PARAM.get(method)
+    value = params.get(key) if key is not None and isinstance(params, dict) else None
+    if isinstance(value, str):
+        out[NAME_HEADER] = encode_header_value(value)
+    if method == "tools/call" and isinstance(params, dict):
+        arguments = params.get("arguments")
+        if isinstance(arguments, Mapping):
+            out.update(_param_headers(schema, arguments))
+    return out
+
+
+def _param_headers(schema: Any, arguments: Any, depth: int = 0) -> dict[str, str]:
+    # x-mcp-header may mark a property at any depth of the `properties` chain
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict) or not isinstance(arguments, Mapping) or depth > 8:
+        return {}
+    out: dict[str, str] = {}
+    for arg, spec in props.items():
+        value = arguments.get(arg)
+        if value is None or not isinstance(spec, dict):
+            continue
+        header = spec.get("x-mcp-header")
+        if isinstance(header, str) and header:
+            text = ("true" if value else "false") if isinstance(value, bool) else value
+            if isinstance(text, int | float | str):
+                out[PARAM_HEADER_PREFIX + header.lower()] = encode_header_value(str(text))
+        else:
+            out.update(_param_headers(spec, value, depth + 1))
+    return out
+
+
+def request_body(request_id: str | int, method: str, params: dict[str, Any]) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def notification_body(method: str) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "method": method})
+
+
+def complete(result: Any) -> bool:
+    """Whether a result is final: 2026-07-28 servers may answer input_required instead."""
+    return not isinstance(result, dict) or result.get("resultType", "complete") == "complete"

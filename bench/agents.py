@@ -1,0 +1,88 @@
+"""Real agents through prefire, without and with speculation: one command per client.
+
+    python bench/agents.py --client agents-sdk-mcp2|agents-sdk-mcp1|langgraph
+        [--tasks 6] [--warmup 6] [--concurrency 2] [--think 1.25] [--seed 1] [--json]
+
+The agent (the real SDK, in its own venv under .venv-agents/, made by
+bash bench/agents/setup.sh) runs the tasks through `prefire run` three times: a warm-up of
+other tasks that prefire only learns from, the measured tasks with --no-speculate (the
+baseline), and the same tasks with speculation, starting from what the warm-up taught. The
+model is a scripted server with think time; the tools are a real MCP server over streamable
+HTTP (the venv's mcp SDK) with realistic latency. Prints client, version, API, wall time
+without and with speculation, the reduction, hits, and whether the agent saw exactly the
+same thing; also that no write ran early and that no early call ran in an MCP session one of
+the agent's tasks had opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.agents.harness import CLIENTS, measure
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--client", choices=sorted(CLIENTS), required=True)
+    p.add_argument("--tasks", type=int, default=6, help="measured tasks (default 6)")
+    p.add_argument("--warmup", type=int, default=6, help="other tasks to learn from first")
+    p.add_argument("--concurrency", type=int, default=2, help="tasks at once (default 2)")
+    p.add_argument("--think", type=float, default=1.25, help="mean model think time, s")
+    p.add_argument("--latency-scale", type=float, default=1.0, help="tool latency factor")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = p.parse_args()
+    client = CLIENTS[args.client]
+    reason = client.unavailable()
+    if reason:
+        print(f"bench/agents.py: {args.client} cannot run: {reason}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="prefire-agents-") as tmp:
+        summary = asyncio.run(
+            measure(
+                client,
+                Path(tmp),
+                tasks=args.tasks,
+                warmup=args.warmup,
+                seed=args.seed,
+                think_s=(args.think * 0.8, args.think * 1.2),
+                latency_scale=args.latency_scale,
+                concurrency=args.concurrency,
+            )
+        )
+    print(json.dumps(summary) if args.json else table(summary))
+    return 0
+
+
+def table(s: dict[str, Any]) -> str:
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "NO"
+
+    rows = [
+        ("client", f"{s['client']} {s['version']} ({s['api']})"),
+        ("tasks", f"{s['tasks']} measured, {s['warmup']} warm-up, {s['concurrency']} at once"),
+        ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
+        ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
+        ("reduction", f"{s['reduction']:.1%}"),
+        ("hits (early results used)", str(s["hits"])),
+        ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
+        ("identical (answers, results)", yes(s["identical"])),
+        ("same tool-server results", yes(s["same_tool_results"])),
+        ("writes run early", str(s["early_writes"])),
+        ("early calls in a task's session", str(s["early_in_agent_sessions"])),
+    ]
+    if s["stats_error"]:
+        rows.append(("(no counters)", s["stats_error"]))
+    return "\n".join(f"  {k:<34}{v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

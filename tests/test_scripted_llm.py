@@ -1,0 +1,198 @@
+"""The scripted model the agent tests use, read by the real openai and anthropic SDKs: the
+same chain over Chat Completions, Responses (streaming, non-streaming, previous_response_id)
+and Anthropic Messages; tool names as the client shows them; results as clients wrap them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from bench.agents.tasks import SCRIPT, make_tasks
+from bench.agents.world import World
+from prefire.proxy.demo.scripted_llm import ScriptedLLM, server_name, structured
+from prefire.proxy.demo.tools import serve_app
+
+THINK = (0.01, 0.02)
+PROMPT = make_tasks(1, 3, ("owners",))[0]["prompt"]
+WORLD = World(1)
+
+
+def test_structured_unwraps_what_clients_show() -> None:
+    hit = {"hits": [{"doc_id": "doc-a"}]}
+    text = json.dumps(hit)
+    assert structured(text) == hit
+    assert structured([{"type": "text", "text": text}]) == hit
+    assert structured({"type": "text", "text": text, "annotations": None}) == hit
+    codex = "Wall time: 1.0083 seconds\nOutput:\n" + json.dumps({"result": text})
+    assert structured(codex) == hit
+    assert structured("Error executing tool: no such doc") == "Error executing tool: no such doc"
+
+
+def test_server_name_strips_client_prefixes() -> None:
+    assert server_name("mcp__docs__search_docs") == "search_docs"
+    assert server_name("docs.get_doc") == "get_doc"
+    assert server_name("get_team") == "get_team"
+
+
+def _run_tool(name: str, arguments: dict[str, Any]) -> str:
+    return json.dumps(WORLD.call(server_name(name), arguments))
+
+
+async def test_chat_chain_streaming_and_not() -> None:
+    tools = [
+        {"type": "function", "function": {"name": f"docs__{t}", "parameters": {"type": "object"}}}
+        for t in ("search_docs", "get_doc", "get_team")
+    ]
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    async with serve_app(llm.app) as url:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x")
+        for stream in (False, True):
+            messages: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
+            names = []
+            for _ in range(4):
+                if stream:
+                    calls: dict[int, dict[str, Any]] = {}
+                    text = ""
+                    async for chunk in await client.chat.completions.create(
+                        model="m", messages=messages, tools=tools, stream=True
+                    ):
+                        delta = chunk.choices[0].delta
+                        text += delta.content or ""
+                        for c in delta.tool_calls or []:
+                            slot = calls.setdefault(c.index, {"id": c.id, "name": "", "args": ""})
+                            slot["name"] += c.function.name or ""
+                            slot["args"] += c.function.arguments or ""
+                    got = list(calls.values())
+                else:
+                    resp = await client.chat.completions.create(
+                        model="m", messages=messages, tools=tools
+                    )
+                    msg = resp.choices[0].message
+                    text = msg.content or ""
+                    got = [
+                        {"id": c.id, "name": c.function.name, "args": c.function.arguments}
+                        for c in msg.tool_calls or []
+                    ]
+                if not got:
+                    break
+                names.append(sorted({c["name"] for c in got}))
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": c["id"],
+                                "type": "function",
+                                "function": {"name": c["name"], "arguments": c["args"]},
+                            }
+                            for c in got
+                        ],
+                    }
+                )
+                messages += [
+                    {
+                        "role": "tool",
+                        "tool_call_id": c["id"],
+                        "content": _run_tool(c["name"], json.loads(c["args"])),
+                    }
+                    for c in got
+                ]
+            assert names == [["docs__search_docs"], ["docs__get_doc"], ["docs__get_team"]]
+            assert "is owned by" in text
+
+
+async def test_responses_chain_with_namespace_and_previous_response_id() -> None:
+    namespace = {
+        "type": "namespace",
+        "name": "mcp__docs",
+        "tools": [{"type": "function", "name": t} for t in ("search_docs", "get_doc", "get_team")],
+    }
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    async with serve_app(llm.app) as url:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x")
+        previous: str | None = None
+        given: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
+        seen = []
+        for turn in range(4):
+            body = {"model": "m", "input": given, "tools": [namespace]}
+            if previous:
+                body["previous_response_id"] = previous
+            if turn % 2:  # streamed every other turn
+                events = [e async for e in await client.responses.create(**body, stream=True)]
+                kinds = [e.type for e in events]
+                assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+                response = events[-1].response
+            else:
+                response = await client.responses.create(**body)
+            calls = [i for i in response.output if i.type == "function_call"]
+            if not calls:
+                assert "is owned by" in response.output_text
+                break
+            seen.append(sorted({(c.name, c.model_dump().get("namespace")) for c in calls}))
+            previous = response.id
+            given = [  # only the new items: the rest is in the previous response
+                {
+                    "type": "function_call_output",
+                    "call_id": c.call_id,
+                    "output": "Wall time: 0.1 seconds\nOutput:\n"
+                    + json.dumps({"result": _run_tool(c.name, json.loads(c.arguments))}),
+                }
+                for c in calls
+            ]
+        assert seen == [
+            [("search_docs", "mcp__docs")],
+            [("get_doc", "mcp__docs")],
+            [("get_team", "mcp__docs")],
+        ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_chain_with_prefixed_names(stream: bool) -> None:
+    tools = [
+        {"name": f"mcp__docs__{t}", "input_schema": {"type": "object"}}
+        for t in ("search_docs", "get_doc", "get_team")
+    ]
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    async with serve_app(llm.app) as url:
+        client = anthropic.AsyncAnthropic(base_url=url, api_key="x")
+        reminder = {"type": "text", "text": "<system-reminder>cwd: /tmp</system-reminder>"}
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": [reminder, {"type": "text", "text": PROMPT}]}
+        ]
+        names = []
+        for _ in range(4):
+            args = {"model": "m", "max_tokens": 100, "messages": messages, "tools": tools}
+            if stream:
+                async with client.messages.stream(**args) as s:
+                    message = await s.get_final_message()
+            else:
+                message = await client.messages.create(**args)
+            uses = [b for b in message.content if b.type == "tool_use"]
+            if not uses:
+                assert "is owned by" in message.content[0].text
+                break
+            names.append(sorted({u.name for u in uses}))
+            messages.append({"role": "assistant", "content": [u.model_dump() for u in uses]})
+            results = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": u.id,
+                    "content": [{"type": "text", "text": _run_tool(u.name, u.input)}],
+                }
+                for u in uses
+            ]
+            messages.append({"role": "user", "content": results})
+        assert names == [
+            ["mcp__docs__search_docs"],
+            ["mcp__docs__get_doc"],
+            ["mcp__docs__get_team"],
+        ]
+        # a side request offering no tools (a title, say) gets text, not a tool call
+        side = await client.messages.create(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": PROMPT}]
+        )
+        assert [b.type for b in side.content] == ["text"]
