@@ -46,6 +46,7 @@ class Client:
     program: str  # in bench/agents/
     api: str  # the LLM API it speaks
     args: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # other setup parts it runs from (the Node clients)
 
     @property
     def python(self) -> Path:
@@ -53,10 +54,13 @@ class Client:
 
     def unavailable(self) -> str | None:
         """Why this client cannot run here, or None."""
-        failed = VENVS / f"{self.part}.failed"
-        if failed.exists():
-            return f".venv-agents/{self.part}: {failed.read_text().strip()}"
-        if not (VENVS / f"{self.part}.ok").exists() or not self.python.exists():
+        for part in (self.part, *self.needs):
+            failed = VENVS / f"{part}.failed"
+            if failed.exists():
+                return f".venv-agents/{part}: {failed.read_text().strip()}"
+            if not (VENVS / f"{part}.ok").exists():
+                return f".venv-agents/{part} is missing: run bash bench/agents/setup.sh"
+        if not self.python.exists():
             return f".venv-agents/{self.part} is missing: run bash bench/agents/setup.sh"
         return None
 
@@ -67,6 +71,15 @@ CLIENTS = {
         Client("agents-sdk-mcp2", "mcp2", "agents_sdk.py", "OpenAI Responses"),
         Client("agents-sdk-mcp1", "mcp1", "agents_sdk.py", "OpenAI Responses"),
         Client("langgraph", "mcp1", "langgraph_agent.py", "OpenAI Chat Completions"),
+        # the Node clients from npm, against the FastMCP server (mcp 1.x)
+        *(
+            Client(name, "mcp1", "node_agent.py", api, ("--client", name, *extra), (part,))
+            for name, api, extra, part in (
+                ("claude-code", "Anthropic Messages", (), "node"),
+                ("claude-code-native", "Anthropic Messages", (), "claude-native"),
+                ("codex", "OpenAI Responses", (), "node"),
+            )
+        ),
     )
 }
 
