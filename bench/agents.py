@@ -39,17 +39,22 @@ def main() -> int:
     p.add_argument("--latency-scale", type=float, default=1.0, help="tool latency factor")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument(
+        "--keep", type=Path, help="keep every pass's files (logs, tool records) in this dir"
+    )
     args = p.parse_args()
     client = CLIENTS[args.client]
     reason = client.unavailable()
     if reason:
         print(f"bench/agents.py: {args.client} cannot run: {reason}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="prefire-agents-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="prefire-agents-") as scratch:
+        work = args.keep or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
         summary = asyncio.run(
             measure(
                 client,
-                Path(tmp),
+                work,
                 tasks=args.tasks,
                 warmup=args.warmup,
                 seed=args.seed,
@@ -77,7 +82,7 @@ def table(s: dict[str, Any]) -> str:
         ("identical (answers, results)", yes(s["identical"])),
         ("same tool-server results", yes(s["same_tool_results"])),
         ("writes run early", str(s["early_writes"])),
-        ("early calls in a task's session", str(s["early_in_agent_sessions"])),
+        ("early calls in an agent's session", str(s["early_in_agent_sessions"])),
     ]
     if s["stats_error"]:
         rows.append(("(no counters)", s["stats_error"]))

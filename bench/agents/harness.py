@@ -123,12 +123,14 @@ class Pass:
         return [r for r in self.calls() if str(r.get("rpc_id", "")).startswith(PREFIRE_ID)]
 
     def agent_sessions(self) -> set[str]:
-        """MCP sessions the agent used: any request in them that was not prefire's."""
+        """MCP sessions an agent task used: those with a JSON-RPC request in them (not a
+        notification) that was not prefire's."""
         return {
             r["session"] or r.get("new_session")
             for r in self.tool_log
             if (r["session"] or r.get("new_session"))
-            and not str(r.get("rpc_id", "")).startswith(PREFIRE_ID)
+            and r.get("rpc_id") is not None
+            and not str(r["rpc_id"]).startswith(PREFIRE_ID)
         }
 
     def early_in_agent_sessions(self) -> list[dict[str, Any]]:
@@ -237,6 +239,7 @@ async def run_pass(
         agent += ["--llm", llm_url, "--mcp", mcp_url, "--tasks", str(task_file)]
         agent += ["--concurrency", str(concurrency)]
         out = await run_through_proxy(state, flags, agent, log=proxy_log)
+    (tmp / f"{name}-report.json").write_bytes(out)
     result = Pass(
         name=name,
         report=json.loads(out),
@@ -324,7 +327,9 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "wasted": totals.get("wasted"),
         "failed": totals.get("failed"),
         "early_calls": len(spec.early_calls()),
+        "baseline_early_calls": len(base.early_calls()),
         "identical": base.seen() == spec.seen(),
+        "first_difference": first_difference(base, spec),
         # every call both passes made got the same result from the tool server
         "same_tool_results": all(base.results()[k] == v for k, v in both.items()),
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
@@ -333,3 +338,16 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "stats_error": spec.stats_error,
         "speculation": (spec.stats or {}).get("tools"),
     }
+
+
+def first_difference(base: Pass, spec: Pass) -> str | None:
+    """Where the agent first saw something else with speculation, or None."""
+    for (tid, answer, calls), (_, answer2, calls2) in zip(base.seen(), spec.seen(), strict=True):
+        for k, (call, call2) in enumerate(zip(calls, calls2, strict=False)):
+            if call != call2:
+                return f"{tid} call {k}: {call!r} became {call2!r}"
+        if len(calls) != len(calls2):
+            return f"{tid}: {len(calls)} tool calls became {len(calls2)}"
+        if answer != answer2:
+            return f"{tid} answer: {answer!r} became {answer2!r}"
+    return None

@@ -40,8 +40,18 @@ async def run_task(task: Task, llm: str, mcp: str, args: argparse.Namespace) -> 
             for call in message.tool_calls:
                 calls[call["id"]] = [call["name"], call["args"], None]
         elif isinstance(message, ToolMessage):
-            calls[message.tool_call_id][2] = message.content
+            calls[message.tool_call_id][2] = _without_block_ids(message.content)
     return {"answer": str(state["messages"][-1].content), "tool_calls": list(calls.values())}
+
+
+def _without_block_ids(content: Any) -> Any:
+    """LangChain gives each content block a random id (lc_<uuid>) of its own: not what the
+    tool returned, and different in every run, so left out of the report."""
+    if isinstance(content, list):
+        return [
+            {k: v for k, v in b.items() if k != "id"} if isinstance(b, dict) else b for b in content
+        ]
+    return content
 
 
 if __name__ == "__main__":
