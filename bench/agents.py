@@ -77,7 +77,7 @@ def table(s: dict[str, Any]) -> str:
         ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
-        ("hits (early results used)", str(s["hits"])),
+        ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
         ("identical (answers, results)", yes(s["identical"])),
         ("same tool-server results", yes(s["same_tool_results"])),

@@ -324,6 +324,10 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
         "fired": totals.get("fired"),
         "hits": totals.get("used"),
+        # eager (the model had emitted the call) or predicted (it had not yet)
+        "hits_by_kind": dict(
+            Counter(r.get("kind") for r in spec.proxy_log if r.get("event") == "speculate.served")
+        ),
         "wasted": totals.get("wasted"),
         "failed": totals.get("failed"),
         "early_calls": len(spec.early_calls()),
