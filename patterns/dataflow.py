@@ -14,6 +14,8 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
                                                    `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
+  ("ctx", back, mode, param, transform)            the same, in the context a client added to
+                                                   the user's messages (context.py)
   ("each", part, tool, path, transform)            the value at `path` in the arguments or result
                                                    of each call of `tool` in the latest turn that
                                                    made several: one call per earlier call (a map
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,11 +88,12 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
             out = [apply(transform, v) for v in value]
             return [v for v in out if v is not None] or None
         return None if value is None else apply(transform, value)
-    if kind == "user":
+    if kind in ("user", "ctx"):
         _, back, mode, param, transform = source
-        if back >= len(mem.user_texts):
+        texts = mem.user_texts if kind == "user" else mem.context_texts
+        if back >= len(texts):
             return None
-        text = mem.user_texts[-1 - back]
+        text = texts[-1 - back]
         if mode == "anchor":
             span = _anchor_span(text, *param)
         elif mode == "shape":
@@ -145,7 +149,8 @@ def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = No
             found.append((ref.part, rec.name, back, fan, transform))
             if target is not None:
                 found.append(("iter", rec.name, back, fan, transform, target))
-    found += _user_sources(value, mem)
+    found += _user_sources(value, mem.user_texts, "user")
+    found += _user_sources(value, mem.context_texts, "ctx")
     constant = canonical(value)
     if len(constant) <= MAX_CONSTANT:  # hypotheses are kept by the thousand
         found.append(("const", constant.decode()))
@@ -160,14 +165,14 @@ def _fan_out(path: Path) -> Path | None:
     return None
 
 
-def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
+def _user_sources(value: Any, texts: Iterable[str], kind: str) -> list[Source]:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return []
     target = str(value)
     if not target.strip() or len(target) > 200:
         return []
     out: list[Source] = []
-    for back, text in enumerate(reversed(mem.user_texts)):
+    for back, text in enumerate(reversed(texts)):
         pos = text.casefold().find(target.casefold())
         if pos < 0:
             continue
@@ -183,13 +188,13 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
             anchors = [(tuple(before[-2:]), 0), (tuple(before[-1:]), 0)]
             anchors += [((before[-1 - skip],), skip) for skip in (1, 2) if len(before) > skip]
             for words, skip in dict.fromkeys(anchors):
-                out.append(("user", back, "anchor", (words, skip, nwords), transform))
+                out.append((kind, back, "anchor", (words, skip, nwords), transform))
         shape = _shape_of(span)
         occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
-        out.append(("user", back, "shape", (shape, occurrence), transform))
+        out.append((kind, back, "shape", (shape, occurrence), transform))
         quoted = [q.casefold() for q in _quoted(text)]
         if target.casefold() in quoted:
-            out.append(("user", back, "quoted", quoted.index(target.casefold()), transform))
+            out.append((kind, back, "quoted", quoted.index(target.casefold()), transform))
         break
     return out
 

@@ -51,6 +51,10 @@ class SessionMemory:
     calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=MAX_CALLS))
     by_id: dict[str, CallRecord] = field(default_factory=dict)
     user_texts: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_USER_TEXTS))
+    # what the client added to user messages (context.py), most recent last
+    context_texts: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_USER_TEXTS))
+    # user messages of the turn in progress, sorted out at its decision point
+    pending_texts: list[str] = field(default_factory=list)
     index: dict[tuple[str, Any], list[Ref]] = field(default_factory=dict)
     next_seq: int = 0
     # control flow: tool names in call order, most recent last

@@ -18,6 +18,7 @@ from lru import LRU
 
 from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical_key
+from prefire.patterns.context import MAX_TEXTS_SEEN, REPEATED_IN, split_context
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses, discover
 from prefire.patterns.events import (
@@ -33,7 +34,7 @@ from prefire.patterns.events import (
 )
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
-from prefire.patterns.memory import MAX_CALLS, SessionMemory
+from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, SessionMemory
 
 MIN_TOOL_PROBABILITY = 0.02
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
@@ -106,6 +107,9 @@ class PatternModel:
         self.repeats: LRU = LRU(max_arg_keys)  # app -> [calls that repeated one, calls]
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
+        # (app, digest of a user text) -> the sessions that sent it, up to REPEATED_IN + 1
+        # (repeated texts are looked up every session, so they stay in it while prompts churn)
+        self.texts_seen: LRU = LRU(MAX_TEXTS_SEEN)
         self.latency = Latencies(default_tool_s, default_llm_s)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
@@ -128,9 +132,10 @@ class PatternModel:
                 mem.app = (event.session.scope, toolset_id(event.tools))
                 self.offered[mem.app] = frozenset(t.name for t in event.tools)
         elif isinstance(event, UserMessage):
-            mem.user_texts.append(event.text)
-            mem.new_words = tokens(event.text)
+            if len(mem.pending_texts) < MAX_USER_TEXTS:
+                mem.pending_texts.append(event.text)
         elif isinstance(event, LLMRequest):
+            self._take_user_texts(event.session, mem)
             self._close_turn(event.session, mem)
             mem.turn += 1
             self._decisions[event.session] = _Decision(
@@ -146,6 +151,32 @@ class PatternModel:
                 self.latency.observe_tool(started[0], started[1], event.t - started[2])
         elif isinstance(event, ToolExchange):
             self.latency.observe_tool(mem.app, event.name, event.duration_s)
+
+    def _take_user_texts(self, session: SessionKey, mem: SessionMemory) -> None:
+        """Sort the turn's user messages into the user's words and the client's context.
+
+        A text other sessions sent verbatim is context when the user still says
+        something after it in this turn; the last one is always the user's.
+        """
+        texts, mem.pending_texts = mem.pending_texts, []
+        for i, text in enumerate(texts):
+            user, blocks = split_context(text)
+            mem.context_texts.extend(blocks)
+            if not user.strip():
+                continue
+            if self._repeated(mem.app, session, user) and i < len(texts) - 1:
+                mem.context_texts.append(user)
+            else:
+                mem.user_texts.append(user)
+                mem.new_words = tokens(user)
+
+    def _repeated(self, app: Any, session: SessionKey, text: str) -> bool:
+        """Whether REPEATED_IN other sessions of the application sent this text."""
+        key = (app, hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
+        senders = self.texts_seen.get(key) or ()
+        if session.conversation not in senders and len(senders) <= REPEATED_IN:
+            self.texts_seen[key] = (*senders, session.conversation)
+        return len([s for s in senders if s != session.conversation]) >= REPEATED_IN
 
     def end_session(self, session: SessionKey) -> None:
         """The session is over: its last decision point led to no tool call."""

@@ -42,6 +42,7 @@ def dump(model: PatternModel) -> bytes:
         "offered": [[k, sorted(v)] for k, v in model.offered.items()],
         "width": list(model.width.items()),
         "repeats": list(model.repeats.items()),
+        "texts_seen": list(model.texts_seen.items()),
         "tool_latency": list(model.latency.tool.items()),
         "llm_latency": list(model.latency.llm.items()),
     }
@@ -83,6 +84,8 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.width[_tuple(key)] = width
         for key, counts in state["repeats"]:
             m.repeats[_tuple(key)] = list(counts)
+        for key, senders in state.get("texts_seen", ()):  # older snapshots lack it
+            m.texts_seen[_tuple(key)] = tuple(senders)
         for key, seconds in state["tool_latency"]:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:

@@ -1,8 +1,10 @@
-"""The mitmproxy addon: hooks only. It observes, it never changes a byte.
+"""The mitmproxy addon: hooks only. It observes every exchange and, for a tool
+request whose result speculation already holds, answers it with the tool server's
+own bytes (the speculator decides); it never changes a byte of what passes through.
 
-Every hook body is guarded: whatever goes wrong while observing is logged and
-the flow continues untouched, so the agent gets exactly what it would get
-without prefire.
+Every hook body is guarded: whatever goes wrong while observing or serving is
+logged and the flow continues untouched, so the agent gets exactly what it would
+get without prefire.
 """
 
 from __future__ import annotations

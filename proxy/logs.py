@@ -43,7 +43,8 @@ def configure(fmt: str = "console", level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(_SafeStream(sys.stderr)),
+        # _SafeStream has the write/flush that PrintLogger uses
+        logger_factory=structlog.PrintLoggerFactory(_SafeStream(sys.stderr)),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # mitmproxy logs through the stdlib; keep its warnings, drop per-connection chatter.

@@ -51,7 +51,8 @@ class _Session:
 class McpClient:
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._ids = (f"prefire-{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
+        prefix = f"prefire-{secrets.token_hex(4)}-"  # how prefire's JSON-RPC ids start
+        self._ids = (f"{prefix}{n}" for n in itertools.count(1))
         # (scope, url, initialize params) -> the task opening (or that opened) the session
         self._sessions: dict[tuple[str, str, bytes], asyncio.Task[_Session | Failure]] = {}
 

@@ -501,7 +501,7 @@ class RedisStore(Store):
             await self._up.wait()
             try:
                 async with asyncio.timeout(READ_BLOCK_S + max(self.timeout_s * 10, 1.0)):
-                    reply = await self._blocking.xread(
+                    reply: Any = await self._blocking.xread(
                         {self._k_events: self.position},
                         count=READ_COUNT,
                         block=int(READ_BLOCK_S * 1000),
@@ -595,7 +595,7 @@ class RedisStore(Store):
         keys = [self._key("uses", h), self._key("flight", h), self._key("res", h)]
         keys.append(self._key("idx", scope))
         ttl_ms = max(1, int(ttl_s * 1000))
-        args = [self._rid, max(1, reuse), ttl_ms, FLIGHT_MS, member, self._ch_claimed, h]
+        args: list[Any] = [self._rid, max(1, reuse), ttl_ms, FLIGHT_MS, member, self._ch_claimed, h]
         got = await self._do("claim", lambda: self._claim(keys=keys, args=args), None)
         return None if got is None else bool(got)
 
@@ -637,7 +637,8 @@ class RedisStore(Store):
 
         async def check() -> tuple[bytes | None, int]:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.get(res_key).exists(flight_key)
+            pipe.get(res_key)
+            pipe.exists(flight_key)
             blob, flying = await pipe.execute()
             return blob, int(flying)
 
@@ -646,7 +647,8 @@ class RedisStore(Store):
             self._waiters.setdefault(h, set()).add(fut)
             try:
                 # checked after registering: a notice sent before this is not missed
-                blob, flying = await self._do("wait", check, (None, 0))
+                no_reply: tuple[bytes | None, int] = (None, 0)
+                blob, flying = await self._do("wait", check, no_reply)
                 if blob is not None:
                     return self._decoded(blob, time.monotonic() - started)
                 left = deadline - time.monotonic()
@@ -682,7 +684,7 @@ class RedisStore(Store):
         idx = self._key("idx", scope)
 
         async def run() -> int:
-            members = await self._redis.zrange(idx, 0, -1)
+            members: list[Any] = await self._redis.zrange(idx, 0, -1)
             doomed: list[str] = []
             pipe = self._redis.pipeline(transaction=False)
             for member in members:

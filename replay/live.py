@@ -263,6 +263,11 @@ async def _pass(
     )
 
 
+def _unused(counters: dict[str, Any]) -> int:
+    """Early calls that answered nothing: wasted, failed or expired."""
+    return sum(counters.get(k, 0) for k in ("wasted", "failed", "expired"))
+
+
 def _counters(c: Any) -> dict[str, Any]:
     return {k: getattr(c, k) for k in c.__slots__}
 
@@ -400,7 +405,7 @@ def build_report(
                 "eager_hits": sum(kind == "eager" for kind, _ in served),
                 "promotions": sum(promoted for _, promoted in served),
                 "fired": counters.get("fired", 0),
-                "wasted": counters.get("wasted", 0),
+                "wasted": _unused(counters),
                 "identical": _identical(base, spec, steps),
                 "same_as_recorded": all(
                     _as_recorded(base, s) and _as_recorded(spec, s) for s in steps
@@ -431,7 +436,7 @@ def build_report(
             "eager_hits": sum(s["eager_hits"] for s in sessions),
             "promotions": totals_spec["promotions"],
             "fired": totals_spec["fired"],
-            "wasted": totals_spec["wasted"],
+            "wasted": _unused(totals_spec),
             "failed": totals_spec["failed"],
             "identical": _identical(base, spec, fg),
             "same_as_recorded": all(_as_recorded(base, s) and _as_recorded(spec, s) for s in fg),

@@ -153,7 +153,7 @@ def build(inputs: list[Path], max_pause_s: float = 30.0, tool_latency_s: float =
         rec = step.rec
         plan.origins.setdefault((rec.host, rec.port), rec.scheme)
     plan.tools = ToolIndex(plan.steps)
-    _served_when_captured(plan, tool_latency_s)
+    _served_when_captured(plan, plan.tools, tool_latency_s)
     if plan.shortened_pauses:
         plan.notes.append(
             f"{plan.shortened_pauses} recorded pauses longer than {max_pause_s:g} s were "
@@ -359,13 +359,13 @@ class ToolIndex:
         return self.latencies.get(f"origin:{scheme}://{host}:{port}")
 
 
-def _served_when_captured(plan: Plan, default_s: float) -> None:
+def _served_when_captured(plan: Plan, tools: ToolIndex, default_s: float) -> None:
     """A response prefire served from speculation when it was captured took no tool time:
     play it back with the tool's recorded time from the requests that really ran."""
     served = [s for s in plan.steps if s.rec.served]
     for step in served:
         rec = step.rec
-        known = plan.tools.latency(step.label, rec.scheme, rec.host, rec.port)
+        known = tools.latency(step.label, rec.scheme, rec.host, rec.port)
         step.latency_override = known if known is not None else default_s
     if served:
         plan.notes.append(

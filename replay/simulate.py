@@ -227,6 +227,8 @@ class Simulation:
             return "argument_from_result"
         if "user" in kinds:
             return "argument_from_user_text"
+        if "ctx" in kinds:
+            return "argument_from_client_context"
         return "argument_new_value"
 
     def _finish(self, turn: _Turn | None) -> None:

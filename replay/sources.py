@@ -127,8 +127,10 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
     if not isinstance(messages, list) or not messages:
         raise ValueError('"messages" must be a non-empty list')
     sid = str(record.get("id", origin))
-    timing = record.get("timing") if isinstance(record.get("timing"), dict) else {}
-    labels = record.get("tool_labels") if isinstance(record.get("tool_labels"), dict) else {}
+    timing: dict[str, Any] = record["timing"] if isinstance(record.get("timing"), dict) else {}
+    labels: dict[str, Any] = (
+        record["tool_labels"] if isinstance(record.get("tool_labels"), dict) else {}
+    )
     parsed = OPENAI_CHAT.parse_request(
         {"messages": messages, "tools": record.get("tools") or []}, "/v1/chat/completions"
     )

@@ -4,9 +4,10 @@ proxy is up to the environment (HTTP_PROXY and friends), as for any agent.
 
     python -m prefire.proxy.demo.agent --llm URL --mcp URL --rest URL --tasks FILE
 
-FILE is a JSON list of {"id", "prompt"}. Prints one JSON object on stdout: the wall time
-of the whole run and, per task, its wall time, its final answer and every tool result it
-received, in order, so two runs can be compared result for result.
+FILE is a JSON list of {"id", "prompt"}. Prints one JSON line on stdout per task as it
+finishes, {"done": ID, "wall_s": S}, for progress; then, as the last line, the report: the
+wall time of the whole run and, per task, its wall time, its final answer and every tool
+result it received, in order, so two runs can be compared result for result.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -97,9 +98,10 @@ async def _complete(
     """One streamed model turn: its text and its tool calls, assembled from the deltas."""
     stream = await llm.chat.completions.create(
         model="demo-travel-1",
-        messages=messages,
-        tools=tools,
-        stream=True,  # type: ignore[arg-type]
+        # plain dicts in the wire format, not the SDK's TypedDicts
+        messages=cast(Any, messages),
+        tools=cast(Any, tools),
+        stream=True,
     )
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
@@ -190,7 +192,9 @@ async def run(
 
         async def one(task: dict[str, str]) -> dict[str, Any]:
             async with slots:
-                return await run_task(task, llm, tools)
+                result = await run_task(task, llm, tools)
+            print(json.dumps({"done": result["id"], "wall_s": result["wall_s"]}), flush=True)
+            return result
 
         started = time.perf_counter()
         done = await asyncio.gather(*(one(t) for t in tasks))

@@ -149,7 +149,7 @@ class World:
         ids: list[str] = []
         for k, days_ago in enumerate(ages):
             order_id = f"ORD-{user_id[1:]}{k}{rng.randrange(10, 100)}"
-            items = [
+            items: list[dict[str, Any]] = [
                 {"name": name, "qty": rng.randint(1, 2), "unit_usd": price}
                 for name, price in rng.sample(_PRODUCTS, rng.randint(1, 3))
             ]
@@ -193,10 +193,10 @@ class World:
                 raise ToolFailure(f"unknown airport {code!r}; use an IATA code", 400)
         _parse_date(date)
         rng = self._rng("flights", origin, destination, date)
-        found = []
+        found: list[dict[str, Any]] = []
         for carrier in rng.sample(_CARRIERS, 4):
             fare, baggage = rng.choice(_FARES)
-            flight = {
+            flight: dict[str, Any] = {
                 "flight_id": f"{carrier}{rng.randrange(100, 2000)}-{date[5:7]}{date[8:]}",
                 "carrier": carrier,
                 "origin": origin,

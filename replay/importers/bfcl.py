@@ -323,7 +323,7 @@ def _generate(
     built: list[SessionBuilder] = []
     for category, entries, answers in data:
         for entry in entries:
-            tools = []
+            tools: list[dict[str, Any]] = []
             for class_name in entry["involved_classes"]:
                 if class_name not in docs:
                     path = suite.data / "multi_turn_func_doc" / suite.doc_files[class_name]

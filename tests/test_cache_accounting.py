@@ -1,0 +1,215 @@
+"""The result cache's serves and how every early call ends, counted by Accounting:
+fired = used + wasted + failed + expired, whatever happens to the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from prefire.proxy.accounting import Accounting
+from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
+
+
+def result() -> Result:
+    return Result(200, [], b"{}", "application/json", 0.01)
+
+
+class Harness:
+    """A cache whose entries are counted as the speculator counts them."""
+
+    def __init__(self) -> None:
+        self.accounting = Accounting()
+        self.ends: list[str] = []
+        self.cache = ResultCache(on_end=self._ended)
+
+    def _ended(self, entry: Entry, outcome: str) -> None:
+        self.ends.append(outcome)
+        self.accounting.ended(entry.tool, None, outcome)
+
+    def fire(self, key: CacheKey, fetch, ttl: float = 30, reuse: int = 1) -> Entry | None:
+        entry = self.cache.start(key, "t", fetch, ttl=ttl, reuse=reuse, kind="eager", tags=())
+        if entry is not None:
+            self.accounting.fired("t", None, "eager")
+        return entry
+
+    async def take(self, key: CacheKey, wait: float | None = None):
+        got = await self.cache.take(key, None if wait is None else (lambda e: wait))
+        if got is not None:
+            self.accounting.used("t", None, got[1].used == 1, got[2], 0.0)
+        return got
+
+    def balanced(self) -> bool:
+        c = self.accounting.tool("t")
+        return c.fired == c.used + c.wasted + c.failed + c.expired
+
+
+def key(n: int = 0) -> CacheKey:
+    return ("s", "b", "t", str(n).encode())
+
+
+async def test_a_promoted_call_is_counted_used_only_once_its_result_is_in_hand() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def slow() -> Result:
+        await gate.wait()
+        return result()
+
+    entry = h.fire(key(), slow)
+    assert entry is not None
+    waiting = asyncio.create_task(h.take(key(), wait=5))
+    await asyncio.sleep(0.01)
+    assert entry.used == 0 and entry.waiting == 1  # held, not counted
+    gate.set()
+    assert (await waiting) is not None
+    assert entry.used == 1 and h.ends == ["used"] and h.balanced()
+
+
+async def test_a_promoted_call_that_comes_back_empty_is_counted_failed() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def empty() -> None:
+        await gate.wait()
+
+    h.fire(key(), empty)
+    waiting = asyncio.create_task(h.take(key(), wait=5))
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert (await waiting) is None
+    assert h.ends == ["failed"] and h.accounting.tool("t").failed == 1 and h.balanced()
+
+
+async def test_a_promoted_call_that_raises_is_counted_failed() -> None:
+    h = Harness()
+
+    async def boom() -> Result:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("x")
+
+    h.fire(key(), boom)
+    assert await h.take(key(), wait=5) is None
+    assert h.ends == ["failed"] and h.balanced()
+
+
+async def test_an_agent_request_cancelled_while_waiting_gives_its_serve_back() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def slow() -> Result:
+        await gate.wait()
+        return result()
+
+    entry = h.fire(key(), slow)
+    first = asyncio.create_task(h.take(key(), wait=5))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert entry is not None and entry.waiting == 0 and entry.uses_left == 1
+    assert not entry.task.cancelled()  # the call goes on: the next request may use it
+    gate.set()
+    assert await h.take(key(), wait=5) is not None
+    assert h.ends == ["used"] and h.balanced()
+
+
+async def test_a_promotion_timeout_drops_the_call_as_wasted() -> None:
+    h = Harness()
+
+    async def hung() -> Result:
+        await asyncio.sleep(60)
+        return result()
+
+    entry = h.fire(key(), hung)
+    assert await h.take(key(), wait=0.05) is None
+    await asyncio.sleep(0)
+    assert entry is not None and entry.task.cancelled()
+    assert h.ends == ["promotion_timeout"] and h.accounting.tool("t").wasted == 1
+    assert h.balanced()
+
+
+async def test_an_entry_dropped_while_a_request_waits_ends_when_that_request_is_done() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def slow() -> Result:
+        await gate.wait()
+        return result()
+
+    entry = h.fire(key(), slow, reuse=2)  # still in the cache while one request waits
+    waiting = asyncio.create_task(h.take(key(), wait=5))
+    await asyncio.sleep(0.01)
+    assert h.cache.invalidate(lambda e: True) == 1
+    assert h.ends == [] and entry is not None and not entry.task.cancelled()
+    gate.set()
+    assert (await waiting) is not None
+    assert h.ends == ["used"] and h.balanced()
+
+
+async def test_expired_is_its_own_outcome() -> None:
+    h = Harness()
+
+    async def quick() -> Result:
+        return result()
+
+    h.fire(key(), quick, ttl=0.01)
+    await asyncio.sleep(0.05)
+    assert await h.take(key()) is None
+    assert h.ends == ["expired"] and h.accounting.tool("t").expired == 1 and h.balanced()
+
+
+async def test_reused_results_count_one_use_per_call() -> None:
+    h = Harness()
+
+    async def quick() -> Result:
+        return result()
+
+    h.fire(key(), quick, reuse=3)
+    await asyncio.sleep(0)
+    for _ in range(3):
+        assert await h.take(key()) is not None
+    assert await h.take(key()) is None
+    c = h.accounting.tool("t")
+    assert c.fired == 1 and c.used == 1 and h.balanced()
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_every_early_call_ends_exactly_one_way(seed: int) -> None:
+    """Random calls (quick, slow, failing, empty, hung), requests (waiting or not, some
+    cancelled), invalidations and expiries; at shutdown the counts add up."""
+    rng = random.Random(seed)
+    h = Harness()
+
+    def make_fetch():
+        delay = rng.choice([0, 0.001, 0.02, 0.05, 0.3])
+        ending = rng.choice(["ok", "ok", "ok", "none", "raise"])
+
+        async def fetch() -> Result | None:
+            await asyncio.sleep(delay)
+            if ending == "raise":
+                raise RuntimeError("down")
+            return result() if ending == "ok" else None
+
+        return fetch
+
+    requests: list[asyncio.Task] = []
+    for _ in range(60):
+        op = rng.random()
+        k = key(rng.randrange(8))
+        if op < 0.4:
+            h.fire(k, make_fetch(), ttl=rng.choice([0.01, 0.05, 30]), reuse=rng.choice([1, 1, 2]))
+        elif op < 0.75:
+            requests.append(asyncio.create_task(h.take(k, wait=rng.choice([None, 0.01, 0.2]))))
+        elif op < 0.85 and requests:
+            rng.choice(requests).cancel()
+        elif op < 0.95:
+            h.cache.invalidate(lambda e, k=k: e.key == k)
+        await asyncio.sleep(rng.choice([0, 0, 0.005, 0.02]))
+    await asyncio.gather(*requests, return_exceptions=True)
+    h.cache.clear()
+    await asyncio.sleep(0.01)
+    c = h.accounting.tool("t")
+    assert c.fired == len(h.ends), (c, h.ends)  # each call ended once, no more, no less
+    assert h.balanced(), c
