@@ -319,7 +319,7 @@ class ScriptedLLM:
     def reply(self, conv: Conversation, fallback: str) -> Reply:
         prompt = self.script.prompt(conv.texts)
         turn: Turn = fallback if prompt is None else self.script.turn(prompt, conv.step, conv.seen)
-        if not isinstance(turn, str) and not conv.tools:
+        if not isinstance(turn, str) and not conv.tools and not conv.loader:
             turn = fallback  # a side request offering no tools (a title, a summary) gets text
         self.replies.append((prompt, conv.step, turn))
         think = self.think_time(prompt or "", conv.step)
