@@ -138,6 +138,23 @@ class Pass:
         theirs = self.agent_sessions()
         return [r for r in self.early_calls() if r["session"] in theirs]
 
+    def agent_in_prefire_sessions(self) -> list[dict[str, Any]]:
+        """The agent's own requests that came in a session prefire opened for its early
+        calls (a client that adopts the Mcp-Session-Id of a response it was served): never
+        allowed either."""
+        ours = {
+            r.get("new_session")
+            for r in self.tool_log
+            if r.get("method") == "initialize" and str(r.get("rpc_id")).startswith(PREFIRE_ID)
+        }
+        return [
+            r
+            for r in self.tool_log
+            if r.get("rpc_id") is not None
+            and not str(r["rpc_id"]).startswith(PREFIRE_ID)
+            and r["session"] in ours
+        ]
+
     def results(self) -> dict[str, Any]:
         """Tool and canonical arguments -> the result the server gave, for every call."""
         return {
@@ -339,6 +356,7 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
         "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
         "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
+        "agent_in_prefire_sessions": len(spec.agent_in_prefire_sessions()),
         "stats_error": spec.stats_error,
         "speculation": (spec.stats or {}).get("tools"),
     }
