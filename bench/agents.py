@@ -1,7 +1,10 @@
 """Real agents through prefire, without and with speculation: one command per client.
 
-    python bench/agents.py --client agents-sdk-mcp2|agents-sdk-mcp1|langgraph
-        [--tasks 6] [--warmup 6] [--concurrency 2] [--think 1.25] [--seed 1] [--json]
+    python bench/agents.py --client CLIENT [--tasks 6] [--warmup 6] [--concurrency 2]
+        [--think 1.25] [--latency-scale 1] [--seed 1] [--json] [--keep DIR]
+
+CLIENT: agents-sdk-mcp2, agents-sdk-mcp2-streamed (Runner.run_streamed, turns chained with
+previous_response_id), agents-sdk-mcp1, langgraph.
 
 The agent (the real SDK, in its own venv under .venv-agents/, made by
 bash bench/agents/setup.sh) runs the tasks through `prefire run` three times: a warm-up of
@@ -79,11 +82,17 @@ def table(s: dict[str, Any]) -> str:
         ("reduction", f"{s['reduction']:.1%}"),
         ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
+        ("early calls refused by the server", str(s["early_failed"])),
+        ("early calls unlike the agent's", str(s["early_unlike_agent"])),
         ("identical (answers, results)", yes(s["identical"])),
         ("same tool-server results", yes(s["same_tool_results"])),
         ("writes run early", str(s["early_writes"])),
         ("early calls in an agent's session", str(s["early_in_agent_sessions"])),
         ("agent requests in prefire's session", str(s["agent_in_prefire_sessions"])),
+        (
+            "model requests (speculative)",
+            ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
+        ),
     ]
     if s["stats_error"]:
         rows.append(("(no counters)", s["stats_error"]))

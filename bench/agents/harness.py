@@ -70,6 +70,14 @@ CLIENTS = {
     for c in (
         Client("agents-sdk-mcp2", "mcp2", "agents_sdk.py", "OpenAI Responses"),
         Client("agents-sdk-mcp1", "mcp1", "agents_sdk.py", "OpenAI Responses"),
+        # Runner.run_streamed, each turn sending only its new items (previous_response_id)
+        Client(
+            "agents-sdk-mcp2-streamed",
+            "mcp2",
+            "agents_sdk.py",
+            "OpenAI Responses, streamed, previous_response_id",
+            ("--stream", "--chain", "previous"),
+        ),
         Client("langgraph", "mcp1", "langgraph_agent.py", "OpenAI Chat Completions"),
         # the Node clients from npm, against the FastMCP server (mcp 1.x)
         *(
@@ -126,7 +134,7 @@ class Pass:
         """MCP sessions an agent task used: those with a JSON-RPC request in them (not a
         notification) that was not prefire's."""
         return {
-            r["session"] or r.get("new_session")
+            str(r["session"] or r["new_session"])
             for r in self.tool_log
             if (r["session"] or r.get("new_session"))
             and r.get("rpc_id") is not None
@@ -155,6 +163,27 @@ class Pass:
             and r["session"] in ours
         ]
 
+    def early_failed(self) -> list[dict[str, Any]]:
+        """prefire's calls the server refused or answered with an error (not those prefire
+        gave up before the answer, which have no status: a write invalidated them, say)."""
+        return [
+            r
+            for r in self.early_calls()
+            if "status" in r and (r["status"] != 200 or "error" in r or r.get("is_error"))
+        ]
+
+    def early_unlike_agent(self) -> list[dict[str, Any]]:
+        """prefire's calls that did not speak as the agent's own calls did: protocol
+        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys."""
+
+        def shape(r: dict[str, Any]) -> tuple[Any, ...]:
+            named = r.get("mcp_name") == r.get("tool")
+            return (r.get("protocol"), r.get("mcp_method"), named, tuple(r.get("meta_keys") or ()))
+
+        early = self.early_calls()
+        agents = {shape(r) for r in self.calls() if r not in early}
+        return [r for r in early if shape(r) not in agents]
+
     def results(self) -> dict[str, Any]:
         """Tool and canonical arguments -> the result the server gave, for every call."""
         return {
@@ -173,10 +202,13 @@ def agent_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serve_llm(seed: int, think_s: tuple[float, float]) -> AsyncIterator[str]:
-    """The scripted model on loopback; yields its base URL (…/v1)."""
-    async with serve_app(ScriptedLLM(SCRIPT, seed, think_s).app) as url:
-        yield url + "/v1"
+async def serve_llm(
+    seed: int, think_s: tuple[float, float]
+) -> AsyncIterator[tuple[str, ScriptedLLM]]:
+    """The scripted model on loopback; yields its base URL (…/v1) and the model."""
+    llm = ScriptedLLM(SCRIPT, seed, think_s)
+    async with serve_app(llm.app) as url:
+        yield url + "/v1", llm
 
 
 @asynccontextmanager
@@ -299,7 +331,7 @@ async def measure(
         "latency_scale": latency_scale,
         "concurrency": concurrency,
     }
-    async with serve_llm(seed, think_s) as llm_url:
+    async with serve_llm(seed, think_s) as (llm_url, llm):
         learned = None
         if warmup:
             warm = await run_pass(
@@ -315,6 +347,7 @@ async def measure(
         base = await run_pass(
             client, tmp, "baseline", llm_url=llm_url, tasks=measured, speculate=False, **common
         )
+        llm.requests.clear()
         spec = await run_pass(
             client,
             tmp,
@@ -325,7 +358,10 @@ async def measure(
             learned_from=learned,
             **common,
         )
-    return summarize(client, base, spec, tasks=tasks, warmup=warmup, **common)
+    requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
+    return summarize(
+        client, base, spec, tasks=tasks, warmup=warmup, llm_requests=requests, **common
+    )
 
 
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
@@ -349,6 +385,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "failed": totals.get("failed"),
         "early_calls": len(spec.early_calls()),
         "baseline_early_calls": len(base.early_calls()),
+        "early_failed": len(spec.early_failed()),
+        "early_unlike_agent": len(spec.early_unlike_agent()),
         "identical": base.seen() == spec.seen(),
         "first_difference": first_difference(base, spec),
         # every call both passes made got the same result from the tool server

@@ -25,7 +25,7 @@ import random
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -297,8 +297,9 @@ class Reply:
 class ScriptedLLM:
     """The aiohttp app: POST /v1/chat/completions, /v1/responses, /v1/messages.
 
-    `requests` counts the requests served per API, and `replies` keeps every reply as
-    (prompt, step, turn), for tests that check what the model was asked."""
+    `requests` counts the requests served by their shape (API, streamed or not, and for
+    Responses whether they chain with previous_response_id), and `replies` keeps every
+    reply as (prompt, step, turn), for tests that check what the model was asked."""
 
     def __init__(
         self, script: Script, seed: int, think_s: tuple[float, float] = (1.0, 1.5)
@@ -306,12 +307,19 @@ class ScriptedLLM:
         self.script = script
         self.seed = seed
         self.think_s = think_s
+        self.requests: Counter[str] = Counter()
         self.replies: list[tuple[str | None, int, Turn]] = []
         self._responses: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/responses", self.responses)
         self.app.router.add_post("/v1/messages", self.messages)
+
+    def _count(self, api: str, body: dict[str, Any]) -> None:
+        shape = [api, "streamed" if body.get("stream") else "whole"]
+        if body.get("previous_response_id"):
+            shape.append("previous_response_id")
+        self.requests[" ".join(shape)] += 1
 
     def think_time(self, prompt: str, step: int) -> float:
         return random.Random(f"{self.seed}|{prompt}|{step}").uniform(*self.think_s)
@@ -336,13 +344,14 @@ class ScriptedLLM:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self._count("chat", body)
         reply = self.reply(read_chat(body), "OK.")
         head = {
             "id": "chatcmpl-" + secrets.token_hex(12),
             "created": int(time.time()),
             "model": body.get("model", "scripted"),
         }
-        calls = [
+        calls: list[dict[str, Any]] = [
             {
                 "id": "call_" + secrets.token_hex(12),
                 "type": "function",
@@ -382,6 +391,7 @@ class ScriptedLLM:
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self._count("responses", body)
         given = body.get("input") or []
         if isinstance(given, str):
             given = [{"type": "message", "role": "user", "content": given}]
@@ -445,6 +455,7 @@ class ScriptedLLM:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self._count("messages", body)
         reply = self.reply(read_anthropic(body), "OK.")
         content: list[dict[str, Any]] = []
         if reply.text is not None:
@@ -542,6 +553,7 @@ def _anthropic_events(message: dict[str, Any]) -> list[bytes]:
         }
     ]
     for index, block in enumerate(message["content"]):
+        start: dict[str, Any]
         if block["type"] == "text":
             start = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"], 6)]
