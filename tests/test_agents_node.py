@@ -24,6 +24,12 @@ from bench.agents.harness import CLIENTS, measure
 THINK_S = (0.35, 0.5)  # short think and tool times keep each test near a minute
 LATENCY_SCALE = 0.4
 TIMEOUT_S = 300  # three passes of three client processes, two at once
+# what each client sends the model
+SHAPES = {
+    "claude-code": {"messages streamed"},
+    "claude-code-native": {"messages streamed"},
+    "codex": {"responses streamed"},
+}
 
 
 async def through_prefire(name: str, tmp_path: Path) -> dict:
@@ -42,9 +48,13 @@ async def through_prefire(name: str, tmp_path: Path) -> dict:
             concurrency=2,
         )
     summary = {k: v for k, v in s.items() if k != "speculation"}
+    assert set(s["llm_requests"]) == SHAPES[name], summary
     assert s["baseline_early_calls"] == 0, summary  # --no-speculate runs nothing itself
     assert s["stats_error"] is None, summary
     assert s["early_calls"] > 0 and s["fired"] > 0, summary
+    # the server took every early call, made as the agent makes its own
+    assert s["early_failed"] == 0, summary
+    assert s["early_unlike_agent"] == 0, summary
     assert s["hits"] > 0, summary  # early results the agent's own calls were served from
     assert s["identical"], summary
     assert s["same_tool_results"], summary

@@ -35,6 +35,7 @@ AGENTS = ROOT / "bench" / "agents"
 VENVS = ROOT / ".venv-agents"
 START_TIMEOUT_S = 30.0
 PREFIRE_ID = "prefire-"  # how prefire's own JSON-RPC ids start
+_RESERVED_META = "modelcontextprotocol"  # in the `_meta` keys the MCP spec reserves
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,15 @@ class Pass:
 
     def early_unlike_agent(self) -> list[dict[str, Any]]:
         """prefire's calls that did not speak as the agent's own calls did: protocol
-        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys."""
+        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys: those
+        the protocol reserves (io.modelcontextprotocol/...), not what a client adds of its
+        own to each call (Claude Code's claudecode/toolUseId, Codex's callId, a
+        progressToken), which no early call can know."""
 
         def shape(r: dict[str, Any]) -> tuple[Any, ...]:
             named = r.get("mcp_name") == r.get("tool")
-            return (r.get("protocol"), r.get("mcp_method"), named, tuple(r.get("meta_keys") or ()))
+            envelope = tuple(k for k in r.get("meta_keys") or () if _RESERVED_META in k)
+            return (r.get("protocol"), r.get("mcp_method"), named, envelope)
 
         early = self.early_calls()
         agents = {shape(r) for r in self.calls() if r not in early}
