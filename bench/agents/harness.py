@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.agents.tasks import SCRIPT, make_tasks
+from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
 from prefire.proxy.demo.scripted_llm import ScriptedLLM
@@ -326,11 +326,13 @@ async def measure(
     think_s: tuple[float, float] = (1.0, 1.5),
     latency_scale: float = 1.0,
     concurrency: int = 2,
+    kinds: tuple[str, ...] = tuple(TEMPLATES),
 ) -> dict[str, Any]:
     """Warm-up (other tasks, learning only), baseline (--no-speculate) and speculative
     passes of the same tasks; what changed. The speculative pass starts from what the
-    warm-up learned, as a deployed proxy has seen earlier tasks of the same agent."""
-    measured = make_tasks(tasks, seed)
+    warm-up learned, as a deployed proxy has seen earlier tasks of the same agent.
+    `kinds`: which kinds of task (bench/agents/tasks.py) the tasks cycle through."""
+    measured = make_tasks(tasks, seed, kinds)
     common: dict[str, Any] = {
         "seed": seed,
         "latency_scale": latency_scale,
@@ -344,7 +346,7 @@ async def measure(
                 tmp,
                 "warmup",
                 llm_url=llm_url,
-                tasks=make_tasks(warmup, seed + 1000),
+                tasks=make_tasks(warmup, seed + 1000, kinds),
                 speculate=False,
                 **common,
             )
@@ -365,7 +367,14 @@ async def measure(
         )
     requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
     return summarize(
-        client, base, spec, tasks=tasks, warmup=warmup, llm_requests=requests, **common
+        client,
+        base,
+        spec,
+        tasks=tasks,
+        warmup=warmup,
+        kinds=list(kinds),
+        llm_requests=requests,
+        **common,
     )
 
 
