@@ -290,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default=None, metavar="M", help="HTTP method of a REST tool")
     explain.add_argument("--host", default=None, metavar="H", help="host of a REST tool")
 
-    stats = sub.add_parser("stats", help="speculation counters per tool, from the state dir")
+    stats = sub.add_parser(
+        "stats",
+        help="early calls per tool and why others were not made: the last run of the proxy",
+    )
     stats.add_argument(
         "--state-dir",
         type=Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from mcp.server.fastmcp import FastMCP
@@ -33,10 +34,12 @@ def build_server(json_response: bool = False) -> FastMCP:
 
 
 @asynccontextmanager
-async def serve_mcp(server: FastMCP) -> AsyncIterator[str]:
-    """Serve the FastMCP app with uvicorn in this loop; yields the endpoint URL."""
+async def serve_mcp(server: FastMCP, app: Any = None) -> AsyncIterator[str]:
+    """Serve the FastMCP app (or `app` wrapping it) with uvicorn in this loop; yields the
+    endpoint URL."""
     sock = free_socket()
-    config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    app = app if app is not None else server.streamable_http_app()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from prefire.proxy.accounting import Accounting
+from prefire.proxy.accounting import Accounting, format_table
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 
 
@@ -213,3 +213,17 @@ async def test_every_early_call_ends_exactly_one_way(seed: int) -> None:
     c = h.accounting.tool("t")
     assert c.fired == len(h.ends), (c, h.ends)  # each call ended once, no more, no less
     assert h.balanced(), c
+
+
+def test_stats_count_skip_reasons_and_say_they_show_the_last_run() -> None:
+    a = Accounting()
+    a.fired("get_weather", None, "eager")
+    a.ended("get_weather", None, "expired")
+    for reason in ("no_binding", "no_binding", "rule_denied"):
+        a.skip(reason)
+    report = a.report()
+    assert report["skipped"] == {"no_binding": 2, "rule_denied": 1}
+    assert report["totals"]["expired"] == 1 and report["totals"]["in_flight"] == 0
+    table = format_table(report)
+    assert table.startswith("The last run of the proxy only")
+    assert "no_binding" in table and "expired" in table

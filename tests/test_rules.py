@@ -81,13 +81,35 @@ def test_shipped_default_denies_everything_and_its_examples_load() -> None:
     start = lines.index("# rules:")
     example = "\n".join(line[2:] if line.startswith("# ") else "" for line in lines[start:])
     rs = load_rules(example, "example.yaml")
-    assert len(rs.rules) == 6
+    assert len(rs.rules) == 7
     assert rs.budgets == Budgets()
+    notes = rs.decide(["read_page", "mcp__notes__read_page"]).rule  # either name matches
+    assert notes is not None and notes.session == "agent"
     assert rs.decide("search_hotels").allowed
     assert not rs.decide("book_hotel").allowed
     book, weather = rs.decide("book_hotel").rule, rs.decide("get_weather").rule
     assert book is not None and book.invalidates == ("search_*", "get_booking")
     assert weather is not None and weather.rest is not None
+
+
+def test_a_rule_matches_either_name_of_a_tool_and_says_where_early_calls_run() -> None:
+    rs = rules(
+        """
+        rules:
+          - match: {tool: "mcp__weather__get_*"}
+            prefire: true
+            session: agent
+          - match: {tool: get_forecast}
+            prefire: true
+        """
+    )
+    assert rs.decide(["get_weather", "mcp__weather__get_weather"]).allowed
+    assert not rs.decide("get_weather").allowed  # the model-side name was not given
+    assert rs.decide(["mcp__weather__get_forecast", "get_forecast"]).rule.session == "agent"
+    assert rs.decide(["mcp__x__get_forecast", "get_forecast"]).rule.session == "own"
+    with pytest.raises(RulesError) as err:
+        rules("rules:\n  - match: {tool: x}\n    prefire: true\n    session: mine\n")
+    assert "session: must be own or agent" in str(err.value)
 
 
 def test_first_match_wins() -> None:
