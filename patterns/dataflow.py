@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +165,7 @@ def _fan_out(path: Path) -> Path | None:
     return None
 
 
-def _user_sources(value: Any, texts: Iterable[str], kind: str) -> list[Source]:
+def _user_sources(value: Any, texts: Sequence[str], kind: str) -> list[Source]:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return []
     target = str(value)

@@ -48,7 +48,7 @@ class ToolSideResults:
         # (conversation, call id, model name, server tool, canonical args), or
         # _AMBIGUOUS when two joins came under one key
         self._waiting: LRU = LRU(capacity)
-        # (client, canonical args) -> time of an uncertain join: a later join of the same
+        # (client, tool, canonical args) -> time of an uncertain join: a later join of the same
         # call is certain only because the first took one conversation away, which may
         # have been the wrong one
         self._doubtful: LRU = LRU(capacity)
@@ -56,9 +56,10 @@ class ToolSideResults:
     def joined(self, joined: Joined) -> None:
         """A tools/call was joined to the model's call it runs (Speculator.on_join)."""
         model, server = joined.model, joined.server
-        doubt = self._doubtful.get((server.client, server.args))
+        call = (server.client, server.tool, server.args)
+        doubt = self._doubtful.get(call)
         if not joined.certain or (doubt is not None and server.t - doubt <= DOUBT_S):
-            self._doubtful[(server.client, server.args)] = server.t
+            self._doubtful[call] = server.t
             log.info(
                 "tool_result.not_learned",
                 why="another conversation made the same call",

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 
+from prefire.patterns.embedded import embedded_json
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
@@ -793,3 +794,23 @@ def test_stream_parallel_and_repeated_namespace_calls() -> None:
 )
 def test_stream_namespace_name_from_whichever_event_has_it(dropped: str) -> None:
     assert run([sse(*without(NS_STREAM, dropped))]) == NS_OUT
+
+
+def test_codex_two_part_output_keeps_its_json_findable() -> None:
+    # Codex 0.171 sends an MCP result as two text parts: the timing line, then the JSON.
+    hits = '{"hits": [{"id": "doc-1"}]}'
+    body = {
+        "input": [
+            {
+                "type": "function_call_output",
+                "call_id": "call_1",
+                "output": [
+                    {"type": "input_text", "text": "Wall time: 0.0123 seconds\nOutput:"},
+                    {"type": "input_text", "text": hits},
+                ],
+            }
+        ]
+    }
+    (item,) = CODEC.parse_request(body, "/v1/responses").items
+    assert item.content == "Wall time: 0.0123 seconds\nOutput:\n" + hits
+    assert embedded_json(item.content) == {"hits": [{"id": "doc-1"}]}
