@@ -103,7 +103,7 @@ def table(s: dict[str, Any]) -> str:
         ("same tool-server results", yes(s["same_tool_results"])),
         ("writes run early", str(s["early_writes"])),
         ("early calls in an agent's session", str(s["early_in_agent_sessions"])),
-        ("agent requests in prefire's session", str(s["agent_in_prefire_sessions"])),
+        ("agent calls in prefire's session", str(s["agent_in_prefire_sessions"])),
         (
             "model requests (speculative)",
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
