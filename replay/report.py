@@ -114,6 +114,7 @@ def _result(totals: Totals, tools: bool = True) -> dict[str, Any]:
     result = totals.summary()
     result["misses"] = dict(sorted(totals.misses.items(), key=lambda kv: -kv[1]))
     result["calibration"] = totals.calibration_table()
+    result["learning_curve"] = totals.curve_table()
     if tools:
         result["tools"] = {
             name: {

@@ -17,6 +17,8 @@ from prefire.patterns.rules import Budgets
 from prefire.replay.sources import ReplaySession
 
 Eligible = Callable[[str, ReplaySession], bool]
+# the learning curve: scored sessions grouped by their position in the input, from 1
+CURVE = (("1-5", 1, 5), ("6-20", 6, 20), ("21+", 21, None))
 
 
 class Predictor(Protocol):
@@ -57,6 +59,23 @@ class Totals:
     tools: dict[str, ToolRow] = field(default_factory=dict)
     # calibration: per tenth of predicted probability, [candidates, candidates that came true]
     calibration: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(10)])
+    # per CURVE group: [sessions, tool calls, eligible calls, hits, top-1]
+    curve: list[list[int]] = field(default_factory=lambda: [[0] * 5 for _ in CURVE])
+
+    def curve_table(self) -> dict[str, dict[str, float]]:
+        """Hit rate and top-1 by how many sessions of the input came before."""
+        return {
+            name: {
+                "sessions": n,
+                "tool_calls": calls,
+                "eligible_calls": eligible,
+                "hit_rate": round(hits / eligible, 4) if eligible else 0.0,
+                "next_call_top1": round(top1 / calls, 4) if calls else 0.0,
+            }
+            for (name, _, _), (n, calls, eligible, hits, top1) in zip(
+                CURVE, self.curve, strict=True
+            )
+        }
 
     def calibration_table(self) -> list[dict[str, float]]:
         return [
@@ -118,6 +137,7 @@ class Simulation:
         self.tool_latency = tool_latency
         self.llm_latency = llm_latency
         self.totals = Totals()
+        self._curve: list[int] = [0] * 5  # the CURVE row of the session being replayed
 
     def run(self, sessions: Iterable[ReplaySession]) -> Totals:
         for session in sessions:
@@ -137,6 +157,12 @@ class Simulation:
             return
         key = session.events[0].session
         self.totals.sessions += 1
+        self._curve = next(
+            row
+            for (_, low, high), row in zip(CURVE, self.totals.curve, strict=True)
+            if self.totals.sessions >= low and (high is None or self.totals.sessions <= high)
+        )
+        self._curve[0] += 1
         turn: _Turn | None = None
         decisions = 0
         for event in session.events:
@@ -183,20 +209,24 @@ class Simulation:
         ranked = [c.key for c in turn.candidates]
         t.tool_calls += 1
         row.calls += 1
+        self._curve[1] += 1
         t.tool_time_s += latency
         row.tool_time_s += latency
         if ranked[:1] == [key]:
             t.top1 += 1
+            self._curve[4] += 1
         if key in ranked[:3]:
             t.top3 += 1
         wait = latency
         if self.eligible(call.name, session):
             t.eligible_calls += 1
             row.eligible += 1
+            self._curve[2] += 1
             t.eligible_tool_time_s += latency
             if turn.fired.pop(key, None) is not None:
                 t.hits += 1
                 t.prefired_used += 1
+                self._curve[3] += 1
                 row.hits += 1
                 row.used += 1
                 wait = max(0.0, latency - turn.llm_s)
