@@ -2,6 +2,9 @@
 
     python bench/prediction_tables.py WORKLOAD... [--rules FILE] [--json]
 
+(a capture directory holding a rules.yaml, as `prefire demo --capture DIR` leaves it,
+is scored under those rules unless --rules is given).
+
 Each WORKLOAD is whatever `prefire replay` reads (OpenAI-messages JSONL, a capture
 directory, .mitm). For each one this runs the strictly online simulation of
 `prefire replay --json` twice: cold (nothing learned before), and after warming up
@@ -27,12 +30,17 @@ from prefire.replay.sources import ReplaySession, read
 def _score(
     sessions: list[ReplaySession], warm: list[ReplaySession], rules: Path | None
 ) -> dict[str, Any]:
+    """One online replay of `sessions` after learning from `warm`."""
     kwargs: dict[str, Any] = {}
     if rules is not None:
         from prefire.proxy.rules_file import read_rules
 
         ruleset = read_rules(rules)
-        kwargs = {"eligible": _rules_eligible(ruleset), "budget": ruleset.budgets}
+        kwargs = {
+            "eligible": _rules_eligible(ruleset),
+            "budget": ruleset.budgets,
+            "cost": ruleset.cost,
+        }
     sim = Simulation(**kwargs)
     sim.warm(warm)
     started = time.perf_counter()
@@ -57,11 +65,12 @@ def main() -> None:
     }
     cold: dict[str, dict[str, Any]] = {}
     transfer: dict[str, dict[str, Any]] = {}
-    for name, sessions in data.items():
-        cold[name] = _score(sessions, [], args.rules)
+    for path, (name, sessions) in zip(args.workloads, data.items(), strict=True):
+        rules = args.rules or _capture_rules(path)
+        cold[name] = _score(sessions, [], rules)
         others = [s for other, ss in data.items() if other != name for s in ss]
         if others:
-            transfer[name] = _score(sessions, others, args.rules)
+            transfer[name] = _score(sessions, others, rules)
     if args.json:
         print(json.dumps({"cold": cold, "transfer": transfer}, indent=2))
         return
@@ -111,6 +120,13 @@ def main() -> None:
             + " | ".join(str(r["misses"].get(cause, 0)) for r in cold.values())
             + " |"
         )
+
+
+def _capture_rules(path: Path) -> Path | None:
+    """The rules a capture directory was recorded under (`prefire demo --capture` writes
+    them there): without them every tool of a capture, writes too, would be eligible."""
+    rules = path / "rules.yaml"
+    return rules if path.is_dir() and rules.exists() else None
 
 
 def _name(path: Path) -> str:

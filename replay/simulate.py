@@ -6,14 +6,15 @@ runs while the LLM thinks, so the agent waits only for what is left of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prefire.patterns.dataflow import discover
-from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
-from prefire.patterns.model import Candidate, PatternModel, call_key, firing_order
-from prefire.patterns.rules import Budgets
+from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolResult
+from prefire.patterns.model import Candidate, PatternModel, call_key
+from prefire.patterns.policy import fire_by_value
+from prefire.patterns.rules import DEFAULT_COST, Budgets
 from prefire.replay.sources import ReplaySession
 
 Eligible = Callable[[str, ReplaySession], bool]
@@ -130,10 +131,13 @@ class Simulation:
         budget: Budgets | None = None,
         tool_latency: float = 1.0,
         llm_latency: float = 2.0,
+        cost: Callable[[str], float] | None = None,
     ) -> None:
         self.model = model or PatternModel(default_tool_s=tool_latency, default_llm_s=llm_latency)
         self.eligible = eligible or _labelled_eligible
         self.budget = budget or Budgets()
+        # what a wasted early call of a tool costs (the rules' `cost`; else the default)
+        self.cost = cost or _default_cost
         self.tool_latency = tool_latency
         self.llm_latency = llm_latency
         self.totals = Totals()
@@ -147,7 +151,7 @@ class Simulation:
     def warm(self, sessions: Iterable[ReplaySession]) -> None:
         """Learn from sessions without scoring them (--warmup)."""
         for session in sessions:
-            for event in session.events:
+            for event in self._timed(session):
                 self.model.observe(event)
             if session.events:
                 self.model.end_session(session.events[0].session)
@@ -165,7 +169,7 @@ class Simulation:
         self._curve[0] += 1
         turn: _Turn | None = None
         decisions = 0
-        for event in session.events:
+        for event in self._timed(session):
             if isinstance(event, LLMRequest):
                 self._finish(turn)
                 self.model.observe(event)
@@ -188,13 +192,39 @@ class Simulation:
         self._finish(turn)
         self.model.end_session(key)
 
+    def _timed(self, session: ReplaySession) -> Iterator[Event]:
+        """The session's events on the simulation's clock, which the model learns its
+        latencies from (an OpenAI-messages line has no times): an LLM turn takes its
+        recorded time or --llm-latency, a call its recorded time or --tool-latency, and
+        the next request goes when the turn's calls are done."""
+        now = turn_end = 0.0
+        calls_at: float | None = None
+        decisions = 0
+        ends: dict[str, float] = {}
+        for event in session.events:
+            if isinstance(event, LLMRequest):
+                now = max(now, turn_end)
+                llm_s = (
+                    session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
+                )
+                decisions += 1
+                calls_at = now + llm_s
+                yield replace(event, t=now)
+            elif isinstance(event, ToolCall):
+                t = now if calls_at is None else calls_at
+                end = ends[event.call_id] = t + session.tool_s.get(event.call_id, self.tool_latency)
+                turn_end = max(turn_end, end)
+                yield replace(event, t=t)
+            elif isinstance(event, ToolResult):
+                yield replace(event, t=ends.get(event.call_id, now))
+            else:
+                yield replace(event, t=now)
+
     def _fire(self, candidates: list[Candidate], session: ReplaySession) -> dict[bytes, Candidate]:
-        chosen = [
-            c
-            for c in firing_order(candidates, self.budget.min_probability)
-            if self.eligible(c.tool, session)
-        ]
-        fired = {c.key: c for c in chosen[: self.budget.max_per_turn]}
+        started = fire_by_value(
+            candidates, self.cost, self.budget, lambda c: self.eligible(c.tool, session)
+        )
+        fired = {c.key: c for c in started}
         self.totals.prefired += len(fired)
         for c in fired.values():
             self._row(c.tool).prefired += 1
@@ -281,3 +311,7 @@ class Simulation:
 def _labelled_eligible(tool: str, session: ReplaySession) -> bool:
     """Without rules: every tool, except those the workload labels as writes."""
     return session.labels.get(tool, "read") != "write"
+
+
+def _default_cost(tool: str) -> float:
+    return DEFAULT_COST
