@@ -38,6 +38,7 @@ from prefire.patterns.memory import MAX_CALLS, SessionMemory
 from prefire.patterns.priors import Priors
 from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
 from prefire.patterns.typed import reference_day, stated_date
+from prefire.patterns.values import at_path
 
 MIN_TOOL_PROBABILITY = 0.02
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
@@ -88,8 +89,6 @@ class _Decision:
     predicted: list[tuple[int, float, bytes]] | None = None
     # the two experts' tool distributions at this point, computed once
     experts: tuple[dict[str, float], dict[str, float]] | None = None
-    # tool -> length of the result list a fan-out over it was predicted on
-    fans: dict[str, int] | None = None
 
 
 class PatternModel:
@@ -189,8 +188,7 @@ class PatternModel:
             text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
-                fans = decision.fans or {}
-                self.fanout.observe(mem.app, tool, n, text, fans.get(tool))
+                self.fanout.observe(mem.app, tool, n, text, _list_taken_from(mem, tool))
         mem.turn_calls = []
 
     def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:
@@ -299,7 +297,7 @@ class PatternModel:
             repeats, calls = self.repeats.get(mem.app) or [0.0, 0.0]
             # how often this application repeats a call it already made in a session
             repeat_rate = (repeats + 0.5) / (calls + 1.0)
-            for args, p_args in self._arguments(mem, tool, decision):
+            for args, p_args in self._arguments(mem, tool):
                 p = p_tool * p_args
                 cand = Candidate.of(tool, args, p, p * saving)
                 if cand.key in mem.called:
@@ -317,9 +315,7 @@ class PatternModel:
             calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
-    def _arguments(
-        self, mem: SessionMemory, tool: str, decision: _Decision | None = None
-    ) -> list[tuple[Any, float]]:
+    def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         app = self._args_app(mem.app, tool)
         schema: ToolSchema | None = self.schemas.get((mem.app, tool))
         counts = self.keysets.get((app, tool))
@@ -373,8 +369,6 @@ class PatternModel:
                 # element i is called as often as turns took more than i of a list, or as
                 # the user's words say ("the top three")
                 shares = self.fanout.shares(mem.app, tool, text, len(fan_values))
-                if decision is not None:  # to learn how much of the list was taken
-                    decision.fans = {**(decision.fans or {}), tool: len(fan_values)}
                 results += [
                     ({**args, fan_name: v}, p * share)
                     for v, share in zip(fan_values, shares, strict=True)
@@ -384,6 +378,23 @@ class PatternModel:
 
 def _never(tool: str) -> bool:
     return False
+
+
+def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
+    """The length of the earlier result list this turn's calls of `tool` took their
+    first argument from, or None when it took none from a list."""
+    first = next((c for c in mem.turn_calls if c.name == tool), None)
+    if first is None or not isinstance(first.arguments, dict) or not first.arguments:
+        return None
+    value = next(iter(first.arguments.values()))
+    for rec, ref, _ in mem.lookup(value):
+        if ref.part != "res":
+            continue
+        for i in range(len(ref.path) - 1, -1, -1):
+            if isinstance(ref.path[i], int):
+                items = at_path(rec.result, ref.path[:i])
+                return len(items) if isinstance(items, list) else None
+    return None
 
 
 def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
