@@ -37,7 +37,7 @@ from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
 from prefire.patterns.priors import Priors
 from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
-from prefire.patterns.typed import reference_day, stated_date
+from prefire.patterns.typed import reference_day, stated_count, stated_date
 from prefire.patterns.values import at_path
 
 MIN_TOOL_PROBABILITY = 0.02
@@ -188,7 +188,10 @@ class PatternModel:
             text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
-                self.fanout.observe(mem.app, tool, n, text, _list_taken_from(mem, tool))
+                # the list's length matters only where the user said how many
+                asked = text is not None and stated_count(text) is not None
+                list_len = _list_taken_from(mem, tool) if asked else None
+                self.fanout.observe(mem.app, tool, n, text, list_len)
         mem.turn_calls = []
 
     def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:

@@ -126,7 +126,15 @@ DATE_FORMATS = (
     "%b %d, %Y",
     "%d %B %Y",
 )
-TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%I:%M %p", "%I %p", "%H%M")
+TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%I:%M %p", "%I %p")
+# what a written date or time can look like: strptime only runs on strings that pass
+_LOOKS = {
+    "date": re.compile(
+        r"\d{4}[-/]?\d\d[-/]?\d\d|\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}"
+        r"|[A-Za-z]{3,9} \d{1,2}, \d{4}|\d{1,2} [A-Za-z]{3,9} \d{4}"
+    ),
+    "time": re.compile(r"\d{1,2}:\d\d(?::\d\d)?(?: [AaPp][Mm])?|\d{1,2} [AaPp][Mm]"),
+}
 
 
 def _date_or_none(y: int, m: int, d: int) -> dt.date | None:
@@ -312,6 +320,8 @@ def parse_as(kind: str, target: Any) -> Any:
         return None
     if kind == "email":
         return target if _EMAIL.fullmatch(target) else None
+    if not _LOOKS[kind].fullmatch(target):
+        return None
     formats = DATE_FORMATS if kind == "date" else TIME_FORMATS
     for fmt in formats:
         try:
