@@ -14,6 +14,12 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
                                                    `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
+  ("user", back, "between", (words, after), transform)
+                                                   the words after `words` up to the word
+                                                   `after` ("" : up to the clause's end)
+  ("typed", back, kind, k, format)                 the k-th date, time, number or e-mail in a
+                                                   user message (typed.extract: "next Friday",
+                                                   "8 AM", "four"), written in `format`
   ("each", part, tool, path, transform)            the value at `path` in the arguments or result
                                                    of each call of `tool` in the latest turn that
                                                    made several: one call per earlier call (a map
@@ -35,6 +41,7 @@ import orjson
 
 from prefire.patterns.canonical import canonical
 from prefire.patterns.memory import SessionMemory
+from prefire.patterns.typed import KINDS, extract, formats_of, parse_as, render
 from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_between
 
 Source = tuple[Any, ...]
@@ -92,12 +99,20 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
         text = mem.user_texts[-1 - back]
         if mode == "anchor":
             span = _anchor_span(text, *param)
+        elif mode == "between":
+            span = _between_span(text, *param)
         elif mode == "shape":
             span = _shape_span(text, *param)
         else:
             quoted = _quoted(text)
             span = quoted[param] if param < len(quoted) else None
         return None if span is None else apply(transform, span)
+    if kind == "typed":
+        _, back, what, k, fmt = source
+        if back >= len(mem.user_texts):
+            return None
+        found = extract(mem.user_texts[-1 - back], mem.today)[what]
+        return render(what, found[k], fmt) if k < len(found) else None
     if kind == "each":
         _, part, tool, path, transform = source
         values = []
@@ -146,6 +161,7 @@ def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = No
             if target is not None:
                 found.append(("iter", rec.name, back, fan, transform, target))
     found += _user_sources(value, mem)
+    found += _typed_sources(value, mem)
     constant = canonical(value)
     if len(constant) <= MAX_CONSTANT:  # hypotheses are kept by the thousand
         found.append(("const", constant.decode()))
@@ -184,6 +200,11 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
             anchors += [((before[-1 - skip],), skip) for skip in (1, 2) if len(before) > skip]
             for words, skip in dict.fromkeys(anchors):
                 out.append(("user", back, "anchor", (words, skip, nwords), transform))
+            if nwords > 1 and before:
+                # a phrase of any length between cue words: "find the <...> and"
+                after = _next_word(text, pos + len(target))
+                for words in dict.fromkeys((tuple(before[-2:]), tuple(before[-1:]))):
+                    out.append(("user", back, "between", (words, after), transform))
         shape = _shape_of(span)
         occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
         out.append(("user", back, "shape", (shape, occurrence), transform))
@@ -221,6 +242,57 @@ def _anchor_span(text: str, anchor: tuple[str, ...], skip: int, nwords: int) -> 
             start, end = matches[i].start(), matches[i + nwords - 1].end()
             return text[start:end].strip(".,;:!?'\"")
     return None
+
+
+_CLAUSE_END = re.compile(r"[.,;:!?()\n]")
+
+
+def _next_word(text: str, end: int) -> str:
+    """The word right after position `end` in the same clause, casefolded, or ""."""
+    m = _WORD.search(text, end)
+    if m is None or _CLAUSE_END.search(text, end, m.start()):
+        return ""
+    return m.group().casefold()
+
+
+def _between_span(text: str, anchor: tuple[str, ...], after: str) -> str | None:
+    matches, words, where = _words(text)
+    k = len(anchor)
+    for i in where.get(anchor[-1], ()) if k else ():
+        if tuple(words[i + 1 - k : i + 1]) != anchor:
+            continue
+        last, found_after = None, False
+        for j in range(i + 1, min(len(words), i + 1 + 2 * _MAX_SPAN_WORDS)):
+            if _CLAUSE_END.search(text, matches[j - 1].end(), matches[j].start()):
+                break
+            if after and words[j] == after:
+                found_after = True
+                break
+            last = j
+        if last is not None and found_after == bool(after):
+            return text[matches[i + 1].start() : matches[last].end()].strip(".,;:!?'\"")
+    return None
+
+
+def _typed_sources(value: Any, mem: SessionMemory) -> list[Source]:
+    """Typed values in the user's words that this value writes: "2024-05-26" from
+    "May 26", "08:00" from "8 AM", 4 from "four"."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return []
+    out: list[Source] = []
+    for kind in KINDS:
+        if kind == "number" and isinstance(value, str):
+            continue  # digits in text are found as spans; words as numbers are for numbers
+        if parse_as(kind, value) is None:
+            continue
+        for back, text in enumerate(reversed(mem.user_texts)):
+            found = extract(text, mem.today)[kind]
+            for k, typed in enumerate(found):
+                fmts = formats_of(kind, typed, value)
+                out += [("typed", back, kind, k, fmt) for fmt in fmts[:2]]
+            if out:
+                return out
+    return out
 
 
 def _shape_of(span: str) -> str:
@@ -302,7 +374,7 @@ class ArgHypotheses:
             value = resolve(source, mem)
             if value is None:
                 continue
-            key = _identity(value)
+            key = identity(value)
             p = score * remaining
             remaining -= p
             if key in found:
@@ -318,7 +390,7 @@ def _fans_out(source: Source) -> bool:
     return source[0] == "each" or (source[0] == "res" and WILDCARD in source[3])
 
 
-def _identity(value: Any) -> Any:
+def identity(value: Any) -> Any:
     """Equal for equal JSON values: the value with its type for strings, ints and
     booleans (1 and True stay apart), canonical JSON otherwise."""
     if type(value) in (str, int, bool):

@@ -19,7 +19,7 @@ from lru import LRU
 from prefire.patterns.calibration import Calibrator
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
-from prefire.patterns.dataflow import ArgHypotheses, discover
+from prefire.patterns.dataflow import ArgHypotheses, discover, identity
 from prefire.patterns.events import (
     Event,
     LLMRequest,
@@ -31,9 +31,14 @@ from prefire.patterns.events import (
     UserMessage,
     toolset_id,
 )
+from prefire.patterns.fanout import FanOut
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
+from prefire.patterns.priors import Priors
+from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
+from prefire.patterns.typed import reference_day, stated_count, stated_date
+from prefire.patterns.values import at_path
 
 MIN_TOOL_PROBABILITY = 0.02
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
@@ -100,6 +105,11 @@ class PatternModel:
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
+        # (app, tool) -> what the tool's JSON schema says of its arguments (sent with
+        # every request, so not learned state)
+        self.schemas: LRU = LRU(max_arg_keys)
+        self.priors = Priors()
+        self.fanout = FanOut(max_arg_keys)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
@@ -120,10 +130,17 @@ class PatternModel:
             if event.api != "mcp" and event.tools:
                 mem.app = (event.session.scope, toolset_id(event.tools))
                 self.offered[mem.app] = frozenset(t.name for t in event.tools)
+                for spec in event.tools:
+                    schema = parse_tool(spec.parameters)
+                    if schema is not None:
+                        self.schemas[(mem.app, spec.name)] = schema
         elif isinstance(event, UserMessage):
-            mem.user_texts.append(event.text)
-            mem.new_words = tokens(event.text)
+            mem.stated_day = stated_date(event.text) or mem.stated_day
+            if event.role == "user":
+                mem.user_texts.append(event.text)
+                mem.new_words = tokens(event.text)
         elif isinstance(event, LLMRequest):
+            mem.request_day = reference_day(event.t) or mem.request_day
             self._close_turn(event.session, mem)
             mem.turn += 1
             self._decisions[event.session] = _Decision(
@@ -161,8 +178,13 @@ class PatternModel:
                 if called:
                     self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
+            text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
+                # the list's length matters only where the user said how many
+                asked = text is not None and stated_count(text) is not None
+                list_len = _list_taken_from(mem, tool) if asked else None
+                self.fanout.observe(mem.app, tool, n, text, list_len)
         mem.turn_calls = []
 
     def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:
@@ -215,11 +237,18 @@ class PatternModel:
             app = self._args_app(mem.app, event.name)
             keyset_key = (app, event.name)
             counts = self.keysets.get(keyset_key)
+            schema = self.schemas.get((mem.app, event.name))
             if counts is None:
                 counts = self.keysets[keyset_key] = Counter()
+                if schema is not None:  # how often a first call sends just the required names
+                    self.priors.observe_keyset(
+                        tuple(sorted(args)) == tuple(sorted(schema.required))
+                    )
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
             for name, value in args.items():
+                if schema is not None:
+                    self.priors.observe(name, schema.args.get(name), value, mem)
                 explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
                 for hkey in ((app, event.name, name), (app, prev, event.name, name)):
@@ -284,27 +313,42 @@ class PatternModel:
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         app = self._args_app(mem.app, tool)
+        schema: ToolSchema | None = self.schemas.get((mem.app, tool))
         counts = self.keysets.get((app, tool))
-        if not counts:
+        if counts:
+            names, seen = counts.most_common(1)[0]
+            p_keyset = seen / sum(counts.values())
+        elif schema is not None and schema.required:
+            # never called here: the schema's required names, as often as first calls send them
+            names, p_keyset = tuple(sorted(schema.required)), self.priors.keyset_weight()
+        else:
             return []
-        names, seen = counts.most_common(1)[0]
-        p_keyset = seen / sum(counts.values())
         options: list[list[tuple[str, Any, float, bool]]] = []
         prev = mem.names[-1] if mem.names else START
+        # a fan-out source only speaks for tools that are called several times a turn
+        fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:
             hyps = _sharper(
                 self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
             )
             values = hyps.values(mem) if hyps is not None else []
-            if not values:
-                return []
-            # a fan-out source only speaks for tools that are called several times a turn
-            fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
+            spec = schema.args.get(name) if schema is not None else None
+            remaining = 1.0 - sum(p for _, p, _ in values)
+            if schema is not None and remaining >= 0.05:
+                known = {identity(v) for v, _, _ in values}
+                values += [
+                    v
+                    for v in self.priors.values(name, spec, mem, remaining)
+                    if identity(v[0]) not in known
+                ]
+            if spec is not None:
+                values = [v for v in values if _fits(v[0], v[2], spec)]
             values = [v for v in values if fans_out or not v[2]]
             if not values:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []
+        text = mem.user_texts[-1] if mem.user_texts else None
         for combo in itertools.islice(itertools.product(*options), 4):
             p = p_keyset
             fan_name, fan_values = None, None
@@ -318,14 +362,43 @@ class PatternModel:
             if fan_name is None:
                 results.append((args, p))
             elif fan_values:
-                # each element is called with the share of the list a turn usually covers
-                share = min(1.0, self.width.get((mem.app, tool), 1.0) / len(fan_values))
-                results += [({**args, fan_name: v}, p * share) for v in fan_values]
+                # element i is called as often as turns took more than i of a list, or as
+                # the user's words say ("the top three")
+                shares = self.fanout.shares(mem.app, tool, text, len(fan_values))
+                results += [
+                    ({**args, fan_name: v}, p * share)
+                    for v, share in zip(fan_values, shares, strict=True)
+                ]
         return results
 
 
 def _never(tool: str) -> bool:
     return False
+
+
+def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
+    """The length of the earlier result list this turn's calls of `tool` took their
+    first argument from, or None when it took none from a list."""
+    first = next((c for c in mem.turn_calls if c.name == tool), None)
+    if first is None or not isinstance(first.arguments, dict) or not first.arguments:
+        return None
+    value = next(iter(first.arguments.values()))
+    for rec, ref, _ in mem.lookup(value):
+        if ref.part != "res":
+            continue
+        for i in range(len(ref.path) - 1, -1, -1):
+            if isinstance(ref.path[i], int):
+                items = at_path(rec.result, ref.path[:i])
+                return len(items) if isinstance(items, list) else None
+    return None
+
+
+def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
+    """Whether a predicted value (each element, for a fan-out) has a JSON type the
+    schema allows."""
+    if fans_out:
+        return isinstance(value, list) and all(conforms(v, spec) for v in value)
+    return conforms(value, spec)
 
 
 def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:

@@ -1,0 +1,169 @@
+"""Schema priors: argument sources proposed from the tools' JSON schemas before any
+evidence, each weighted by how often proposals of its kind came true.
+
+An argument named like a field of an earlier result (`hotel_id` and
+`hotels[0].hotel_id`, `place_id` and `places[0].id`) is proposed from that field;
+a date argument from the dates in the user's words, written as the schema says;
+an enum member the user wrote, a schema default, a lone enum member as constants.
+Which kinds are worth how much is learned from every application together: the
+weights hold counts per kind, never a value, so they may cross scopes.
+Learned sources (dataflow.ArgHypotheses) come first; a prior only fills the
+probability they leave, so evidence beats a coincidental name match.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefire.patterns.canonical import canonical
+from prefire.patterns.dataflow import Source, Stat, resolve
+from prefire.patterns.memory import CallRecord, SessionMemory
+from prefire.patterns.schema import ArgSpec
+from prefire.patterns.values import WILDCARD, Path, leaves
+
+RECENT_RESULTS = 4  # the latest results searched for a field named like the argument
+_SEP = re.compile(r"[_\-\s]+")
+_FORMATS = {"date": "%Y-%m-%d", "time": "%H:%M", "email": "as_is"}
+AGE_AT = 2_000.0
+
+
+def norm(name: str) -> str:
+    """A name without case, separators or camel humps: "hotelId" ~ "hotel_id"."""
+    return _SEP.sub("", name).casefold()
+
+
+def _singular(word: str) -> str:
+    w = norm(word)
+    if w.endswith("ies"):
+        return w[:-3] + "y"
+    if w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def keyed_paths(rec: CallRecord) -> dict[str, list[Path]]:
+    """The record's result paths by normalized last key (and by "<parent> <key>" for a
+    key under a named list or object, so `hotels[0].id` is also "hotel id")."""
+    if rec.keyed is None:
+        keyed: dict[str, list[Path]] = {}
+        for path, _ in leaves(rec.result):
+            if not path or not isinstance(path[-1], str):
+                continue
+            names = [norm(path[-1])]
+            parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), None)
+            if parent is not None:
+                names.append(_singular(parent) + names[0])
+            for n in names:
+                paths = keyed.setdefault(n, [])
+                if len(paths) < 2:
+                    paths.append(path)
+        rec.keyed = keyed
+    return rec.keyed
+
+
+def _first_and_all(path: Path) -> list[tuple[str, Path]]:
+    """The path at the first element of its last list, and fanned out over that list."""
+    for i in range(len(path) - 1, -1, -1):
+        if isinstance(path[i], int):
+            return [
+                ("first", (*path[:i], 0, *path[i + 1 :])),
+                ("each", (*path[:i], WILDCARD, *path[i + 1 :])),
+            ]
+    return [("one", path)]
+
+
+def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple[str, Source]]:
+    """(prior kind, source) for argument `name` of a tool with this schema, strongest
+    kinds first. Sources are dataflow sources, resolved the same way."""
+    out: list[tuple[str, Source]] = []
+    want = norm(name)
+    results = [c for c in reversed(mem.calls) if c.has_result and c.turn < mem.turn]
+    seen_tools: set[str] = set()
+    for rec in results:
+        if rec.name in seen_tools or len(seen_tools) >= RECENT_RESULTS:
+            continue
+        seen_tools.add(rec.name)
+        keyed = keyed_paths(rec)
+        matches = [("name", p) for p in keyed.get(want, ())]
+        if not matches and want.endswith("id") and len(want) > 2:
+            matches = [("name_id", p) for p in keyed.get("id", ())]
+        for how, path in matches[:1]:
+            for where, concrete in _first_and_all(path):
+                out.append((f"{how}/{where}", ("res", rec.name, 0, concrete, None)))
+    if spec is None:
+        return out
+    if spec.form in _FORMATS:
+        for k in range(2):
+            out.append((f"text_{spec.form}", ("typed", 0, spec.form, k, _FORMATS[spec.form])))
+    if spec.enum and mem.user_texts:
+        text = mem.user_texts[-1].casefold()
+        for member in spec.enum:
+            if isinstance(member, str) and member and _word_in(member.casefold(), text):
+                out.append(("enum_text", ("const", canonical(member).decode())))
+    if len(spec.enum) == 1:
+        out.append(("enum_one", ("const", canonical(spec.enum[0]).decode())))
+    if spec.has_default:
+        out.append(("default", ("const", canonical(spec.default).decode())))
+    return out
+
+
+def _word_in(word: str, text: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text) is not None
+
+
+class Priors:
+    """How often a proposal of each kind was the value the agent sent."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, Stat] = {}
+        # how often a tool's first call in an application sent just its required names
+        self.keyset = Stat()
+
+    def observe_keyset(self, required_only: bool) -> None:
+        self.keyset.trials += 1
+        self.keyset.hits += required_only
+
+    def keyset_weight(self) -> float:
+        return self.keyset.score
+
+    def weight(self, kind: str) -> float:
+        st = self.stats.get(kind)
+        return st.score if st is not None else Stat().score
+
+    def observe(self, name: str, spec: ArgSpec | None, value: Any, mem: SessionMemory) -> None:
+        """Score every proposal for an argument the agent just sent."""
+        for kind, source in proposals(name, spec, mem):
+            predicted = resolve(source, mem)
+            if predicted is None:
+                continue
+            st = self.stats.get(kind)
+            if st is None:
+                st = self.stats[kind] = Stat()
+            st.trials += 1
+            hit = value in predicted if kind.endswith("/each") else _same(predicted, value)
+            st.hits += hit
+            if st.trials > AGE_AT:
+                st.hits /= 2
+                st.trials /= 2
+
+    def values(
+        self, name: str, spec: ArgSpec | None, mem: SessionMemory, remaining: float
+    ) -> list[tuple[Any, float, bool]]:
+        """Values the priors propose, each with weight x the probability the learned
+        sources left (`remaining`), like later hypotheses in ArgHypotheses.values."""
+        out: list[tuple[Any, float, bool]] = []
+        for kind, source in proposals(name, spec, mem):
+            if remaining < 0.01:
+                break
+            value = resolve(source, mem)
+            if value is None:
+                continue
+            p = self.weight(kind) * remaining
+            remaining -= p
+            out.append((value, p, kind.endswith("/each")))
+        return out
+
+
+def _same(predicted: Any, value: Any) -> bool:
+    return type(predicted) is type(value) and predicted == value
