@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,20 +326,32 @@ def _shape_span(text: str, shape: str, occurrence: int) -> str | None:
 class ArgHypotheses:
     """The competing sources for one (application, tool, argument path)."""
 
-    __slots__ = ("ranked", "stats")
+    __slots__ = ("fresh", "ranked", "stats")
 
     def __init__(self) -> None:
         self.stats: dict[Source, Stat] = {}
         # tried sources with their scores, best first; refreshed whenever the stats change
         self.ranked: list[tuple[Source, float, bool]] = []
+        # sources seen explaining one value and not tried since, most specific first
+        self.fresh: list[Source] = []
 
-    def observe(self, value: Any, mem: SessionMemory, explained_by: list[Source]) -> None:
+    def observe(
+        self,
+        value: Any,
+        mem: SessionMemory,
+        explained_by: list[Source],
+        first_trial: Callable[[Source, bool], None] | None = None,
+    ) -> None:
         """Score every source on this call's value; `explained_by` (from `discover`) are
-        the sources that explain it now."""
+        the sources that explain it now. `first_trial(source, held)` hears how each
+        source seen once fared at its first trial (how far one example can be trusted)."""
         for source, stat in self.stats.items():
             predicted = resolve(source, mem)
+            held = _agrees(predicted, value, source)
+            if first_trial is not None and stat.trials == 0:
+                first_trial(source, held)
             stat.trials += 1
-            if _agrees(predicted, value, source):
+            if held:
                 stat.hits += 1
         # A new source is not yet evidence: it was picked because it matched.
         # It counts from the next call on.
@@ -360,17 +373,28 @@ class ArgHypotheses:
             order = order[:MAX_HYPOTHESES]
             self.stats = dict(order)
         self.ranked = [(src, st.score, _fans_out(src)) for src, st in order if st.trials >= 1]
+        self.fresh = [src for src, st in order if st.trials == 0]
 
-    def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
+    def values(
+        self, mem: SessionMemory, limit: int = 2, prior: Callable[[Source], float] | None = None
+    ) -> list[tuple[Any, float, bool]]:
         """Up to `limit` distinct predicted values: (value, probability, fan-out).
 
         Hypotheses are tried best first; a later one only matters when the ones
         before it are wrong, so each adds score x P(all before it wrong) to the
         value it gives. The probabilities of one argument's values sum to <= 1.
+        With `prior`, a source seen once and not tried yet takes part with the score
+        `prior` gives it (learn from one example).
         """
+        chain = self.ranked
+        if prior is not None and self.fresh:
+            chain = sorted(
+                [*chain, *((src, prior(src), _fans_out(src)) for src in self.fresh)],
+                key=lambda x: -x[1],
+            )
         found: dict[Any, list[Any]] = {}  # value's identity -> [value, probability, fan-out]
         remaining = 1.0
-        for source, score, fan in self.ranked:
+        for source, score, fan in chain:
             value = resolve(source, mem)
             if value is None:
                 continue

@@ -7,8 +7,10 @@ answers for the session's current decision point.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from prefire.patterns.fanout import FanOut
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, SessionMemory
+from prefire.patterns.oneshot import OneShot
 from prefire.patterns.priors import Priors
 from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
 from prefire.patterns.typed import reference_day, stated_count, stated_date
@@ -45,6 +48,7 @@ SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
+MAX_COMBINATIONS = 64  # of argument values, ranked to find the likeliest
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class PatternModel:
         # every request, so not learned state)
         self.schemas: LRU = LRU(max_arg_keys)
         self.priors = Priors()
+        self.one_shot = OneShot()
         self.fanout = FanOut(max_arg_keys)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
@@ -251,11 +256,16 @@ class PatternModel:
                     self.priors.observe(name, schema.args.get(name), value, mem)
                 explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
-                for hkey in ((app, event.name, name), (app, prev, event.name, name)):
+                general = (app, event.name, name)
+                for hkey in (general, (app, prev, event.name, name)):
                     hyps = self.args.get(hkey)
                     if hyps is None:
                         hyps = self.args[hkey] = ArgHypotheses()
-                    hyps.observe(value, mem, explained_by)
+                    # one-shot outcomes are counted once, on the tool's general hypotheses
+                    first = (
+                        functools.partial(self.one_shot.observe, app) if hkey is general else None
+                    )
+                    hyps.observe(value, mem, explained_by, first)
         mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
@@ -325,13 +335,14 @@ class PatternModel:
             return []
         options: list[list[tuple[str, Any, float, bool]]] = []
         prev = mem.names[-1] if mem.names else START
+        prior = functools.partial(self.one_shot.prior, app)
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:
             hyps = _sharper(
                 self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
             )
-            values = hyps.values(mem) if hyps is not None else []
+            values = hyps.values(mem, prior=prior) if hyps is not None else []
             spec = schema.args.get(name) if schema is not None else None
             remaining = 1.0 - sum(p for _, p, _ in values)
             if schema is not None and remaining >= 0.05:
@@ -349,7 +360,12 @@ class PatternModel:
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []
         text = mem.user_texts[-1] if mem.user_texts else None
-        for combo in itertools.islice(itertools.product(*options), 4):
+        # the likeliest few combinations of the arguments' values, not the first few
+        combos = sorted(
+            itertools.islice(itertools.product(*options), MAX_COMBINATIONS),
+            key=lambda combo: -math.prod(option[2] for option in combo),
+        )
+        for combo in combos[:4]:
             p = p_keyset
             fan_name, fan_values = None, None
             args: dict[str, Any] = {}

@@ -44,6 +44,10 @@ def dump(model: PatternModel) -> bytes:
         "repeats": list(model.repeats.items()),
         "tool_latency": list(model.latency.tool.items()),
         "llm_latency": list(model.latency.llm.items()),
+        "one_shot": [
+            list(model.one_shot.shared.items()),
+            [[app, list(table.items())] for app, table in model.one_shot.apps.items()],
+        ],
     }
     return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
 
@@ -87,6 +91,11 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:
             m.latency.llm[_tuple(key)] = seconds
+        # (absent from snapshots written before one-shot rates were learned)
+        shared, apps = state.get("one_shot", ([], []))
+        m.one_shot.shared = {_tuple(k): list(cell) for k, cell in shared}
+        for app, table in apps:
+            m.one_shot.apps[_tuple(app)] = {_tuple(k): list(cell) for k, cell in table}
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise SnapshotError(f"snapshot is damaged: {exc!r}") from None
     return m
