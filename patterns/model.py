@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,6 @@ class Candidate:
     @classmethod
     def of(cls, tool: str, arguments: Any, probability: float, value: float) -> Candidate:
         return cls(tool, arguments, probability, value, call_key(tool, arguments))
-
-
-def firing_order(candidates: Iterable[Candidate], min_probability: float) -> list[Candidate]:
-    """The candidates worth starting early, best expected saving first."""
-    return sorted(
-        (c for c in candidates if c.probability >= min_probability), key=lambda c: -c.value
-    )
 
 
 def call_key(tool: str, arguments: Any) -> bytes:
