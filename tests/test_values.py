@@ -348,3 +348,17 @@ def test_a_stated_date_form_rules_out_other_strings() -> None:
     assert date.form == "date" and date.strict
     assert conforms("2026-10-15", date) and not conforms("the", date)
     assert spec.args["update_note"].form == ""  # "update" is not a date
+
+
+def test_a_snapshot_keeps_prior_weights_and_fan_out_counts() -> None:
+    from prefire.patterns import snapshot
+
+    m = PatternModel()
+    for i, city in enumerate(["Oslo", "Rome", "Lima"]):
+        feed(m, hotels(i, city, [f"A{i}", f"B{i}"]))
+    for i in range(3):
+        feed(m, places(10 + i, [f"P{i}{k}" for k in range(4)], 2, "the two best"))
+    back = snapshot.load(snapshot.dump(m))
+    assert back.priors.weight("name/first") == m.priors.weight("name/first") > 0.5
+    assert back.fanout.stated == m.fanout.stated and back.fanout.stated.trials == 3
+    assert dict(back.fanout.taken.items()) == dict(m.fanout.taken.items())
