@@ -206,9 +206,10 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
                 after = _next_word(text, pos + len(target))
                 for words in dict.fromkeys((tuple(before[-2:]), tuple(before[-1:]))):
                     out.append(("user", back, "between", (words, after), transform))
-        shape = _shape_of(span)
-        occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
-        out.append(("user", back, "shape", (shape, occurrence), transform))
+        for shape in dict.fromkeys((_shape_of(span), _id_shape_of(span))):
+            if shape:
+                occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
+                out.append(("user", back, "shape", (shape, occurrence), transform))
         quoted = [q.casefold() for q in _quoted(text)]
         if target.casefold() in quoted:
             out.append(("user", back, "quoted", quoted.index(target.casefold()), transform))
@@ -314,6 +315,20 @@ def _shape_of(span: str) -> str:
         else:
             out.append(re.escape(tok))
     return r"(?<![\w])" + "".join(out) + r"(?![\w])"
+
+
+_ID = re.compile(r"[A-Z0-9]+|[a-z0-9]+")
+
+
+def _id_shape_of(span: str) -> str | None:
+    """For an identifier mixing letters and digits ("JMO1MG", "PEP4E0", "ab12cd"), a
+    regex for any token of the same length and alphabet with a letter and a digit, so
+    the next locator matches whatever its letters and digits."""
+    m = _ID.fullmatch(span)
+    if m is None or span.isdigit() or span.isalpha():
+        return None
+    cls = "A-Z" if span.upper() == span else "a-z"
+    return rf"(?<![\w])(?=[{cls}]*\d)(?=\d*[{cls}])[{cls}0-9]{{{len(span)}}}(?![\w])"
 
 
 def _shape_span(text: str, shape: str, occurrence: int) -> str | None:

@@ -411,7 +411,7 @@ def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
 
 def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
     """Whether a predicted value (each element, for a fan-out) has a JSON type the
-    schema allows."""
+    schema allows, in the form it states."""
     if fans_out:
         return isinstance(value, list) and all(conforms(v, spec) for v in value)
     return conforms(value, spec)

@@ -19,7 +19,7 @@ from typing import Any
 from prefire.patterns.canonical import canonical
 from prefire.patterns.dataflow import Source, Stat, resolve
 from prefire.patterns.memory import CallRecord, SessionMemory
-from prefire.patterns.schema import ArgSpec
+from prefire.patterns.schema import ArgSpec, name_words
 from prefire.patterns.values import WILDCARD, Path, leaves
 
 RECENT_RESULTS = 4  # the latest results searched for a field named like the argument
@@ -101,6 +101,12 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
         for member in spec.enum:
             if isinstance(member, str) and member and _word_in(member.casefold(), text):
                 out.append(("enum_text", ("const", canonical(member).decode())))
+    if spec.types == frozenset({"boolean"}) and mem.user_texts:
+        # a flag the user names ("human-readable", "dry run") is set
+        words = name_words(name)
+        text = mem.user_texts[-1].casefold()
+        if words and _word_in(" ".join(words), re.sub(r"[\-_]", " ", text)):
+            out.append(("bool_named", ("const", "true")))
     if len(spec.enum) == 1:
         out.append(("enum_one", ("const", canonical(spec.enum[0]).decode())))
     if spec.has_default:

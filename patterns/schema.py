@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from prefire.patterns.typed import parse_as
+
 _JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
-_DATE_HINT = re.compile(r"yyyy-mm-dd|\bdate\b|\bday\b", re.IGNORECASE)
-_TIME_HINT = re.compile(r"hh:mm|\btime\b", re.IGNORECASE)
-_EMAIL_HINT = re.compile(r"e-?mail", re.IGNORECASE)
-_DATETIME_HINT = re.compile(r"yyyy-mm-dd[ t]hh:mm|date-?time|timestamp", re.IGNORECASE)
+# a description or pattern that states the form ("in the format YYYY-MM-DD", "HH:MM")
+_DATE_HINT = re.compile(r"yyyy-mm-dd|\\d\{4\}-\\d\{2\}-\\d\{2\}", re.IGNORECASE)
+_TIME_HINT = re.compile(r"\bhh:mm\b", re.IGNORECASE)
+_DATETIME_HINT = re.compile(r"yyyy-mm-dd[ t]hh:mm", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,9 @@ class ArgSpec:
     types: frozenset[str] = frozenset()  # JSON types allowed; empty: any
     # the form of a string value: "date", "time", "datetime", "email" or "" (free)
     form: str = ""
+    # the form was stated (a `format`, or a pattern or description naming it), not
+    # guessed from the name: values not in that form are ruled out
+    strict: bool = False
     enum: tuple[Any, ...] = ()
     default: Any = None
     has_default: bool = False
@@ -62,10 +67,8 @@ def _arg(name: str, prop: Any, defs: Any) -> ArgSpec:
     enum_t = tuple(enum) if isinstance(enum, list) else ()
     if "const" in prop:
         enum_t = (prop["const"],)
-    form = ""
-    if not types or "string" in types:
-        form = _form(name, prop)
-    return ArgSpec(types, form, enum_t, prop.get("default"), "default" in prop)
+    form, strict = _form(name, prop) if not types or "string" in types else ("", False)
+    return ArgSpec(types, form, strict, enum_t, prop.get("default"), "default" in prop)
 
 
 def _types(prop: dict[str, Any]) -> frozenset[str]:
@@ -88,32 +91,44 @@ def _types(prop: dict[str, Any]) -> frozenset[str]:
     return frozenset(found & _JSON_TYPES)
 
 
-def _form(name: str, prop: dict[str, Any]) -> str:
+def name_words(name: str) -> list[str]:
+    """`travel_date`, `travelDate`, `travel-date` -> ["travel", "date"]."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[_\-\s.]+", spaced.casefold()) if w]
+
+
+def _form(name: str, prop: dict[str, Any]) -> tuple[str, bool]:
+    """The form of a string argument and whether the schema states it."""
     fmt = prop.get("format")
     if fmt in ("date", "time", "email"):
-        return str(fmt)
-    if fmt == "date-time":
-        return "datetime"
-    text = " ".join(
-        str(prop.get(k, "")) for k in ("description", "title", "pattern") if prop.get(k)
-    )
-    label = f"{name} {text}"
-    if _DATETIME_HINT.search(label):
-        return "datetime"
-    if _EMAIL_HINT.search(name) or fmt == "idn-email":
-        return "email"
-    lname = name.lower()
-    if "date" in lname or "yyyy-mm-dd" in text.lower() or lname in ("day", "dob", "birthday"):
-        return "date"
-    if lname == "time" or lname.endswith("_time") or "hh:mm" in text.lower():
-        return "time"
-    return ""
+        return str(fmt), True
+    if fmt in ("date-time", "idn-email"):
+        return ("datetime" if fmt == "date-time" else "email"), True
+    text = " ".join(str(prop.get(k, "")) for k in ("description", "pattern") if prop.get(k))
+    if _DATETIME_HINT.search(text):
+        return "datetime", True
+    if _DATE_HINT.search(text):
+        return "date", True
+    if _TIME_HINT.search(text):
+        return "time", True
+    words = set(name_words(name))
+    if words & {"email", "mail"}:
+        return "email", False
+    if words & {"date", "day", "dob", "birthday", "birthdate"}:
+        return "date", False
+    if "time" in words:
+        return "time", False
+    return "", False
 
 
 def conforms(value: Any, spec: ArgSpec) -> bool:
-    """Whether `value`'s JSON type is one the schema allows (enum members always are)."""
+    """Whether `value`'s JSON type is one the schema allows (enum members always are),
+    and a string is in the form the schema states."""
     if spec.enum and value in spec.enum and any(type(value) is type(m) for m in spec.enum):
         return True
+    stated_form = spec.strict and spec.form in ("date", "time", "email")
+    if stated_form and isinstance(value, str) and parse_as(spec.form, value) is None:
+        return False
     if not spec.types:
         return True
     return json_type(value) in spec.types or (

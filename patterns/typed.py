@@ -105,7 +105,11 @@ _TIME = re.compile(
     r"|\b(noon|midday|midnight)\b",
     re.IGNORECASE,
 )
-_NUMBER = re.compile(rf"(?<![\w.\-/:])(-?\d+(?:\.\d+)?)(?![\w.\-/:])|\b({_NUMWORD_RE})\b", re.I)
+_NUMBER = re.compile(
+    rf"(?<![\w.\-/:,])(-?\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|-?\d+(?:\.\d+)?)(?![\w\-/:]|[.,]\d)"
+    rf"|\b({_NUMWORD_RE})\b",
+    re.IGNORECASE,
+)
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _STATED = re.compile(
     r"\b(?:today(?:'s date)?\s+is|today\s*:|current\s+(?:date|time)(?:\s+is|\s*:)|"
@@ -242,8 +246,9 @@ def _numbers(text: str) -> list[tuple[int, int | float]]:
     out: list[tuple[int, int | float]] = []
     for m in _NUMBER.finditer(text):
         if m[1]:
-            n = float(m[1])
-            out.append((m.start(), int(n) if n.is_integer() and "." not in m[1] else n))
+            digits = m[1].replace(",", "")
+            n = float(digits)
+            out.append((m.start(), int(n) if n.is_integer() and "." not in digits else n))
         else:
             out.append((m.start(), NUMBER_WORDS[m[2].lower()]))
     return out

@@ -197,7 +197,9 @@ class Simulation:
         latencies from (an OpenAI-messages line has no times): an LLM turn takes its
         recorded time or --llm-latency, a call its recorded time or --tool-latency, and
         the next request goes when the turn's calls are done."""
-        now = turn_end = 0.0
+        # from the session's own start, so a captured session keeps its wall-clock day
+        # (relative dates in the user's words count from it); OpenAI JSONL starts at 0
+        now = turn_end = session.events[0].t if session.events else 0.0
         calls_at: float | None = None
         decisions = 0
         ends: dict[str, float] = {}

@@ -309,3 +309,56 @@ def test_each_means_the_whole_list() -> None:
     ids = [f"Z{k}" for k in range(4)]
     got = shares(feed(m, places(99, ids, 4, "each of them"), predict_at=1))
     assert min(got[x] for x in ids) > 0.5
+
+
+def test_a_flag_the_user_names_and_numbers_with_separators() -> None:
+    spec = parse_tool({"type": "object", "properties": {"human_readable": {"type": "boolean"}}})
+    assert spec is not None
+    mem = SessionMemory()
+    mem.user_texts.append("Show the human-readable disk usage")
+    assert ("bool_named", ("const", "true")) in proposals(
+        "human_readable", spec.args["human_readable"], mem
+    )
+    assert extract("convert 20,000 RMB and 1,250.5 EUR", None)["number"] == (20000, 1250.5)
+
+
+def test_a_locator_is_found_by_its_shape_whatever_its_letters() -> None:
+    m = PatternModel()
+    for i, code in enumerate(["JMO1MG", "PEP4E0", "4OG6T3", "XEHM4B"]):
+        s = Script(f"l{i}", ["get_reservation"]).user(f"My confirmation number is {code}.")
+        s.turn(("get_reservation", {"reservation_id": code}, {"ok": True}))
+        feed(m, s)
+    s = Script("l9", ["get_reservation"]).user("Hi, I'm Ann. The booking is 9ZQ2KA, thanks")
+    s.turn(("get_reservation", {"reservation_id": "9ZQ2KA"}, {"ok": True}))
+    assert best(feed(m, s, predict_at=0)) == ("get_reservation", {"reservation_id": "9ZQ2KA"})
+
+
+def test_a_stated_date_form_rules_out_other_strings() -> None:
+    spec = parse_tool(
+        {
+            "type": "object",
+            "properties": {
+                "travel_date": {"type": "string", "description": "in the format YYYY-MM-DD"},
+                "update_note": {"type": "string"},
+            },
+        }
+    )
+    assert spec is not None
+    date = spec.args["travel_date"]
+    assert date.form == "date" and date.strict
+    assert conforms("2026-10-15", date) and not conforms("the", date)
+    assert spec.args["update_note"].form == ""  # "update" is not a date
+
+
+def test_a_snapshot_keeps_prior_weights_and_fan_out_counts() -> None:
+    from prefire.patterns import snapshot
+
+    m = PatternModel()
+    for i, city in enumerate(["Oslo", "Rome", "Lima"]):
+        feed(m, hotels(i, city, [f"A{i}", f"B{i}"]))
+    for i in range(3):
+        feed(m, places(10 + i, [f"P{i}{k}" for k in range(4)], 2, "the two best"))
+    back = snapshot.load(snapshot.dump(m))
+    assert back.priors.weight("name/first") == m.priors.weight("name/first") > 0.5
+    assert back.fanout.stated == m.fanout.stated and back.fanout.stated.trials == 3
+    assert dict(back.fanout.taken.items()) == dict(m.fanout.taken.items())
