@@ -263,7 +263,9 @@ class PatternModel:
                         hyps = self.args[hkey] = ArgHypotheses()
                     # one-shot outcomes are counted once, on the tool's general hypotheses
                     first = (
-                        functools.partial(self.one_shot.observe, app) if hkey is general else None
+                        functools.partial(self.one_shot.observe, (app, event.name))
+                        if hkey is general
+                        else None
                     )
                     hyps.observe(value, mem, explained_by, first)
         mem.add_call(event.call_id, event.name, args, key)
@@ -335,7 +337,7 @@ class PatternModel:
             return []
         options: list[list[tuple[str, Any, float, bool]]] = []
         prev = mem.names[-1] if mem.names else START
-        prior = functools.partial(self.one_shot.prior, app)
+        prior = functools.partial(self.one_shot.prior, (app, tool))
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:

@@ -4,9 +4,9 @@ A source seen explaining a value once (an argument copied from a result, a span 
 the user's words, a constant) is a guess for the next call, not evidence. How
 often such a guess holds at its first trial depends mostly on what kind of source
 it is, so it is counted per kind: over every application together, which a new
-application starts from, and per application, which takes over as its own first
-trials accumulate. Only rates are kept, never values, so nothing of one scope's
-data reaches another.
+tool starts from, and per tool of an application (`owner`), which takes over as
+its own first trials accumulate. Only rates are kept, never values, so nothing of
+one scope's data reaches another.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ def kind(source: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 class OneShot:
-    def __init__(self, max_apps: int = 10_000) -> None:
+    def __init__(self, max_apps: int = 100_000) -> None:
         self.shared: dict[tuple[Any, ...], list[float]] = {}  # kind -> [held, first trials]
-        self.apps: LRU = LRU(max_apps)  # app -> {kind: [held, first trials]}
+        self.apps: LRU = LRU(max_apps)  # owner -> {kind: [held, first trials]}
 
     def observe(self, app: Any, source: tuple[Any, ...], held: bool) -> None:
-        """A source seen once in `app` was tried for the first time, and held or not."""
+        """A source seen once for `app` (application, tool) was tried for the first
+        time, and held or not."""
         table = self.apps.get(app)
         if table is None:
             table = self.apps[app] = {}
