@@ -133,3 +133,17 @@ def test_replay_prices_each_tool_with_its_cost() -> None:
     costly = Simulation(cost=lambda tool: 100.0 if tool == "paid_lookup" else 0.25).run(sessions)
     assert costly.tools["paid_lookup"].prefired == 0
     assert costly.tools["lookup"].prefired == cheap.tools["lookup"].prefired
+
+
+def test_a_call_served_early_does_not_talk_the_policy_out_of_speculating() -> None:
+    """Served early, a call looks instant to the proxy; the tool's learned latency (and
+    so the saving the policy weighs) must not collapse after a few such calls."""
+    from prefire.patterns.latency import Latencies
+
+    lat = Latencies()
+    lat.observe_tool("app", "search", 1.0)
+    for _ in range(5):
+        lat.observe_tool("app", "search", 0.001)  # served from the cache
+    assert lat.tool_s("app", "search") > 0.8
+    lat.observe_tool("app", "search", 2.0)  # a slower call counts at once
+    assert lat.tool_s("app", "search") > 1.4
