@@ -120,6 +120,11 @@ def main() -> None:
             + " | ".join(str(r["misses"].get(cause, 0)) for r in cold.values())
             + " |"
         )
+        if cause == "first_call_of_session":
+            whys = sorted({k for r in cold.values() for k in r.get("first_call_misses", {})})
+            for why in whys:
+                cells = [str(r.get("first_call_misses", {}).get(why, 0)) for r in cold.values()]
+                print(f"| - of which {why} | " + " | ".join(cells) + " |")
 
 
 def _capture_rules(path: Path) -> Path | None:

@@ -122,6 +122,9 @@ def _sessions(paths: list[Path], fmt: str, err: TextIO) -> Iterator[ReplaySessio
 def _result(totals: Totals, tools: bool = True) -> dict[str, Any]:
     result = totals.summary()
     result["misses"] = dict(sorted(totals.misses.items(), key=lambda kv: -kv[1]))
+    result["first_call_misses"] = dict(
+        sorted(totals.first_call_misses.items(), key=lambda kv: -kv[1])
+    )
     result["calibration"] = totals.calibration_table()
     result["learning_curve"] = totals.curve_table()
     if tools:
@@ -153,6 +156,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("missed eligible calls, by reason:")
         for reason, n in result["misses"].items():
             lines.append(f"  {reason:<28}{n:>8}")
+            if reason == "first_call_of_session":
+                for why, k in result.get("first_call_misses", {}).items():
+                    lines.append(f"    {why:<26}{k:>8}")
     if result.get("tools"):
         lines.append("")
         lines.append(

@@ -57,6 +57,8 @@ class Totals:
     e2e_time_s: float = 0.0
     e2e_time_spec_s: float = 0.0
     misses: dict[str, int] = field(default_factory=dict)
+    # the misses counted as first_call_of_session, by what went wrong there
+    first_call_misses: dict[str, int] = field(default_factory=dict)
     tools: dict[str, ToolRow] = field(default_factory=dict)
     # calibration: per tenth of predicted probability, [candidates, candidates that came true]
     calibration: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(10)])
@@ -271,7 +273,12 @@ class Simulation:
 
     def _miss_reason(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
         if turn.first:
+            why = self._why(call, turn, key, ranked)
+            self.totals.first_call_misses[why] = self.totals.first_call_misses.get(why, 0) + 1
             return "first_call_of_session"
+        return self._why(call, turn, key, ranked)
+
+    def _why(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
         if key in ranked:
             return "predicted_not_fired"
         if call.name not in {c.tool for c in turn.candidates}:
