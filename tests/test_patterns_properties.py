@@ -177,3 +177,21 @@ def test_predictions_never_contradict_the_schema_types(sessions: list, schemas: 
                             ok = ok and not isinstance(value, bool)
                         assert ok, (c.tool, name, value, want)
         model.end_session(s.events[0].session)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sessions_st)
+def test_the_firing_policy_never_starts_a_tool_the_session_does_not_offer(sessions: list) -> None:
+    """Even when every guess is free (cost 0: anything likely fires), the calls offered
+    to be started are tools of the session's own tool set."""
+    offered_by: dict[str, set[str]] = {}
+
+    def eligible(tool: str, session: ReplaySession) -> bool:
+        assert tool in offered_by[session.id]
+        return True
+
+    sim = Simulation(eligible=eligible, cost=lambda tool: 0.0)
+    for i, (offered, text, session_turns) in enumerate(sessions):
+        s = build(i, offered, text, session_turns)
+        offered_by[s.id] = offered
+        sim.replay(s)
