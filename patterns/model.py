@@ -109,8 +109,8 @@ class PatternModel:
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
         self.width: LRU = LRU(max_arg_keys)
         self.latency = Latencies(default_tool_s, default_llm_s)
-        # (app, tool) -> what the tool's JSON schema says of its arguments (sent with
-        # every request, so not learned state)
+        # app -> {tool: what its JSON schema says of its arguments} (sent with every
+        # request, so not learned state)
         self.schemas: LRU = LRU(max_arg_keys)
         self.priors = Priors()
         self.one_shot = OneShot()
@@ -135,10 +135,9 @@ class PatternModel:
             if event.api != "mcp" and event.tools:
                 mem.app = (event.session.scope, toolset_id(event.tools))
                 self.offered[mem.app] = frozenset(t.name for t in event.tools)
-                for spec in event.tools:
-                    schema = parse_tool(spec.parameters)
-                    if schema is not None:
-                        self.schemas[(mem.app, spec.name)] = schema
+                if mem.app not in self.schemas:  # an application's schemas are read once
+                    parsed = {t.name: parse_tool(t.parameters) for t in event.tools}
+                    self.schemas[mem.app] = {k: v for k, v in parsed.items() if v is not None}
         elif isinstance(event, UserMessage):
             mem.stated_day = stated_date(event.text) or mem.stated_day
             if event.role == "user":
@@ -242,7 +241,7 @@ class PatternModel:
             app = self._args_app(mem.app, event.name)
             keyset_key = (app, event.name)
             counts = self.keysets.get(keyset_key)
-            schema = self.schemas.get((mem.app, event.name))
+            schema = self.schemas.get(mem.app, {}).get(event.name)
             if counts is None:
                 counts = self.keysets[keyset_key] = Counter()
                 if schema is not None:  # how often a first call sends just the required names
@@ -325,7 +324,7 @@ class PatternModel:
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         app = self._args_app(mem.app, tool)
-        schema: ToolSchema | None = self.schemas.get((mem.app, tool))
+        schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
         counts = self.keysets.get((app, tool))
         if counts:
             names, seen = counts.most_common(1)[0]

@@ -20,9 +20,10 @@ from prefire.patterns.canonical import canonical
 from prefire.patterns.dataflow import Source, Stat, resolve
 from prefire.patterns.memory import CallRecord, SessionMemory
 from prefire.patterns.schema import ArgSpec, name_words
-from prefire.patterns.values import WILDCARD, Path, leaves
+from prefire.patterns.values import MAX_DEPTH, MAX_LEAVES, WILDCARD, Path
 
 RECENT_RESULTS = 4  # the latest results searched for a field named like the argument
+MAX_LIST = 50  # elements of a result list whose keys are read
 _SEP = re.compile(r"[_\-\s]+")
 _FORMATS = {"date": "%Y-%m-%d", "time": "%H:%M", "email": "as_is"}
 AGE_AT = 2_000.0
@@ -47,17 +48,26 @@ def keyed_paths(rec: CallRecord) -> dict[str, list[Path]]:
     key under a named list or object, so `hotels[0].id` is also "hotel id")."""
     if rec.keyed is None:
         keyed: dict[str, list[Path]] = {}
-        for path, _ in leaves(rec.result):
-            if not path or not isinstance(path[-1], str):
-                continue
-            names = [norm(path[-1])]
-            parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), None)
-            if parent is not None:
-                names.append(_singular(parent) + names[0])
-            for n in names:
-                paths = keyed.setdefault(n, [])
-                if len(paths) < 2:
-                    paths.append(path)
+        # keys only, breadth-first, at most MAX_LEAVES nodes: no leaf is serialized
+        queue: list[tuple[Path, Any, str | None]] = [((), rec.result, None)]
+        for path, node, parent in queue:
+            if len(queue) > MAX_LEAVES or len(path) >= MAX_DEPTH:
+                break
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if not isinstance(k, str):
+                        continue
+                    child = (*path, k)
+                    name = norm(k)
+                    names = (name,) if parent is None else (name, _singular(parent) + name)
+                    for n in names:
+                        paths = keyed.setdefault(n, [])
+                        if len(paths) < 2 and not isinstance(v, dict | list):
+                            paths.append(child)
+                    if isinstance(v, dict | list):
+                        queue.append((child, v, k))
+            elif isinstance(node, list):
+                queue += [((*path, i), v, parent) for i, v in enumerate(node[:MAX_LIST])]
         rec.keyed = keyed
     return rec.keyed
 
