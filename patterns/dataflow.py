@@ -14,6 +14,8 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
                                                    `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
+  ("user", back, "proper", k, transform)           the k-th run of capitalized words (a name:
+                                                   "San Francisco") not opening a sentence
   ("user", back, "between", (words, after), transform)
                                                    the words after `words` up to the word
                                                    `after` ("" : up to the clause's end)
@@ -102,6 +104,9 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
             span = _anchor_span(text, *param)
         elif mode == "between":
             span = _between_span(text, *param)
+        elif mode == "proper":
+            names = _proper_names(text)
+            span = names[param] if param < len(names) else None
         elif mode == "shape":
             span = _shape_span(text, *param)
         else:
@@ -210,6 +215,9 @@ def _user_sources(value: Any, mem: SessionMemory) -> list[Source]:
             if shape:
                 occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
                 out.append(("user", back, "shape", (shape, occurrence), transform))
+        names = [n.casefold() for n in _proper_names(text)]
+        if target.casefold() in names:
+            out.append(("user", back, "proper", names.index(target.casefold()), transform))
         quoted = [q.casefold() for q in _quoted(text)]
         if target.casefold() in quoted:
             out.append(("user", back, "quoted", quoted.index(target.casefold()), transform))
@@ -244,6 +252,24 @@ def _anchor_span(text: str, anchor: tuple[str, ...], skip: int, nwords: int) -> 
             start, end = matches[i].start(), matches[i + nwords - 1].end()
             return text[start:end].strip(".,;:!?'\"")
     return None
+
+
+_PROPER = re.compile(r"(?<![\w'])[A-Z][\w\-]*(?:[ \t]+[A-Z][\w\-]*)*")
+
+
+@functools.lru_cache(maxsize=256)
+def _proper_names(text: str) -> list[str]:
+    """Runs of capitalized words, a sentence's first word and "I" left out."""
+    out = []
+    for m in _PROPER.finditer(text):
+        words = m.group().split()
+        before = text[max(0, m.start() - 8) : m.start()].rstrip(" \t\"'")
+        if not before or before[-1] in ".!?:;\n":  # a sentence's first word
+            words = words[1:]
+        words = [w for w in words if w != "I"] if len(words) == 1 else words
+        if words:
+            out.append(" ".join(words))
+    return out
 
 
 _CLAUSE_END = re.compile(r"[.,;:!?()\n]")

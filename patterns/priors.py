@@ -20,6 +20,7 @@ from prefire.patterns.canonical import canonical
 from prefire.patterns.dataflow import Source, Stat, resolve
 from prefire.patterns.memory import CallRecord, SessionMemory
 from prefire.patterns.schema import ArgSpec, name_words
+from prefire.patterns.typed import numbers_with_words
 from prefire.patterns.values import MAX_DEPTH, MAX_LEAVES, WILDCARD, Path
 
 RECENT_RESULTS = 4  # the latest results searched for a field named like the argument
@@ -111,6 +112,19 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
         for member in spec.enum:
             if isinstance(member, str) and member and _word_in(member.casefold(), text):
                 out.append(("enum_text", ("const", canonical(member).decode())))
+    numeric = spec.types & {"integer", "number"}
+    if numeric and mem.user_texts:
+        # a number the user wrote next to the argument's name: "30 gallons" for `gallon`
+        words = {_singular(w) for w in name_words(name)}
+        for n, before, after in numbers_with_words(mem.user_texts[-1]):
+            if _singular(after) in words or _singular(before) in words:
+                if "integer" not in numeric:
+                    value: Any = float(n)
+                elif float(n).is_integer():
+                    value = int(n)
+                else:
+                    continue
+                out.append(("number_named", ("const", canonical(value).decode())))
     if spec.types == frozenset({"boolean"}) and mem.user_texts:
         # a flag the user names ("human-readable", "dry run") is set
         words = name_words(name)

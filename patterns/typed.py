@@ -345,6 +345,25 @@ def reference_day(t: float) -> dt.date | None:
     return dt.datetime.fromtimestamp(t, dt.UTC).date()
 
 
+_NEXT_WORD = re.compile(r"\s*([A-Za-z][\w\-]*)")
+_PREV_WORD = re.compile(r"([A-Za-z][\w\-]*)\s*$")
+
+
+@functools.lru_cache(maxsize=256)
+def numbers_with_words(text: str) -> tuple[tuple[int | float, str, str], ...]:
+    """Each number in the text (digits or words) with the words right before and after
+    it, casefolded: "30 gallons" -> (30, "", "gallons")."""
+    out = []
+    for m in _NUMBER.finditer(text):
+        n = _numbers(m.group())[0][1] if m[1] else NUMBER_WORDS[m[2].lower()]
+        after = _NEXT_WORD.match(text, m.end())
+        before = _PREV_WORD.search(text, 0, m.start())
+        out.append(
+            (n, before[1].casefold() if before else "", after[1].casefold() if after else "")
+        )
+    return tuple(out)
+
+
 _COUNT = re.compile(
     rf"\b(?:top|first|best|last|the)\s+(\d{{1,2}}|{_NUMWORD_RE})\b"
     rf"|\b(\d{{1,2}}|{_NUMWORD_RE})\s+(?:best|top|most|highest|cheapest|closest|nearest)\b",

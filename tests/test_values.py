@@ -362,3 +362,34 @@ def test_a_snapshot_keeps_prior_weights_and_fan_out_counts() -> None:
     assert back.priors.weight("name/first") == m.priors.weight("name/first") > 0.5
     assert back.fanout.stated == m.fanout.stated and back.fanout.stated.trials == 3
     assert dict(back.fanout.taken.items()) == dict(m.fanout.taken.items())
+
+
+def test_a_number_next_to_the_arguments_name() -> None:
+    spec = parse_tool(
+        {
+            "type": "object",
+            "properties": {"gallon": {"type": "number"}, "nights": {"type": "integer"}},
+        }
+    )
+    assert spec is not None
+    mem = SessionMemory()
+    mem.user_texts.append("I filled up with 30 gallons; book four nights, 2 rooms")
+    assert ("number_named", ("const", "30.0")) in proposals("gallon", spec.args["gallon"], mem)
+    assert ("number_named", ("const", "4")) in proposals("nights", spec.args["nights"], mem)
+    assert all(k != "number_named" for k, _ in proposals("adults", spec.args["nights"], mem))
+
+
+def test_a_name_by_its_place_among_the_names_in_the_text() -> None:
+    m = PatternModel()
+    texts = [
+        ("Drive from Oslo to Rome, how far?", "Oslo"),
+        ("I'm in San Francisco and want to see Lima.", "San Francisco"),
+        ("Could you tell me the distance between Baku and Quito?", "Baku"),
+    ]
+    for i, (text, city) in enumerate(texts):
+        s = Script(f"pn{i}", ["zipcode"]).user(text)
+        s.turn(("zipcode", {"city": city}, {"zip": "1"}))
+        feed(m, s)
+    s = Script("pn9", ["zipcode"]).user("We live in New York. What about Accra?")
+    s.turn(("zipcode", {"city": "New York"}, {"zip": "1"}))
+    assert best(feed(m, s, predict_at=0)) == ("zipcode", {"city": "New York"})
