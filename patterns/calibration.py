@@ -56,15 +56,15 @@ TOOL_AGE_AT = 200.0
 
 
 class ToolCalibration:
-    """Per tool of an application: do its candidates come true as often as their
-    calibrated probability says? Some tools' calls are steadier than their rank and
-    raw probability show (a lookup always made with the id just found), some less
-    (a `cd` into one of several folders). The odds of a tool's candidates are scaled
-    by how many came true against how many were expected, shrunk towards 1 while
-    its record is short."""
+    """Per tool of a group (an application, its opening calls apart): do its candidates
+    come true as often as their calibrated probability says? Some tools' calls are
+    steadier than their rank and raw probability show (a lookup always made with the
+    id just found), some less (a `cd` into one of several folders). The odds of a
+    tool's candidates are scaled by how many came true against how many were
+    expected, shrunk towards 1 while its record is short."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        self.tools: LRU = LRU(max_keys)  # (app, tool) -> [expected, came true]
+        self.tools: LRU = LRU(max_keys)  # (group, tool) -> [expected, came true]
 
     def observe(self, app: Any, tool: str, p: float, came_true: bool) -> None:
         cell = self.tools.get((app, tool))

@@ -179,7 +179,7 @@ class PatternModel:
                 keys = {c.key for c in mem.turn_calls}
                 for rank, raw, key, tool, p in decision.predicted:
                     self.calibrator.observe(mem.app, rank, raw, key in keys)
-                    self.tool_calibration.observe(mem.app, tool, p, key in keys)
+                    self.tool_calibration.observe(_group(mem.app, decision), tool, p, key in keys)
             if decision.words is not None:
                 self._learn_trust(mem.app, decision, set(called))
                 if called:
@@ -322,7 +322,7 @@ class PatternModel:
         for i, c in enumerate(raw):
             p = self.calibrator.calibrated(mem.app, i, c.probability)
             predicted.append((i, c.probability, c.key, c.tool, p))
-            p = self.tool_calibration.corrected(mem.app, c.tool, p)
+            p = self.tool_calibration.corrected(_group(mem.app, decision), c.tool, p)
             saving = c.value / c.probability if c.probability > 0 else 0.0
             calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
         if first:
@@ -398,6 +398,13 @@ class PatternModel:
 
 def _never(tool: str) -> bool:
     return False
+
+
+def _group(app: Any, decision: _Decision) -> tuple[Any, bool]:
+    """Whose record a tool's candidates are calibrated by: the application's, apart for
+    the decisions that answer a user message (a request's opening calls come from its
+    words, the calls after them from results, and the two are not equally sure)."""
+    return (app, decision.words is not None)
 
 
 def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
