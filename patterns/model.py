@@ -18,7 +18,7 @@ from typing import Any
 
 from lru import LRU
 
-from prefire.patterns.calibration import Calibrator
+from prefire.patterns.calibration import Calibrator, ToolCalibration
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
 from prefire.patterns.dataflow import ArgHypotheses, discover, identity
@@ -83,8 +83,9 @@ class _Decision:
     first_call_t: float | None = None
     # the words of the user message this decision answers, if it follows one
     words: frozenset[str] | None = None
-    # what was predicted here, (raw rank, raw probability, call key), for calibration
-    predicted: list[tuple[int, float, bytes]] | None = None
+    # what was predicted here, (raw rank, raw probability, call key, tool, calibrated
+    # probability), for calibration
+    predicted: list[tuple[int, float, bytes, str, float]] | None = None
     # the two experts' tool distributions at this point, computed once
     experts: tuple[dict[str, float], dict[str, float]] | None = None
 
@@ -100,6 +101,7 @@ class PatternModel:
         self.flow = ControlFlow()
         self.intent = Intent()
         self.calibrator = Calibrator()
+        self.tool_calibration = ToolCalibration()
         # app -> [mean P the control flow gave the called tools, same for the intent model],
         # over decisions that answer a user message: how far to trust each
         self.trust: LRU = LRU(max_arg_keys)
@@ -176,8 +178,9 @@ class PatternModel:
             called = Counter(c.name for c in mem.turn_calls)
             if decision.predicted:
                 keys = {c.key for c in mem.turn_calls}
-                for rank, raw, key in decision.predicted:
+                for rank, raw, key, tool, p in decision.predicted:
                     self.calibrator.observe(mem.app, rank, raw, key in keys)
+                    self.tool_calibration.observe(mem.app, tool, p, key in keys)
             if decision.words is not None:
                 self._learn_trust(mem.app, decision, set(called))
                 if called:
@@ -314,13 +317,17 @@ class PatternModel:
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
         raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]
-        if decision.predicted is None:
-            decision.predicted = [(i, c.probability, c.key) for i, c in enumerate(raw)]
+        first = decision.predicted is None
+        predicted: list[tuple[int, float, bytes, str, float]] = []
         calibrated = []
         for i, c in enumerate(raw):
             p = self.calibrator.calibrated(mem.app, i, c.probability)
+            predicted.append((i, c.probability, c.key, c.tool, p))
+            p = self.tool_calibration.corrected(mem.app, c.tool, p)
             saving = c.value / c.probability if c.probability > 0 else 0.0
             calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
+        if first:
+            decision.predicted = predicted
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:

@@ -44,6 +44,7 @@ def dump(model: PatternModel) -> bytes:
         "repeats": list(model.repeats.items()),
         "tool_latency": list(model.latency.tool.items()),
         "llm_latency": list(model.latency.llm.items()),
+        "tool_calibration": list(model.tool_calibration.tools.items()),
         "one_shot": [
             list(model.one_shot.shared.items()),
             [[app, list(table.items())] for app, table in model.one_shot.apps.items()],
@@ -99,6 +100,9 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:
             m.latency.llm[_tuple(key)] = seconds
+        # (absent from snapshots written before tools' calibration was learned)
+        for key, cell in state.get("tool_calibration", []):
+            m.tool_calibration.tools[_tuple(key)] = list(cell)
         # (absent from snapshots written before one-shot rates were learned)
         shared, apps = state.get("one_shot", ([], []))
         m.one_shot.shared = {_tuple(k): list(cell) for k, cell in shared}

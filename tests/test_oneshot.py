@@ -113,3 +113,31 @@ def test_one_shot_learning_transfers_to_an_application_never_seen() -> None:
     assert taught > 0.7
     fresh = PatternModel()
     assert fresh.one_shot.prior("new", ("res", "t", 0, ("hits", 0, "id"), None)) < taught
+
+
+def test_a_tools_own_record_corrects_its_calibrated_probability() -> None:
+    from prefire.patterns.calibration import ToolCalibration
+
+    cal = ToolCalibration()
+    assert cal.corrected("app", "lookup", 0.3) == 0.3  # no record: unchanged
+    for _ in range(40):  # given 0.3, lookup's candidates always came true
+        cal.observe("app", "lookup", 0.3, True)
+        cal.observe("app", "cd", 0.3, False)  # and cd's never
+    assert cal.corrected("app", "lookup", 0.3) > 0.5
+    assert cal.corrected("app", "cd", 0.3) < 0.1
+    assert cal.corrected("other app", "lookup", 0.3) == 0.3  # per application
+    short = ToolCalibration()
+    short.observe("app", "lookup", 0.3, True)  # one candidate: a small step, not a verdict
+    assert 0.3 < short.corrected("app", "lookup", 0.3) < 0.6
+
+
+def test_snapshot_keeps_the_learned_rates() -> None:
+    from prefire.patterns import snapshot
+
+    m = PatternModel()
+    for i in range(3):
+        feed(m, order_session(f"s{i}", f"#W{i}", f"I-{i}"), predict_at=1)
+    again = snapshot.load(snapshot.dump(m))
+    assert again.one_shot.shared == m.one_shot.shared and again.one_shot.shared
+    assert dict(again.tool_calibration.tools.items()) == dict(m.tool_calibration.tools.items())
+    assert dict(again.tool_calibration.tools.items())
