@@ -48,6 +48,7 @@ SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
+PRIOR_UNTIL = 3  # trials of an argument's best learned source after which priors are quiet
 MAX_COMBINATIONS = 64  # of argument values, ranked to find the likeliest
 
 
@@ -254,8 +255,8 @@ class PatternModel:
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
             for name, value in args.items():
-                if schema is not None:
-                    self.priors.observe(name, schema.args.get(name), value, mem)
+                if schema is not None and _before_evidence(self.args.get((app, event.name, name))):
+                    self.priors.observe(event.name, name, schema.args.get(name), value, mem)
                 explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
                 general = (app, event.name, name)
@@ -353,11 +354,11 @@ class PatternModel:
             values = hyps.values(mem, prior=prior) if hyps is not None else []
             spec = schema.args.get(name) if schema is not None else None
             remaining = 1.0 - sum(p for _, p, _ in values)
-            if schema is not None and remaining >= 0.05:
+            if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
                 known = {identity(v) for v, _, _ in values}
                 values += [
                     v
-                    for v in self.priors.values(name, spec, mem, remaining)
+                    for v in self.priors.values(tool, name, spec, mem, remaining)
                     if identity(v[0]) not in known
                 ]
             if spec is not None:
@@ -422,6 +423,15 @@ def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
                 items = at_path(rec.result, ref.path[:i])
                 return len(items) if isinstance(items, list) else None
     return None
+
+
+def _before_evidence(hyps: ArgHypotheses | None) -> bool:
+    """Whether schema priors speak for this argument: until its best learned source has
+    been tried PRIOR_UNTIL times. A prior that is right is found as a learned source
+    the first time it explains a value, and from then on earns its own evidence."""
+    if hyps is None or not hyps.ranked:
+        return True
+    return hyps.stats[hyps.ranked[0][0]].trials < PRIOR_UNTIL
 
 
 def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:

@@ -13,6 +13,7 @@ probability they leave, so evidence beats a coincidental name match.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -89,12 +90,7 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
     kinds first. Sources are dataflow sources, resolved the same way."""
     out: list[tuple[str, Source]] = []
     want = norm(name)
-    results = [c for c in reversed(mem.calls) if c.has_result and c.turn < mem.turn]
-    seen_tools: set[str] = set()
-    for rec in results:
-        if rec.name in seen_tools or len(seen_tools) >= RECENT_RESULTS:
-            continue
-        seen_tools.add(rec.name)
+    for rec in _recent_results(mem):
         keyed = keyed_paths(rec)
         matches = [("name", p) for p in keyed.get(want, ())]
         if not matches and want.endswith("id") and len(want) > 2:
@@ -108,7 +104,7 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
         for k in range(2):
             out.append((f"text_{spec.form}", ("typed", 0, spec.form, k, _FORMATS[spec.form])))
     if spec.enum and mem.user_texts:
-        text = mem.user_texts[-1].casefold()
+        text = _folded(mem.user_texts[-1])
         for member in spec.enum:
             if isinstance(member, str) and member and _word_in(member.casefold(), text):
                 out.append(("enum_text", ("const", canonical(member).decode())))
@@ -128,8 +124,7 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
     if spec.types == frozenset({"boolean"}) and mem.user_texts:
         # a flag the user names ("human-readable", "dry run") is set
         words = name_words(name)
-        text = mem.user_texts[-1].casefold()
-        if words and _word_in(" ".join(words), re.sub(r"[\-_]", " ", text)):
+        if words and _word_in(" ".join(words), _folded(mem.user_texts[-1])):
             out.append(("bool_named", ("const", "true")))
     if len(spec.enum) == 1:
         out.append(("enum_one", ("const", canonical(spec.enum[0]).decode())))
@@ -138,8 +133,31 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
     return out
 
 
-def _word_in(word: str, text: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text) is not None
+def _recent_results(mem: SessionMemory) -> list[CallRecord]:
+    """The latest result of each of the RECENT_RESULTS tools called last before this
+    turn, most recent first; computed once a turn."""
+    resolved = mem.resolved_now()
+    found = resolved.get(("recent_results",))
+    if found is None:
+        found, tools = [], set()
+        for rec in reversed(mem.calls):
+            if len(tools) >= RECENT_RESULTS:
+                break
+            if rec.has_result and rec.turn < mem.turn and rec.name not in tools:
+                tools.add(rec.name)
+                found.append(rec)
+        resolved[("recent_results",)] = found
+    return found  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=256)
+def _folded(text: str) -> str:
+    """The text casefolded, "-" and "_" as spaces, padded: words are found as " w "."""
+    return " " + " ".join(re.findall(r"\w+", re.sub(r"[\-_]", " ", text.casefold()))) + " "
+
+
+def _word_in(words: str, folded: str) -> bool:
+    return " " + " ".join(re.findall(r"\w+", words)) + " " in folded
 
 
 class Priors:
@@ -161,9 +179,11 @@ class Priors:
         st = self.stats.get(kind)
         return st.score if st is not None else Stat().score
 
-    def observe(self, name: str, spec: ArgSpec | None, value: Any, mem: SessionMemory) -> None:
+    def observe(
+        self, tool: str, name: str, spec: ArgSpec | None, value: Any, mem: SessionMemory
+    ) -> None:
         """Score every proposal for an argument the agent just sent."""
-        for kind, source in proposals(name, spec, mem):
+        for kind, source in _proposals_now(tool, name, spec, mem):
             predicted = resolve(source, mem)
             if predicted is None:
                 continue
@@ -178,12 +198,12 @@ class Priors:
                 st.trials /= 2
 
     def values(
-        self, name: str, spec: ArgSpec | None, mem: SessionMemory, remaining: float
+        self, tool: str, name: str, spec: ArgSpec | None, mem: SessionMemory, remaining: float
     ) -> list[tuple[Any, float, bool]]:
         """Values the priors propose, each with weight x the probability the learned
         sources left (`remaining`), like later hypotheses in ArgHypotheses.values."""
         out: list[tuple[Any, float, bool]] = []
-        for kind, source in proposals(name, spec, mem):
+        for kind, source in _proposals_now(tool, name, spec, mem):
             if remaining < 0.01:
                 break
             value = resolve(source, mem)
@@ -193,6 +213,19 @@ class Priors:
             remaining -= p
             out.append((value, p, kind.endswith("/each")))
         return out
+
+
+def _proposals_now(
+    tool: str, name: str, spec: ArgSpec | None, mem: SessionMemory
+) -> list[tuple[str, Source]]:
+    """`proposals`, computed once a turn: they read earlier turns and the user's words,
+    which change only between turns (like resolved sources)."""
+    resolved = mem.resolved_now()
+    key = ("priors", tool, name)
+    found = resolved.get(key)
+    if found is None:
+        found = resolved[key] = proposals(name, spec, mem)
+    return found  # type: ignore[no-any-return]
 
 
 def _same(predicted: Any, value: Any) -> bool:

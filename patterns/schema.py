@@ -8,6 +8,7 @@ any JSON type is allowed.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +92,11 @@ def _types(prop: dict[str, Any]) -> frozenset[str]:
     return frozenset(found & _JSON_TYPES)
 
 
-def name_words(name: str) -> list[str]:
-    """`travel_date`, `travelDate`, `travel-date` -> ["travel", "date"]."""
+@functools.lru_cache(maxsize=4096)
+def name_words(name: str) -> tuple[str, ...]:
+    """`travel_date`, `travelDate`, `travel-date` -> ("travel", "date")."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[_\-\s.]+", spaced.casefold()) if w]
+    return tuple(w for w in re.split(r"[_\-\s.]+", spaced.casefold()) if w)
 
 
 def _form(name: str, prop: dict[str, Any]) -> tuple[str, bool]:

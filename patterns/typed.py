@@ -76,15 +76,15 @@ _UNITS = [
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)}
 NUMBER_WORDS.update({w: 20 + 10 * i for i, w in enumerate(_TENS)})
-NUMBER_WORDS.update({"a couple of": 2, "a pair of": 2, "a dozen": 12, "dozen": 12, "both": 2})
+NUMBER_WORDS.update({"dozen": 12, "both": 2})
 for _i, _t in enumerate(_TENS):
     for _u in range(1, 10):
         NUMBER_WORDS[f"{_t}-{_UNITS[_u]}"] = 20 + 10 * _i + _u
-        NUMBER_WORDS[f"{_t} {_UNITS[_u]}"] = 20 + 10 * _i + _u
 
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _WEEKDAY_RE = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
-_NUMWORD_RE = "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True))
+# a word that may be a number; NUMBER_WORDS decides (one big alternation is slow)
+_NUMWORD_RE = r"[A-Za-z]+(?:-[A-Za-z]+)?"
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
 _YEAR = r"(?:,?\s*(?:in\s+|of\s+)?(\d{4}))?"
 
@@ -106,9 +106,8 @@ _TIME = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
-    rf"(?<![\w.\-/:,])(-?\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|-?\d+(?:\.\d+)?)(?![\w\-/:]|[.,]\d)"
-    rf"|\b({_NUMWORD_RE})\b",
-    re.IGNORECASE,
+    r"(?<![\w.\-/:,])(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)(?![\w\-/:]|[.,]\d)"
+    rf"|\b({_NUMWORD_RE})\b"
 )
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _STATED = re.compile(
@@ -242,16 +241,25 @@ def _times(text: str) -> list[tuple[int, dt.time]]:
     return out
 
 
-def _numbers(text: str) -> list[tuple[int, int | float]]:
-    out: list[tuple[int, int | float]] = []
+def _number_of(digits: str) -> int | float:
+    digits = digits.replace(",", "")
+    n = float(digits)
+    return int(n) if n.is_integer() and "." not in digits else n
+
+
+def _number_matches(text: str) -> list[tuple[re.Match[str], int | float]]:
+    """Numbers in digits or words, with where they stand."""
+    out: list[tuple[re.Match[str], int | float]] = []
     for m in _NUMBER.finditer(text):
         if m[1]:
-            digits = m[1].replace(",", "")
-            n = float(digits)
-            out.append((m.start(), int(n) if n.is_integer() and "." not in digits else n))
-        else:
-            out.append((m.start(), NUMBER_WORDS[m[2].lower()]))
+            out.append((m, _number_of(m[1])))
+        elif (n := NUMBER_WORDS.get(m[2].lower())) is not None:
+            out.append((m, n))
     return out
+
+
+def _numbers(text: str) -> list[tuple[int, int | float]]:
+    return [(m.start(), n) for m, n in _number_matches(text)]
 
 
 @functools.lru_cache(maxsize=512)
@@ -354,21 +362,18 @@ def numbers_with_words(text: str) -> tuple[tuple[int | float, str, str], ...]:
     """Each number in the text (digits or words) with the words right before and after
     it, casefolded: "30 gallons" -> (30, "", "gallons")."""
     out = []
-    for m in _NUMBER.finditer(text):
-        n = _numbers(m.group())[0][1] if m[1] else NUMBER_WORDS[m[2].lower()]
+    for m, n in _number_matches(text):
         after = _NEXT_WORD.match(text, m.end())
-        before = _PREV_WORD.search(text, 0, m.start())
+        before = _PREV_WORD.search(text, max(0, m.start() - 40), m.start())
         out.append(
             (n, before[1].casefold() if before else "", after[1].casefold() if after else "")
         )
     return tuple(out)
 
 
-_COUNT = re.compile(
-    rf"\b(?:top|first|best|last|the)\s+(\d{{1,2}}|{_NUMWORD_RE})\b"
-    rf"|\b(\d{{1,2}}|{_NUMWORD_RE})\s+(?:best|top|most|highest|cheapest|closest|nearest)\b",
-    re.IGNORECASE,
-)
+_COUNT_BEFORE = frozenset({"top", "first", "best", "last", "the"})
+_COUNT_AFTER = frozenset({"best", "top", "most", "highest", "cheapest", "closest", "nearest"})
+_COUNT_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?|(?<![\d.])\d{1,2}(?![\d.,:/\-])")
 _EVERY = re.compile(r"\b(?:each|every|all)\b", re.IGNORECASE)
 
 
@@ -376,9 +381,13 @@ _EVERY = re.compile(r"\b(?:each|every|all)\b", re.IGNORECASE)
 def stated_count(text: str) -> int | None:
     """How many of a list the text asks for: "the top three", "the 2 best", "first five";
     0 for "each", "every", "all" (the whole list); None when it says neither."""
-    m = _COUNT.search(text)
-    if m is not None:
-        n = _count(m[1] or m[2])
-        if n is not None and 1 <= n <= 20:
+    words = [w.lower() for w in _COUNT_WORD.findall(text)]
+    for i, w in enumerate(words):
+        n = _count(w) if w != "a" else None
+        if n is None or not 1 <= n <= 20:
+            continue
+        if (i > 0 and words[i - 1] in _COUNT_BEFORE) or (
+            i + 1 < len(words) and words[i + 1] in _COUNT_AFTER
+        ):
             return n
     return 0 if _EVERY.search(text) else None

@@ -184,7 +184,7 @@ def test_schema_name_match_is_proposed_before_any_observation() -> None:
     assert spec is not None
     found = proposals("hotel_id", spec.args["hotel_id"], mem)
     assert ("name/first", ("res", "search_hotels", 0, ("hotels", 0, "hotel_id"), None)) in found
-    values = Priors().values("hotel_id", spec.args["hotel_id"], mem, 1.0)
+    values = Priors().values("hotel_details", "hotel_id", spec.args["hotel_id"], mem, 1.0)
     assert values[0][0] == "H1" and 0 < values[0][1] < 1
 
 
