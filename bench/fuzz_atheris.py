@@ -21,8 +21,8 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 with atheris.instrument_imports(include=["prefire"]):
-    from prefire.proxy.providers import mcp
-    from prefire.proxy.providers.sse import SSESplitter
+    from prefire.wire.providers import mcp
+    from prefire.wire.providers.sse import SSESplitter
     from tests import fuzzing as fz
 
 

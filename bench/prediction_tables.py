@@ -33,7 +33,7 @@ def _score(
     """One online replay of `sessions` after learning from `warm`."""
     kwargs: dict[str, Any] = {}
     if rules is not None:
-        from prefire.proxy.rules_file import read_rules
+        from prefire.rules.files import read_rules
 
         ruleset = read_rules(rules)
         kwargs = {

@@ -146,7 +146,7 @@ async def _replicas(
         o = stack.enter_context((tmp / f"{name}-{i}.out").open("wb"))
         log = stack.enter_context((tmp / f"{name}-{i}.log").open("ab"))
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-port", "0"),
+            *(sys.executable, "-m", "prefire.cli.main", "run", "--listen-port", "0"),
             *("--state-dir", str(state), "--log-format", "json", *flags),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=o,

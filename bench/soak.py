@@ -114,9 +114,9 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
     """`check`: also report what should be empty once every exchange has ended."""
     from prefire.proxy.accounting import Accounting
     from prefire.proxy.learner import Learner
-    from prefire.proxy.observer import Observer
-    from prefire.proxy.rules_file import RulesWatcher
     from prefire.proxy.speculator import Speculator
+    from prefire.rules.files import RulesWatcher
+    from prefire.wire.observer import Observer
 
     with tempfile.TemporaryDirectory() as tmp:
         learner = Learner(Path(tmp))

@@ -31,7 +31,7 @@ def main() -> int:
     for workload in args.workloads:
         for seed in args.seeds:
             cmd = [
-                sys.executable, "-m", "prefire.proxy.cli", "demo", "--json",
+                sys.executable, "-m", "prefire.cli.main", "demo", "--json",
                 "--tasks", str(args.tasks), "--warmup", str(args.warmup),
                 "--seed", str(seed), "--workload", workload, "--timeout", str(args.timeout),
             ]  # fmt: skip

@@ -16,9 +16,22 @@ whether the call was started.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from prefire.patterns.model import Candidate
-from prefire.patterns.rules import Budgets
+
+
+class Caps(Protocol):
+    """The hard caps the policy keeps to: prefire.rules.ruleset.Budgets, from the rules file."""
+
+    @property
+    def min_probability(self) -> float: ...
+
+    @property
+    def max_per_turn(self) -> int: ...
+
+    @property
+    def max_concurrent(self) -> int: ...
 
 
 def net_value(c: Candidate, cost: float) -> float:
@@ -29,7 +42,7 @@ def net_value(c: Candidate, cost: float) -> float:
 def fire_by_value(
     candidates: Iterable[Candidate],
     cost: Callable[[str], float],
-    budgets: Budgets,
+    budgets: Caps,
     fire: Callable[[Candidate], bool],
     in_flight: int = 0,
 ) -> list[Candidate]:

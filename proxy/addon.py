@@ -20,10 +20,10 @@ from mitmproxy.proxy import server_hooks
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
-from prefire.proxy.decoding import ChunkDecoder, chunk_decoder, decode_body
-from prefire.proxy.observer import ChunkObserver, Observer
 from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY
+from prefire.wire.decoding import ChunkDecoder, chunk_decoder, decode_body
+from prefire.wire.observer import ChunkObserver, Observer
 
 log = structlog.get_logger(__name__)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import sys
 import time
@@ -23,11 +24,11 @@ from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
-from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
 from prefire.proxy.store import LINK, localize, make_store, store_id
 from prefire.proxy.toolresults import ToolSideResults
+from prefire.rules.files import RulesWatcher
 
 log = structlog.get_logger(__name__)
 
@@ -155,6 +156,11 @@ class Proxy:
         host, port = self.ready.result()
         return proxy_env(host, port, self.config.state)
 
+    async def _watch_rules(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            self.rules.reload_if_changed()
+
     async def _write_stats_periodically(self, every_s: float = 5.0) -> None:
         while True:
             await asyncio.sleep(every_s)
@@ -204,7 +210,7 @@ class Proxy:
         serving = asyncio.create_task(self.master.run())
         background = [
             asyncio.create_task(self.learner.save_periodically()),
-            asyncio.create_task(self.rules.watch()),
+            asyncio.create_task(self._watch_rules()),
             asyncio.create_task(self._write_stats_periodically()),
         ]
         status = 0
@@ -242,3 +248,39 @@ class Proxy:
                     loop.remove_signal_handler(sig)
             sys.stdout.flush()
         return status
+
+
+def start_under_test(
+    root: Path,
+    *,
+    ca: Path,
+    warm: bytes | None,
+    rules_path: Path | None,
+    speculate: bool,
+    connect_to: ConnectTo,
+    speculative_connect_to: ConnectTo,
+) -> Proxy:
+    """A proxy for one pass of `prefire replay --live` (replay.live.StartProxy): a fresh
+    state dir in `root`, `warm` as its learned patterns, one CA kept in `ca` for every
+    pass (it takes a moment to make), any free port, upstreams routed by the playback."""
+    state = StateDir(root)
+    state.root.mkdir(parents=True)
+    if ca.exists():
+        shutil.copytree(ca, state.confdir)
+    if warm is not None:
+        (state.root / "patterns.json").write_bytes(warm)
+    proxy = Proxy(
+        ProxyConfig(
+            state=state,
+            listen_port=0,
+            ssl_insecure=True,  # the playback servers' certificate is a throwaway one
+            rules_path=rules_path,
+            speculate=speculate,
+            announce=False,
+            connect_to=connect_to,
+            speculative_connect_to=speculative_connect_to,
+        )
+    )
+    if not ca.exists():
+        shutil.copytree(state.confdir, ca)
+    return proxy

@@ -29,8 +29,8 @@ from lru import LRU
 
 from prefire.patterns.events import SessionKey, ToolSpec
 from prefire.proxy.calljoin import Joined, names_fit
-from prefire.proxy.providers import mcp
-from prefire.proxy.sessions import repeated_by_speculation
+from prefire.wire.providers import mcp
+from prefire.wire.sessions import repeated_by_speculation
 
 # headers an early MCP call repeats from the agent's requests, besides those that may
 # carry a secret (what the server authenticates; they make the tool scope)

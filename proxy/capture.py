@@ -19,7 +19,7 @@ import structlog
 from mitmproxy import http, io
 
 from prefire.patterns.events import Event, to_record
-from prefire.proxy.sessions import SESSION_HEADERS, is_secret
+from prefire.wire.sessions import SESSION_HEADERS, is_secret
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ import structlog
 from prefire.patterns.canonical import canonical_key
 from prefire.proxy.bindings import McpServer
 from prefire.proxy.cache import Failure, Result
-from prefire.proxy.providers import mcp
+from prefire.wire.providers import mcp
 
 log = structlog.get_logger(__name__)
 

@@ -15,13 +15,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from lru import LRU
 
 from prefire.patterns.canonical import canonical_key
-from prefire.patterns.rules import RestTemplate
-from prefire.proxy.sessions import repeated_by_speculation, tool_scope_of
+from prefire.rules.rest import RestTemplate, derive, origin
+from prefire.wire.sessions import repeated_by_speculation, tool_scope_of
 
 CONFIRMATIONS = 2
 _WINDOW_S = 30.0  # a request this long after a call can still be that call's
@@ -104,73 +103,3 @@ class RestLearner:
         if len(recent) > 1:
             return None
         return dict(recent[0]) if recent else {}
-
-
-def derive(method: str, url: str, body: Any, arguments: dict[str, Any]) -> RestTemplate | None:
-    """The template that turns `arguments` into this request, if every argument appears in it."""
-    values = {
-        name: v
-        for name, v in arguments.items()
-        if isinstance(v, str | int | float) and not isinstance(v, bool)
-    }
-    if not values or len(values) != len(arguments):
-        return None
-    by_text = {_text(v): name for name, v in values.items() if _text(v)}
-    used: set[str] = set()
-
-    def place(text: str) -> str:
-        name = by_text.get(text)
-        if name is None:
-            return text.replace("{", "{{").replace("}", "}}")
-        used.add(name)
-        return "{" + name + "}"
-
-    parts = urlsplit(url)
-    path = "/".join(_keep_placeholder(place(unquote(seg))) for seg in parts.path.split("/"))
-    query = "&".join(
-        f"{quote(k, safe='')}={_keep_placeholder(place(v))}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    template_url = urlunsplit((parts.scheme, parts.netloc, path, query, ""))
-    template_body = _place_body(body, values, used)
-    if used != set(values):
-        return None
-    return RestTemplate(url=template_url, method=method.upper(), body=template_body)
-
-
-def _place_body(body: Any, values: dict[str, Any], used: set[str]) -> Any:
-    if isinstance(body, dict):
-        return {k: _place_body(v, values, used) for k, v in body.items()}
-    if isinstance(body, list):
-        return [_place_body(v, values, used) for v in body]
-    for name, v in values.items():
-        if type(v) is type(body) and v == body:
-            used.add(name)
-            return "{" + name + "}"
-    if isinstance(body, str):
-        return body.replace("{", "{{").replace("}", "}}")
-    return body
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-def _keep_placeholder(text: str) -> str:
-    """Percent-encode a template piece, leaving its {placeholders} to `render`."""
-    return quote(text, safe="{}")
-
-
-def origin(url: str) -> str:
-    """scheme://host[:port] of a URL: what a client's headers and a host's reads are kept by."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def request_key(method: str, url: str, body: Any) -> tuple[str, bytes]:
-    """What identifies a REST request for serving: method, origin, decoded path, query
-    pairs in order and canonical body, so that equivalent encodings match."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ident = [method.upper(), parts.scheme, parts.netloc.lower(), unquote(parts.path), query, body]
-    return f"{method.upper()} {parts.scheme}://{parts.netloc}{parts.path}", canonical_key(ident)

@@ -38,8 +38,6 @@ from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, Too
 from prefire.patterns.latency import ewma
 from prefire.patterns.model import Candidate, PatternModel
 from prefire.patterns.policy import fire_by_value
-from prefire.patterns.rules import RestRequest
-from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer, NoTarget, Target
 from prefire.proxy.cache import (
@@ -54,12 +52,14 @@ from prefire.proxy.cache import (
 )
 from prefire.proxy.calljoin import Ambiguous, CallJoin, Joined, ModelCall, ServerCall
 from prefire.proxy.mcpclient import McpClient
-from prefire.proxy.observer import Exchange, Observer
-from prefire.proxy.providers import mcp
-from prefire.proxy.rest import RestLearner, request_key
-from prefire.proxy.rules_file import RulesWatcher
-from prefire.proxy.sessions import tool_scope_of
+from prefire.proxy.rest import RestLearner
 from prefire.proxy.store import Store, result_key
+from prefire.rules import rest
+from prefire.rules.files import RulesWatcher
+from prefire.rules.rest import RestRequest, request_key
+from prefire.wire.observer import Exchange, Observer
+from prefire.wire.providers import mcp
+from prefire.wire.sessions import tool_scope_of
 
 log = structlog.get_logger(__name__)
 

@@ -29,8 +29,8 @@ from lru import LRU
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.events import Event, ToolExchange, ToolResult
 from prefire.proxy.calljoin import Joined
-from prefire.proxy.observer import Observer
-from prefire.proxy.sessions import mcp_session
+from prefire.wire.observer import Observer
+from prefire.wire.sessions import mcp_session
 
 log = structlog.get_logger(__name__)
 

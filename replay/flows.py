@@ -9,8 +9,8 @@ from mitmproxy import exceptions, http
 from mitmproxy import io as mitm_io
 
 from prefire.patterns.events import Event
-from prefire.proxy.observer import Exchange, Observer
-from prefire.replay.sources import InputError
+from prefire.replay.errors import InputError
+from prefire.wire.observer import Exchange, Observer
 
 
 def flow_events(path: Path) -> Iterator[Event | InputError]:

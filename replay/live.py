@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import aiohttp
 import orjson
@@ -31,16 +30,14 @@ from multidict import CIMultiDict
 
 from prefire.patterns import snapshot
 from prefire.patterns.model import PatternModel
-from prefire.patterns.rules import RulesError, RuleSet
-from prefire.proxy.app import Proxy, ProxyConfig
-from prefire.proxy.rules_file import default_rules, read_rules
-from prefire.proxy.state import StateDir
 from prefire.replay import plan as plan_mod
 from prefire.replay.plan import Plan, PlanError, Step
-from prefire.replay.playback import DoorRequest, EntryTap, PassState, Playback
+from prefire.replay.playback import ConnectTo, DoorRequest, EntryTap, PassState, Playback
 from prefire.replay.recorded import HOP_HEADERS
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession, read
+from prefire.rules.files import default_rules, read_rules
+from prefire.rules.ruleset import RulesError, RuleSet
 
 PASSES = ("baseline", "speculative")
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -74,11 +71,46 @@ class LiveError(Exception):
     """Live playback could not run; the message says why."""
 
 
+class ProxyUnderTest(Protocol):
+    """What a pass needs of the proxy it plays through: prefire.proxy.app.Proxy. The command
+    line hands in the starter (StartProxy), so replay/ never imports proxy/."""
+
+    ready: asyncio.Future[tuple[str, int]]
+    addon: Any  # .observer: where the tap finds the live session of a request
+    master: Any  # .addons: the tap is added after prefire's addon
+    accounting: Any  # .report() and .sessions: prefire's own counters
+
+    @property
+    def url(self) -> str: ...
+
+    async def run(self) -> int: ...
+
+    def shutdown(self) -> None: ...
+
+
+class StartProxy(Protocol):
+    """Builds the proxy of one pass in `root` (a fresh directory), with the CA kept in
+    `ca` across passes and `warm` (a pattern snapshot) as its learned model."""
+
+    def __call__(
+        self,
+        root: Path,
+        *,
+        ca: Path,
+        warm: bytes | None,
+        rules_path: Path | None,
+        speculate: bool,
+        connect_to: ConnectTo,
+        speculative_connect_to: ConnectTo,
+    ) -> ProxyUnderTest: ...
+
+
 # -- the command ---------------------------------------------------------------------
 
 
 def run(
     inputs: list[Path],
+    start_proxy: StartProxy,
     rules_path: Path | None = None,
     speed: float = 1.0,
     as_json: bool = False,
@@ -123,7 +155,7 @@ def run(
     progress = (lambda line: None) if as_json else (lambda line: print(line, file=err, flush=True))
     try:
         report = asyncio.run(
-            play(plan, rules_path, ruleset, speed, warmup, tool_latency_s, progress)
+            play(plan, start_proxy, rules_path, ruleset, speed, warmup, tool_latency_s, progress)
         )
     except LiveError as exc:
         print(f"prefire replay --live: {exc}", file=err)
@@ -145,6 +177,7 @@ def run(
 
 async def play(
     plan: Plan,
+    start_proxy: StartProxy,
     rules_path: Path | None,
     ruleset: RuleSet,
     speed: float,
@@ -153,11 +186,6 @@ async def play(
     progress: Any = print,
 ) -> dict[str, Any]:
     """Both passes, and the report (a dict; `timelines` holds what the HTML draws)."""
-    import logging
-
-    from prefire.proxy import logs
-
-    logs.configure("console", level=logging.WARNING)  # the proxy under test is quiet
     warm = _warm_model(warmup) if warmup is not None else None
     steps = [s.rec for s in plan.steps]
     playback = Playback(_new_state(plan, speed, tool_latency_s))
@@ -173,7 +201,15 @@ async def play(
                 )
                 playback.state = _new_state(plan, speed, tool_latency_s)
                 passes[name] = await _pass(
-                    name, plan, playback, rules_path, tmp, warm, speed, speculate=name != "baseline"
+                    name,
+                    plan,
+                    playback,
+                    start_proxy,
+                    rules_path,
+                    tmp,
+                    warm,
+                    speed,
+                    speculate=name != "baseline",
                 )
                 progress(f"  {passes[name].wall_s:.2f} s")
         finally:
@@ -202,32 +238,22 @@ async def _pass(
     name: str,
     plan: Plan,
     playback: Playback,
+    start_proxy: StartProxy,
     rules_path: Path | None,
     tmp: Path,
     warm: bytes | None,
     speed: float,
     speculate: bool,
 ) -> PassResult:
-    state_dir = StateDir(tmp / name)
-    state_dir.root.mkdir(parents=True)
-    ca = tmp / "ca"
-    if ca.exists():  # one CA for both passes: it takes a moment to make
-        shutil.copytree(ca, state_dir.confdir)
-    if warm is not None:
-        (state_dir.root / "patterns.json").write_bytes(warm)
-    config = ProxyConfig(
-        state=state_dir,
-        listen_port=0,
-        ssl_insecure=True,  # the playback servers' certificate is a throwaway one
+    proxy = start_proxy(
+        tmp / name,
+        ca=tmp / "ca",
+        warm=warm,
         rules_path=rules_path,
         speculate=speculate,
-        announce=False,
         connect_to=playback.route(False, plan.origins),
         speculative_connect_to=playback.route(True, plan.origins),
     )
-    proxy = Proxy(config)
-    if not ca.exists():
-        shutil.copytree(state_dir.confdir, ca)
     tap = EntryTap(playback.state, proxy.addon.observer)
     proxy.master.addons.add(tap)
     serving = asyncio.create_task(proxy.run())
@@ -247,10 +273,7 @@ async def _pass(
     finally:
         proxy.shutdown()
         await serving
-    sessions = {
-        key: _counters(c)
-        for key, c in proxy.accounting.sessions.items()  # type: ignore[union-attr]
-    }
+    sessions = {key: _counters(c) for key, c in proxy.accounting.sessions.items()}
     return PassResult(
         name,
         client.t0,

@@ -36,12 +36,13 @@ from prefire.patterns.events import (
     UserMessage,
 )
 from prefire.patterns.model import call_key
-from prefire.proxy.observer import Observer
-from prefire.proxy.rest import derive
 from prefire.replay import sources
+from prefire.replay.errors import InputError
 from prefire.replay.flows import observe_flow
 from prefire.replay.recorded import Recorded, read_file
-from prefire.replay.sources import InputError, ReplaySession, group_sessions
+from prefire.replay.sources import ReplaySession, group_sessions
+from prefire.rules.rest import derive
+from prefire.wire.observer import Observer
 
 SHARED = ""
 _REST_WINDOW = 64  # recent calls a REST request may be the execution of

@@ -28,6 +28,7 @@ import re
 import ssl
 import tempfile
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,11 @@ from mitmproxy import http
 from mitmproxy.net import encoding
 from multidict import CIMultiDict
 
-from prefire.proxy.speculator import ConnectTo
 from prefire.replay.plan import ToolIndex
 from prefire.replay.recorded import Recorded, authority, jsonrpc_request, playback_key
+
+# where a connection for (host, port) really goes: the proxy's `connect_to` option
+ConnectTo = Callable[[str, int], tuple[str, int]]
 
 _RESPONSE_HOP = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection"}

@@ -28,7 +28,7 @@ from mitmproxy import io as mitm_io
 from mitmproxy.io import compat, tnetstring
 
 from prefire.patterns.canonical import canonical
-from prefire.replay.sources import InputError
+from prefire.replay.errors import InputError
 
 _RECORD_HEAD = re.compile(rb"(\d{1,12}):")
 _FLOW_ID = re.compile(rb"2:id;36:([0-9a-f-]{36});4:type;")

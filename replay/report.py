@@ -13,10 +13,11 @@ import orjson
 
 from prefire.patterns.baseline import BaselineModel
 from prefire.patterns.model import PatternModel
-from prefire.patterns.rules import Budgets, RulesError, RuleSet
-from prefire.proxy.rules_file import read_rules
+from prefire.replay.errors import InputError
 from prefire.replay.simulate import Eligible, Simulation, Totals
-from prefire.replay.sources import InputError, ReplaySession, read
+from prefire.replay.sources import ReplaySession, read
+from prefire.rules.files import read_rules
+from prefire.rules.ruleset import Budgets, RulesError, RuleSet
 
 
 def run(

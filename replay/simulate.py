@@ -14,8 +14,8 @@ from prefire.patterns.dataflow import discover
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolResult
 from prefire.patterns.model import Candidate, PatternModel, call_key
 from prefire.patterns.policy import fire_by_value
-from prefire.patterns.rules import DEFAULT_COST, Budgets
 from prefire.replay.sources import ReplaySession
+from prefire.rules.ruleset import DEFAULT_COST, Budgets
 
 Eligible = Callable[[str, ReplaySession], bool]
 # the learning curve: scored sessions grouped by their position in the input, from 1

@@ -33,8 +33,9 @@ from prefire.patterns.events import (
     from_record,
 )
 from prefire.patterns.model import call_key
-from prefire.proxy.providers.base import ASSISTANT, SYSTEM, TOOL_CALL, TOOL_RESULT, USER
-from prefire.proxy.providers.openai_chat import CODEC as OPENAI_CHAT
+from prefire.replay.errors import InputError
+from prefire.wire.providers.base import ASSISTANT, SYSTEM, TOOL_CALL, TOOL_RESULT, USER
+from prefire.wire.providers.openai_chat import CODEC as OPENAI_CHAT
 
 
 @dataclass(slots=True)
@@ -46,16 +47,6 @@ class ReplaySession:
     llm_s: list[float] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     origin: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class InputError:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
 
 
 Item = ReplaySession | InputError
@@ -202,7 +193,7 @@ def read_capture(path: Path) -> Iterator[Item]:
 
 
 def read_flows(path: Path) -> Iterator[Item]:
-    from prefire.replay.flows import flow_events
+    from prefire.replay.flows import flow_events  # mitmproxy's reader, for .mitm files only
 
     events: list[Event] = []
     for item in flow_events(path):

@@ -72,7 +72,7 @@ async def start_proxy(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "prefire.proxy.cli",
+            "prefire.cli.main",
             "run",
             "--listen-port",
             "0",

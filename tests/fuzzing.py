@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 from prefire.patterns import snapshot
 from prefire.patterns.canonical import canonical
 from prefire.patterns.model import PatternModel
-from prefire.proxy.observer import Observer
-from prefire.proxy.providers import mcp
-from prefire.proxy.providers.base import CallDraft, LLMCodec, ParsedRequest, ResponseDone
-from prefire.proxy.providers.sse import SSESplitter
+from prefire.wire.observer import Observer
+from prefire.wire.providers import mcp
+from prefire.wire.providers.base import CallDraft, LLMCodec, ParsedRequest, ResponseDone
+from prefire.wire.providers.sse import SSESplitter
 from tests.streams import split_at
 from tests.upstreams import (
     WEATHER_ARGS,

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from hypothesis import strategies as st
 
-from prefire.proxy.providers.base import CallDraft
+from prefire.wire.providers.base import CallDraft
 
 
 class Decoder(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from prefire.proxy.cli import DESCRIPTION, build_parser, main
+from prefire.cli.main import DESCRIPTION, build_parser, main
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "prefire") -> list[tuple[str, Any]]:
@@ -56,7 +56,7 @@ def test_a_command_alone_shows_its_usage(
 
 def test_prefire_rules_alone_from_the_console_script() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "prefire.proxy.cli", "rules"],
+        [sys.executable, "-m", "prefire.cli.main", "rules"],
         capture_output=True,
         text=True,
         timeout=30,

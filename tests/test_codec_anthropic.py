@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from prefire.patterns.events import ToolSpec, UserMessage
-from prefire.proxy.providers import llm_codec_for
-from prefire.proxy.providers.anthropic import CODEC
-from prefire.proxy.providers.base import (
+from prefire.wire.providers import llm_codec_for
+from prefire.wire.providers.anthropic import CODEC
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_CALL,
@@ -23,7 +23,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.sessions import Sessions
+from prefire.wire.sessions import Sessions
 from tests.streams import assert_cuts_invariant, assert_split_invariant, decoding, pieces
 
 WEATHER_SCHEMA = {

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_CALL,
@@ -23,7 +23,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.gemini import CODEC
+from prefire.wire.providers.gemini import CODEC
 from tests.streams import (
     assert_cuts_invariant,
     assert_split_invariant,

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.mcp import (
+from prefire.wire.providers.mcp import (
     McpReply,
     McpRequest,
     McpStreamDecoder,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_CALL,
@@ -20,7 +20,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.openai_chat import CODEC
+from prefire.wire.providers.openai_chat import CODEC
 from tests.streams import (
     assert_cuts_invariant,
     assert_split_invariant,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from prefire.patterns.embedded import embedded_json
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_CALL,
@@ -22,7 +22,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.openai_responses import CODEC
+from prefire.wire.providers.openai_responses import CODEC
 from tests.streams import (
     assert_cuts_invariant,
     assert_split_invariant,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from prefire.proxy.providers.base import ASSISTANT, TOOL_CALL, Item
-from prefire.proxy.providers.shape import (
+from prefire.wire.providers.base import ASSISTANT, TOOL_CALL, Item
+from prefire.wire.providers.shape import (
     arguments,
     content_text,
     dump,

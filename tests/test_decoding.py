@@ -9,7 +9,7 @@ import brotli
 import pytest
 import zstandard
 
-from prefire.proxy.decoding import chunk_decoder, decode_body
+from prefire.wire.decoding import chunk_decoder, decode_body
 
 BODY = b"data: " + b'{"choices":[{"delta":{"content":"hello"}}]}\n\n' * 200
 

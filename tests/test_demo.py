@@ -18,7 +18,7 @@ def test_demo_json_reports_both_runs_with_identical_results() -> None:
     # machine, twice that on a busy one
     args = ["demo", "--json", "--tasks", "2", "--warmup", "2", "--think", "0.6", "--timeout", "90"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefire.proxy.cli", *args],
+        [sys.executable, "-m", "prefire.cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

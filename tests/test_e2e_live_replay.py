@@ -135,7 +135,7 @@ def _clean_env() -> dict[str, str]:
 
 def prefire(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "prefire.proxy.cli", *args],
+        [sys.executable, "-m", "prefire.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

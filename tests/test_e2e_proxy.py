@@ -193,7 +193,7 @@ async def test_run_wraps_a_command_and_returns_its_status(tmp_path: Path) -> Non
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "prefire.proxy.cli",
+        "prefire.cli.main",
         "run",
         "--listen-port",
         "0",
@@ -214,7 +214,7 @@ async def test_env_prints_exports_and_ca_key_is_private(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "prefire.proxy.cli",
+        "prefire.cli.main",
         "env",
         "--state-dir",
         str(tmp_path / "s"),
@@ -232,7 +232,7 @@ async def test_env_prints_exports_and_ca_key_is_private(tmp_path: Path) -> None:
 
 async def test_non_loopback_listen_needs_proxy_auth(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-host", "0.0.0.0",
+        sys.executable, "-m", "prefire.cli.main", "run", "--listen-host", "0.0.0.0",
         "--listen-port", "0", "--state-dir", str(tmp_path / "s"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -18,7 +18,7 @@ async def replay_json(*args: str) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "prefire.proxy.cli",
+        "prefire.cli.main",
         "replay",
         *args,
         "--json",

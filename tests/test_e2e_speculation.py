@@ -76,7 +76,7 @@ async def stats(proxy: RunningProxy) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "prefire.proxy.cli",
+        "prefire.cli.main",
         "stats",
         "--state-dir",
         str(proxy.state_dir),
@@ -230,7 +230,7 @@ async def test_a_broken_rules_file_is_reported_with_its_line(tmp_path: Path) -> 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "prefire.proxy.cli",
+        "prefire.cli.main",
         "run",
         "--listen-port",
         "0",

@@ -380,7 +380,7 @@ async def test_a_corrupt_ca_stops_the_start_with_advice(tmp_path: Path) -> None:
     state = tmp_path / "s"
     for args in (["env"], ["run", "--listen-port", "0"]):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "prefire.proxy.cli", *args, "--state-dir", str(state),
+            sys.executable, "-m", "prefire.cli.main", *args, "--state-dir", str(state),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -393,7 +393,7 @@ async def test_a_corrupt_ca_stops_the_start_with_advice(tmp_path: Path) -> None:
     stats_file = state / "stats.json"
     stats_file.write_text("{")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prefire.proxy.cli", "stats", "--state-dir", str(state),
+        sys.executable, "-m", "prefire.cli.main", "stats", "--state-dir", str(state),
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await proc.communicate()
@@ -524,7 +524,7 @@ class SteadyUpstream:
 async def test_a_full_capture_disk_costs_no_traffic(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prefire.proxy.cli", "env", "--state-dir", str(state),
+        sys.executable, "-m", "prefire.cli.main", "env", "--state-dir", str(state),
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await proc.wait() == 0  # the CA and its bundle exist before the limit applies

@@ -12,8 +12,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefire.proxy.providers import LLM_CODECS
-from prefire.proxy.providers.base import ParsedRequest
+from prefire.wire.providers import LLM_CODECS
+from prefire.wire.providers.base import ParsedRequest
 from tests import fuzzing as fz
 
 # PREFIRE_FUZZ_EXAMPLES raises every property's case count (bench/reliability.py sets it).

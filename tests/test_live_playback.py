@@ -10,9 +10,9 @@ import orjson
 from mitmproxy import io as mitm_io
 from mitmproxy.test import tflow
 
+from prefire.replay.errors import InputError
 from prefire.replay.playback import _with_id
 from prefire.replay.recorded import Recorded, authority, playback_key, read_file
-from prefire.replay.sources import InputError
 
 
 def key(body: bytes, path: str = "/mcp", method: str = "POST") -> bytes:

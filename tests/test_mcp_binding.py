@@ -23,10 +23,10 @@ from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, NoTarget, Target
 from prefire.proxy.cache import Failure, Result
 from prefire.proxy.calljoin import Joined, ModelCall, ServerCall
-from prefire.proxy.observer import Observer
-from prefire.proxy.providers import mcp
-from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import Speculator
+from prefire.rules.files import RulesWatcher
+from prefire.wire.observer import Observer
+from prefire.wire.providers import mcp
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import mcp_session
 

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from prefire.patterns import policy
 from prefire.patterns.model import Candidate
-from prefire.patterns.rules import Budgets
 from prefire.proxy import speculator
 from prefire.replay import simulate
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession, openai_session
+from prefire.rules.ruleset import Budgets
 
 
 def cand(tool: str, p: float, saving: float = 1.0, **args: Any) -> Candidate:

@@ -13,7 +13,7 @@ import orjson
 
 from prefire.patterns.events import Event, LLMRequest, ToolCall, ToolResult, UserMessage
 from prefire.patterns.model import PatternModel
-from prefire.proxy.observer import Observer
+from prefire.wire.observer import Observer
 from tests import wrapped_outputs
 
 NS = "mcp__docs"

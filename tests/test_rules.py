@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from prefire.patterns.rules import (
+from prefire.rules.rest import RestTemplate
+from prefire.rules.ruleset import (
     DEFAULT_COST,
     Budgets,
-    RestTemplate,
     Rule,
     RulesError,
     RuleSet,
@@ -385,7 +385,7 @@ def test_commented_out_sections_are_empty() -> None:
 
 def prefire(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "prefire.proxy.cli", *args],
+        [sys.executable, "-m", "prefire.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -541,7 +541,7 @@ def test_replay_with_rules_never_prefires_a_denied_tool(tmp_path: Path) -> None:
 
 def test_patterns_rules_stays_pure() -> None:
     code = (
-        "import sys, prefire.patterns.rules\n"
+        "import sys, prefire.rules.ruleset\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('mitmproxy', 'asyncio', 'aiohttp')"
         " or m.startswith('prefire.proxy')]\n"
         "print(bad)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prefire.proxy.rules_file import RulesWatcher
+from prefire.rules.files import RulesWatcher
 
 GOOD = "rules:\n  - match: {tool: 'get_*'}\n    prefire: true\n"
 OTHER = "rules:\n  - match: {tool: 'list_*'}\n    prefire: true\n"

@@ -24,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
+from prefire.cli.main import _loopback
 from prefire.patterns.events import (
     LLMRequest,
     SessionKey,
@@ -34,7 +35,6 @@ from prefire.patterns.events import (
     UserMessage,
 )
 from prefire.patterns.model import PatternModel
-from prefire.proxy.cli import _loopback
 from tests.agent_script import function_tool
 from tests.conftest import log_lines, start_proxy, stop_proxy
 from tests.fuzzing import CASES

@@ -10,7 +10,7 @@ from prefire.patterns.events import (
     ToolSpec,
     UserMessage,
 )
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_CALL,
@@ -20,7 +20,7 @@ from prefire.proxy.providers.base import (
     Item,
     ParsedRequest,
 )
-from prefire.proxy.sessions import Sessions, scope_of
+from prefire.wire.sessions import Sessions, scope_of
 
 TOOLS = (ToolSpec("search"), ToolSpec("open"))
 SYS = Item(SYSTEM, text="You are helpful.")

@@ -176,7 +176,7 @@ def test_max_body_takes_sizes() -> None:
 
     import pytest
 
-    from prefire.proxy.cli import _size
+    from prefire.cli.main import _size
 
     assert [_size(t) for t in ("100", "512k", "8m", "8MiB", "8mb", "1g")] == [
         100, 512 << 10, 8 << 20, 8 << 20, 8 << 20, 1 << 30,

@@ -282,7 +282,7 @@ async def test_the_embedded_store_shares_nothing() -> None:
 async def test_a_store_it_cannot_use_is_refused(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "prefire.proxy.cli", "run", "--listen-port", "0"),
+        *("-m", "prefire.cli.main", "run", "--listen-port", "0"),
         *("--state-dir", str(tmp_path / "s"), "--store", "http://user:hunter2@example/"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -8,9 +8,9 @@ from typing import Any
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolResult
 from prefire.proxy.calljoin import CallJoin, ModelCall, ServerCall
-from prefire.proxy.observer import Observer
-from prefire.proxy.sessions import tool_scope_of
 from prefire.proxy.toolresults import ToolSideResults
+from prefire.wire.observer import Observer
+from prefire.wire.sessions import tool_scope_of
 
 URL = "http://tools.local/mcp"
 ARGS = {"q": "shoes"}

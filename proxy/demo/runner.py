@@ -309,7 +309,7 @@ async def run_through_proxy(
         out = stack.enter_context(out_path.open("wb"))
         log_file = stack.enter_context(log_path.open("wb"))
         proxy = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "prefire.proxy.cli", "run", "--listen-host", "127.0.0.1"),
+            *(sys.executable, "-m", "prefire.cli.main", "run", "--listen-host", "127.0.0.1"),
             *("--listen-port", "0", "--state-dir", str(state.root), "--log-format", "json"),
             *proxy_flags,
             stdin=asyncio.subprocess.DEVNULL,
@@ -412,7 +412,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
 async def read_stats(state_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """`prefire stats --json` of the speculative run, or why there is none."""
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "prefire.proxy.cli", "stats", "--state-dir", str(state_dir)),
+        *(sys.executable, "-m", "prefire.cli.main", "stats", "--state-dir", str(state_dir)),
         "--json",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

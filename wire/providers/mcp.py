@@ -22,8 +22,8 @@ import orjson
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.shape import as_list, as_str, json_or_text
-from prefire.proxy.providers.sse import SSEEvent, SSESplitter
+from prefire.wire.providers.shape import as_list, as_str, json_or_text
+from prefire.wire.providers.sse import SSEEvent, SSESplitter
 
 _SSE_TYPE = "text/event-stream"
 # 2026-07-28: every request carries the protocol version, client info and client

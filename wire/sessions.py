@@ -39,7 +39,7 @@ from prefire.patterns.events import (
     UserMessage,
     toolset_id,
 )
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     SYSTEM,
     TOOL_CALL,
     TOOL_RESULT,

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from prefire.patterns.canonical import loads_or_none
-from prefire.proxy.providers.base import TOOL_CALL, CallDraft, Item
+from prefire.wire.providers.base import TOOL_CALL, CallDraft, Item
 
 # Characters JSON allows around a value.
 _JSON_SPACE = " \t\r\n"

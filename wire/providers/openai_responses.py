@@ -11,7 +11,7 @@ from typing import Any
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_RESULT,
@@ -22,7 +22,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.shape import (
+from prefire.wire.providers.shape import (
     arguments,
     as_dict,
     as_list,
@@ -32,7 +32,7 @@ from prefire.proxy.providers.shape import (
     json_or_text,
     route,
 )
-from prefire.proxy.providers.sse import SSESplitter
+from prefire.wire.providers.sse import SSESplitter
 
 API = "openai_responses"
 _ROLES = {"user": USER, "system": SYSTEM, "developer": SYSTEM, "assistant": ASSISTANT}

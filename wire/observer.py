@@ -15,9 +15,9 @@ import orjson
 from lru import LRU
 
 from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolsOffered
-from prefire.proxy import sessions as sessions_mod
-from prefire.proxy.providers import llm_codec_for, mcp
-from prefire.proxy.providers.base import (
+from prefire.wire import sessions as sessions_mod
+from prefire.wire.providers import llm_codec_for, mcp
+from prefire.wire.providers.base import (
     CallDraft,
     LLMCodec,
     Output,

@@ -21,7 +21,7 @@ from typing import Any
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_RESULT,
@@ -32,7 +32,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.shape import (
+from prefire.wire.providers.shape import (
     as_str,
     call_item,
     model_action,
@@ -40,7 +40,7 @@ from prefire.proxy.providers.shape import (
     route,
     text_runs,
 )
-from prefire.proxy.providers.sse import SSESplitter
+from prefire.wire.providers.sse import SSESplitter
 
 _ACTIONS = (":generateContent", ":streamGenerateContent")
 

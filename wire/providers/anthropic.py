@@ -15,7 +15,7 @@ from typing import Any
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import ToolSpec
-from prefire.proxy.providers.base import (
+from prefire.wire.providers.base import (
     ASSISTANT,
     SYSTEM,
     TOOL_RESULT,
@@ -26,7 +26,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
-from prefire.proxy.providers.shape import (
+from prefire.wire.providers.shape import (
     arguments,
     as_dict,
     as_str,
@@ -37,7 +37,7 @@ from prefire.proxy.providers.shape import (
     route,
     text_runs,
 )
-from prefire.proxy.providers.sse import SSESplitter
+from prefire.wire.providers.sse import SSESplitter
 
 _VERTEX_ACTIONS = ("rawPredict", "streamRawPredict")
 _ROLES = {"assistant": ASSISTANT, "system": SYSTEM}

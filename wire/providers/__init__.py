@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefire.proxy.providers import anthropic, gemini, openai_chat, openai_responses
-from prefire.proxy.providers.base import LLMCodec
+from prefire.wire.providers import anthropic, gemini, openai_chat, openai_responses
+from prefire.wire.providers.base import LLMCodec
 
 LLM_CODECS: tuple[LLMCodec, ...] = (
     openai_chat.CODEC,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import logging
 import os
 import shlex
 import sys
@@ -375,10 +376,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if args.command == "replay" and args.live:
+        from prefire.proxy.app import start_under_test
         from prefire.replay import live
 
+        logs.configure("console", level=logging.WARNING)  # the proxy under test is quiet
         return live.run(
             args.inputs,
+            start_under_test,
             rules_path=args.rules,
             speed=args.speed,
             as_json=args.json,
@@ -401,11 +405,11 @@ def main(argv: list[str] | None = None) -> int:
             rules_path=args.rules,
         )
     if args.command == "rules":
-        from prefire.proxy import rules_file
+        from prefire.cli import rules as rules_cli
 
         if args.rules_command == "check":
-            return rules_file.check(args.file)
-        return rules_file.explain(
+            return rules_cli.check(args.file)
+        return rules_cli.explain(
             args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
         )
     if args.command == "demo":
@@ -455,8 +459,8 @@ async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int
     except ValueError as exc:
         print(f"prefire run: {exc}", file=sys.stderr)
         return 2
-    from prefire.patterns.rules import RulesError
     from prefire.proxy.app import Proxy, ProxyConfig
+    from prefire.rules.ruleset import RulesError
 
     if not _loopback(args.listen_host) and not (args.proxy_auth or args.allow_remote):
         print(

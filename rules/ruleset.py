@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from prefire.rules.rest import RestTemplate
 
 # MCP ToolAnnotations hints, with the value the MCP spec says to assume when a
 # server leaves one out (so a server that says nothing is never taken as read-only).
@@ -92,28 +93,6 @@ class Budgets:
         """Whether a tool with this record should stop being fired early. Judging after
         a few samples only keeps one unlucky early call from silencing a tool."""
         return fired >= self.min_waste_samples and wasted / fired > self.max_waste_share
-
-
-@dataclass(frozen=True, slots=True)
-class RestRequest:
-    method: str
-    url: str
-    body: Any = None  # None: send no body
-
-
-@dataclass(frozen=True, slots=True)
-class RestTemplate:
-    """A REST binding declared in a rule: `{name}` placeholders take the call's arguments
-    (`{{` and `}}` are literal braces)."""
-
-    url: str
-    method: str = "GET"
-    body: Any = None
-
-    def render(self, arguments: Mapping[str, Any]) -> RestRequest:
-        """The request for one call. Raises KeyError naming a placeholder the arguments lack."""
-        url = _fill(self.url, arguments, lambda v: quote(_text(v), safe=""))
-        return RestRequest(self.method, url, _fill_body(self.body, arguments))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,36 +270,6 @@ def _annotations_hold(
             return False, f"{name} is {_yaml(value)}{source}, rule wants {_yaml(want)}"
         held.append(f"{name} is {_yaml(value)}{source}")
     return True, ", ".join(held) + " (annotations trusted by this rule)"
-
-
-# -- REST templates -----------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
-
-
-def _fill(template: str, arguments: Mapping[str, Any], encode: Callable[[Any], str]) -> str:
-    out = []
-    for literal, name, _, _ in _FORMATTER.parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append(encode(arguments[name]))
-    return "".join(out)
-
-
-def _fill_body(body: Any, arguments: Mapping[str, Any]) -> Any:
-    if isinstance(body, str):
-        parts = list(_FORMATTER.parse(body))
-        if len(parts) == 1 and parts[0][0] == "" and parts[0][1] is not None:
-            # a string that is only "{name}" takes the argument itself, keeping its JSON type
-            return arguments[parts[0][1]]
-        return _fill(body, arguments, _text)
-    if isinstance(body, dict):
-        return {k: _fill_body(v, arguments) for k, v in body.items()}
-    if isinstance(body, list):
-        return [_fill_body(v, arguments) for v in body]
-    return body
 
 
 def _placeholder_problem(template: str) -> str | None:

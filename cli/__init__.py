@@ -1,0 +1,1 @@
+"""The `prefire` command line: argument parsing, dispatching to proxy/ and replay/."""
