@@ -119,9 +119,13 @@ class Speculator:
         self.mcp = McpClient(self._send)
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
-        self._latency: LRU = LRU(10_000)  # tool -> EWMA of finished speculative calls, s
+        self._latency: LRU[str, float] = LRU(
+            10_000
+        )  # tool -> EWMA of finished speculative calls, s
         self.store = store or Store()
-        self._claimed: LRU = LRU(10_000)  # shared name -> cache key, for calls we claimed
+        self._claimed: LRU[str, CacheKey] = LRU(
+            10_000
+        )  # shared name -> cache key, for calls we claimed
         self.store.on_used = self._used_elsewhere
         self.store.on_invalidated = self._invalidated_elsewhere
         self.store.on_fire = self._fire_requested
@@ -182,10 +186,13 @@ class Speculator:
         origin = self.observer.origin(session)
 
         def cost(tool: str) -> float:
-            server = self.bindings.for_tool(origin[0], tool) if origin is not None else None
-            if server is None:
+            target = self.bindings.resolve(origin[0], tool) if origin is not None else None
+            if not isinstance(target, Target):
                 return ruleset.cost(tool)
-            return ruleset.cost(tool, server=server.url, annotations=server.annotations.get(tool))
+            server = target.server
+            return ruleset.cost(
+                tool, server=server.url, annotations=server.annotations.get(target.tool)
+            )
 
         def fire(c: Candidate) -> bool:
             return isinstance(c.arguments, dict) and self._fire(
