@@ -430,18 +430,18 @@ def main(argv: list[str] | None = None) -> int:
         from prefire.proxy import accounting
 
         try:
-            report = accounting.read(state.root)
+            stats = accounting.read(state.root)
         except accounting.StatsError as exc:
             print(f"prefire stats: {exc}", file=sys.stderr)
             return 1
-        if report is None:
+        if stats is None:
             print(
                 f"prefire stats: no stats in {state.root} yet (run the proxy first)",
                 file=sys.stderr,
             )
             return 1
         sys.stdout.write(
-            orjson.dumps(report).decode() + "\n" if args.json else accounting.format_table(report)
+            orjson.dumps(stats).decode() + "\n" if args.json else accounting.format_table(stats)
         )
         return 0
     if args.command == "run":

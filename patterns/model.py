@@ -105,16 +105,19 @@ class PatternModel:
         self.tool_calibration = ToolCalibration()
         # app -> [mean P the control flow gave the called tools, same for the intent model],
         # over decisions that answer a user message: how far to trust each
-        self.trust: LRU = LRU(max_arg_keys)
-        self.args: LRU = LRU(max_arg_keys)  # (app, tool, arg name) -> ArgHypotheses
-        self.keysets: LRU = LRU(max_arg_keys)  # (app, tool) -> Counter of argument-name tuples
-        self.offered: LRU = LRU(max_arg_keys)  # app -> frozenset of tool names
-        self.repeats: LRU = LRU(max_arg_keys)  # app -> [calls that repeated one, calls]
+        self.trust: LRU[str, list[float]] = LRU(max_arg_keys)
+        # (app, tool, arg name) and (app, previous tool, tool, arg name) -> ArgHypotheses
+        self.args: LRU[tuple[str, ...], ArgHypotheses] = LRU(max_arg_keys)
+        # (app, tool) -> Counter of argument-name tuples
+        self.keysets: LRU[tuple[str, str], Counter[tuple[str, ...]]] = LRU(max_arg_keys)
+        self.offered: LRU[str, frozenset[str]] = LRU(max_arg_keys)  # app -> frozenset of tool names
+        # app -> [calls that repeated one, calls]
+        self.repeats: LRU[str, list[float]] = LRU(max_arg_keys)
         # (app, tool) -> mean number of calls of the tool in a turn that calls it (fan-out width)
-        self.width: LRU = LRU(max_arg_keys)
+        self.width: LRU[tuple[str, str], float] = LRU(max_arg_keys)
         # (app, digest of a user text) -> the sessions that sent it, up to REPEATED_IN + 1
         # (repeated texts are looked up every session, so they stay in it while prompts churn)
-        self.texts_seen: LRU = LRU(MAX_TEXTS_SEEN)
+        self.texts_seen: LRU[tuple[str, str], tuple[str, ...]] = LRU(MAX_TEXTS_SEEN)
         self.latency = Latencies(default_tool_s, default_llm_s)
         # app -> {tool: what its JSON schema says of its arguments} (sent with every
         # request, so not learned state)

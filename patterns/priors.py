@@ -123,8 +123,8 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
                 out.append(("number_named", ("const", canonical(value).decode())))
     if spec.types == frozenset({"boolean"}) and mem.user_texts:
         # a flag the user names ("human-readable", "dry run") is set
-        words = name_words(name)
-        if words and _word_in(" ".join(words), _folded(mem.user_texts[-1])):
+        named = name_words(name)
+        if named and _word_in(" ".join(named), _folded(mem.user_texts[-1])):
             out.append(("bool_named", ("const", "true")))
     if len(spec.enum) == 1:
         out.append(("enum_one", ("const", canonical(spec.enum[0]).decode())))
@@ -139,7 +139,8 @@ def _recent_results(mem: SessionMemory) -> list[CallRecord]:
     resolved = mem.resolved_now()
     found = resolved.get(("recent_results",))
     if found is None:
-        found, tools = [], set()
+        found = []
+        tools: set[str] = set()
         for rec in reversed(mem.calls):
             if len(tools) >= RECENT_RESULTS:
                 break
@@ -147,7 +148,7 @@ def _recent_results(mem: SessionMemory) -> list[CallRecord]:
                 tools.add(rec.name)
                 found.append(rec)
         resolved[("recent_results",)] = found
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 @functools.lru_cache(maxsize=256)
@@ -225,7 +226,7 @@ def _proposals_now(
     found = resolved.get(key)
     if found is None:
         found = resolved[key] = proposals(name, spec, mem)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _same(predicted: Any, value: Any) -> bool:

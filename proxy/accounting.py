@@ -57,7 +57,7 @@ class Accounting:
     def __init__(self, max_sessions: int = 10_000) -> None:
         self.tools: dict[str, ToolCounters] = {}
         # the same counters per conversation, for the most recent ones (replay reports them)
-        self.sessions: LRU = LRU(max_sessions)
+        self.sessions: LRU[SessionKey, ToolCounters] = LRU(max_sessions)
         self.skipped: Counter[str] = Counter()  # why a call was not made early -> how often
         self.started = time.time()
 

@@ -79,13 +79,15 @@ class NoTarget:
 
 class Bindings:
     def __init__(self, capacity: int = 10_000) -> None:
-        self._servers: LRU = LRU(capacity)  # (scope, url) -> McpServer
-        self._clients: LRU = LRU(capacity)  # client -> {(scope, url): last seen}
+        self._servers: LRU[tuple[str, str], McpServer] = LRU(capacity)  # (scope, url) -> McpServer
+        # client -> {(scope, url): last seen}
+        self._clients: LRU[str, dict[tuple[str, str], float]] = LRU(capacity)
         # (client, model-side name) -> {(scope, url, tool): last joined}
-        self._learned: LRU = LRU(capacity * 4)
-        # (conversation, url) -> the MCP session its calls ran in, as joined
-        self._agent_sessions: LRU = LRU(capacity * 4)
-        self._closed: LRU = LRU(capacity * 4)  # (scope, url, session id) -> True
+        self._learned: LRU[tuple[str, str], dict[tuple[str, str, str], float]] = LRU(capacity * 4)
+        # (conversation, url) -> (scope, the MCP session its calls ran in), as joined
+        self._agent_sessions: LRU[tuple[SessionKey, str], tuple[str, str]] = LRU(capacity * 4)
+        # (scope, url, session id) -> True
+        self._closed: LRU[tuple[str, str, str], bool] = LRU(capacity * 4)
 
     # -- what the agent's traffic shows ------------------------------------------
 

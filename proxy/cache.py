@@ -89,7 +89,7 @@ OnEnd = Callable[[Entry, str], None]
 class ResultCache:
     def __init__(self, capacity: int = 10_000, on_end: OnEnd | None = None) -> None:
         self._on_end = on_end
-        self._entries: LRU = LRU(capacity, callback=self._evicted)
+        self._entries: LRU[CacheKey, Entry] = LRU(capacity, callback=self._evicted)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -98,8 +98,8 @@ class CallJoin:
         self.window_s = window_s
         self.skew_s = skew_s
         # (client, args) -> calls not joined yet, oldest first
-        self._models: LRU = LRU(capacity)
-        self._servers: LRU = LRU(capacity)
+        self._models: LRU[tuple[str, bytes], list[ModelCall]] = LRU(capacity)
+        self._servers: LRU[tuple[str, bytes], list[ServerCall]] = LRU(capacity)
 
     def model_call(self, call: ModelCall) -> Outcome:
         """The LLM emitted a call: join it with a server call seen first, else keep it."""

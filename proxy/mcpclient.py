@@ -197,8 +197,8 @@ class McpClient:
         for task in self._sessions.values():
             if not task.done():
                 task.cancel()
-            elif not task.cancelled() and isinstance(task.result(), _Session):
-                sessions.append(task.result())
+            elif not task.cancelled() and isinstance(session := task.result(), _Session):
+                sessions.append(session)
         self._sessions.clear()
         if sessions:
             with contextlib.suppress(TimeoutError):

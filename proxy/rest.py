@@ -43,10 +43,11 @@ class _Learned:
 
 class RestLearner:
     def __init__(self, capacity: int = 10_000) -> None:
-        self._recent: LRU = LRU(capacity)  # client -> deque of (t, tool, arguments)
-        self._learned: LRU = LRU(capacity)  # (client, tool) -> _Learned
+        # client -> deque of (t, tool, arguments)
+        self._recent: LRU[str, deque[tuple[float, str, dict[str, Any]]]] = LRU(capacity)
+        self._learned: LRU[tuple[str, str], _Learned] = LRU(capacity)  # (client, tool) -> _Learned
         # (client, scheme://host) -> {tool scope: (headers to repeat, last seen)}
-        self._headers: LRU = LRU(capacity)
+        self._headers: LRU[tuple[str, str], dict[str, tuple[dict[str, str], float]]] = LRU(capacity)
 
     def call_seen(self, client: str, tool: str, arguments: dict[str, Any]) -> None:
         """A tool call the LLM made that no MCP binding explains: a REST request may follow."""

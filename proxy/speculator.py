@@ -119,13 +119,11 @@ class Speculator:
         self.mcp = McpClient(self._send)
         self._http: aiohttp.ClientSession | None = None
         self._in_flight = 0
-        self._latency: LRU[str, float] = LRU(
-            10_000
-        )  # tool -> EWMA of finished speculative calls, s
+        # tool -> EWMA of finished speculative calls, s
+        self._latency: LRU[str, float] = LRU(10_000)
         self.store = store or Store()
-        self._claimed: LRU[str, CacheKey] = LRU(
-            10_000
-        )  # shared name -> cache key, for calls we claimed
+        # shared name -> cache key, for calls we claimed
+        self._claimed: LRU[str, CacheKey] = LRU(10_000)
         self.store.on_used = self._used_elsewhere
         self.store.on_invalidated = self._invalidated_elsewhere
         self.store.on_fire = self._fire_requested
@@ -460,7 +458,7 @@ class Speculator:
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=None if self.verify_tls else False),
+                connector=aiohttp.TCPConnector(ssl=self.verify_tls),  # True: verify as usual
                 timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
                 auto_decompress=True,
             )
@@ -631,7 +629,7 @@ class Speculator:
         """Another replica served (or is waiting for) a call this replica claimed."""
         key = self._claimed.get(h)
         entry = self.cache.lookup(key) if key is not None else None
-        if entry is None or entry.shared != h:
+        if key is None or entry is None or entry.shared != h:
             return
         entry.used += 1  # not wasted: it answered an agent, there (counted there)
         self.cache.end(entry, "used_elsewhere")
@@ -644,7 +642,7 @@ class Speculator:
         for h in hashes:
             key = self._claimed.get(h)
             entry = self.cache.lookup(key) if key is not None else None
-            if entry is not None and entry.shared == h:
+            if key is not None and entry is not None and entry.shared == h:
                 self.cache.drop(key, "invalidated")
 
     def _ended(self, entry: Entry, outcome: str) -> None:

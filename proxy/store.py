@@ -321,7 +321,7 @@ class RedisStore(Store):
         self._ch_claimed = f"{p}:claimed"
         # calls claimed anywhere, as announced: name -> when the claim lapses (monotonic).
         # An agent request whose call is not here costs no Redis round trip.
-        self._known: LRU = LRU(100_000)
+        self._known: LRU[str, float] = LRU(100_000)
         self._p = p
         self._claim = self._redis.register_script(_CLAIM)
         self._put = self._redis.register_script(_PUT)

@@ -27,7 +27,7 @@ import structlog
 from lru import LRU
 
 from prefire.patterns.canonical import canonical_key
-from prefire.patterns.events import Event, ToolExchange, ToolResult
+from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolResult
 from prefire.proxy.calljoin import Joined
 from prefire.wire.observer import Observer
 from prefire.wire.sessions import mcp_session
@@ -35,6 +35,8 @@ from prefire.wire.sessions import mcp_session
 log = structlog.get_logger(__name__)
 
 _AMBIGUOUS = "ambiguous"
+# (conversation, call id, model name, server tool, canonical args), or _AMBIGUOUS
+_Waiting = tuple[SessionKey, str, str, str, bytes] | str
 DOUBT_S = 300.0  # as long as CallJoin keeps a model call waiting
 
 
@@ -47,11 +49,11 @@ class ToolSideResults:
         # (client, MCP session key, server URL, JSON-RPC id) of a tools/call ->
         # (conversation, call id, model name, server tool, canonical args), or
         # _AMBIGUOUS when two joins came under one key
-        self._waiting: LRU = LRU(capacity)
+        self._waiting: LRU[tuple[str, SessionKey, str, Any], _Waiting] = LRU(capacity)
         # (client, tool, canonical args) -> time of an uncertain join: a later join of the same
         # call is certain only because the first took one conversation away, which may
         # have been the wrong one
-        self._doubtful: LRU = LRU(capacity)
+        self._doubtful: LRU[tuple[str, str, bytes], float] = LRU(capacity)
 
     def joined(self, joined: Joined) -> None:
         """A tools/call was joined to the model's call it runs (Speculator.on_join)."""
@@ -85,7 +87,7 @@ class ToolSideResults:
         waiting = self._waiting.pop(key, None)
         if waiting is None:
             return
-        if waiting == _AMBIGUOUS:
+        if isinstance(waiting, str):  # _AMBIGUOUS
             log.info("tool_result.not_learned", why="two calls under one request id", url=event.url)
             return
         session, call_id, name, tool, args = waiting

@@ -257,7 +257,8 @@ async def _pass(
     tap = EntryTap(playback.state, proxy.addon.observer)
     proxy.master.addons.add(tap)
     serving = asyncio.create_task(proxy.run())
-    await asyncio.wait({serving, proxy.ready}, return_when=asyncio.FIRST_COMPLETED)
+    either: list[asyncio.Future[Any]] = [serving, proxy.ready]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     if not proxy.ready.done():
         await serving
         raise LiveError("the proxy under test did not start")
@@ -745,7 +746,7 @@ def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
     for sid, sp in plan.sessions.items():
         entry: dict[str, Any] = {"id": sid, "label": sp.label}
         for p in passes.values():
-            rows = []
+            rows: list[dict[str, Any]] = []
             results = [p.results[i] for i in sp.steps if i in p.results]
             origin = min((r.t_sent for r in results), default=p.t0)
             for i in sp.steps:

@@ -218,11 +218,11 @@ def _assign(path: Path, steps: list[Step], errors: list[InputError]) -> list[Eve
     open_calls = [c for c in calls if (str(c.session), c.call_id) not in taken]
     open_calls.sort(key=lambda c: c.t)
     for step in sorted(rest, key=lambda s: (s.rec.t_start, s.rec.number)):
-        call = _rest_call(step.rec, open_calls)
-        if call is not None:
-            open_calls.remove(call)
-            step.kind, step.label = "tool", call.name
-            step.session, step.call_id = str(call.session), call.call_id
+        made = _rest_call(step.rec, open_calls)
+        if made is not None:
+            open_calls.remove(made)
+            step.kind, step.label = "tool", made.name
+            step.session, step.call_id = str(made.session), made.call_id
     return events
 
 

@@ -473,7 +473,7 @@ class _Loader:
                 "has no effect without match.annotations",
             )
         if "rest" in item:
-            tools = match.get("tool") or ()
+            tools: Sequence[str] = match.get("tool") or ()
             if len(tools) != 1 or _GLOB_CHARS & set(tools[0]):
                 self.problem(
                     _key_line(item, "rest"),

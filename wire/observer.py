@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from lru import LRU
 
-from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolsOffered
+from prefire.patterns.events import Event, SessionKey, ToolCall, ToolExchange, ToolsOffered
 from prefire.wire import sessions as sessions_mod
 from prefire.wire.providers import llm_codec_for, mcp
 from prefire.wire.providers.base import (
@@ -60,16 +60,16 @@ class Observer:
         self,
         emit: Emit,
         sessions: sessions_mod.Sessions | None = None,
-        on_call_closed: Emit | None = None,
+        on_call_closed: Callable[[ToolCall], None] | None = None,
     ) -> None:
         self.emit = emit
         # told of each tool call the moment an LLM response finishes emitting it
         self.on_call_closed = on_call_closed
         self.sessions = sessions or sessions_mod.Sessions()
         # exchanges awaiting their response; bounded, in case a flow ends unannounced
-        self._open: LRU = LRU(10_000)
+        self._open: LRU[str, Exchange] = LRU(10_000)
         # session -> (client address, URL of its latest request)
-        self._origins: LRU = LRU(100_000)
+        self._origins: LRU[SessionKey, tuple[str, str]] = LRU(100_000)
 
     def origin(self, session: SessionKey) -> tuple[str, str] | None:
         """The client address and the URL of a session's latest request."""

@@ -169,10 +169,14 @@ Link = Callable[[str, SessionKey, Any], None]
 
 class Sessions:
     def __init__(self, max_prefixes: int = 200_000, max_conversations: int = 50_000) -> None:
-        self._prefixes: LRU = LRU(max_prefixes)  # (scope, api, hash) -> conversation id
-        self._responses: LRU = LRU(max_prefixes)  # (scope, response id) -> conversation id
-        self._call_owner: LRU = LRU(max_prefixes)  # (scope, call id) -> conversation id
-        self._conversations: LRU = LRU(max_conversations)  # conversation id -> _Conversation
+        # (scope, hash) -> conversation id
+        self._prefixes: LRU[tuple[str, bytes], str] = LRU(max_prefixes)
+        # (scope, response id) -> conversation id
+        self._responses: LRU[tuple[str, str], str] = LRU(max_prefixes)
+        # (scope, call id) -> conversation id
+        self._call_owner: LRU[tuple[str, str], str] = LRU(max_prefixes)
+        # conversation id -> _Conversation
+        self._conversations: LRU[str, _Conversation] = LRU(max_conversations)
         self.on_link: Link | None = None  # told how this replica linked a request
 
     def remote_link(self, kind: str, session: SessionKey, value: Any) -> None:

@@ -218,7 +218,12 @@ class ChatStreamDecoder:
             index = current.index if current else 0
         call_id = as_str(delta.get("id"))
         # Some servers send every call at index 0, told apart only by a new id.
-        new_id = bool(call_id) and bool(current and current.call_id) and call_id != current.call_id
+        new_id = (
+            bool(call_id)
+            and current is not None
+            and bool(current.call_id)
+            and call_id != current.call_id
+        )
         if current is not None and index == current.index and not new_id:
             current.add(delta)
         elif index in self._closed_indexes and (not call_id or call_id in self._closed_ids):
