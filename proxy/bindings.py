@@ -28,6 +28,7 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.events import SessionKey, ToolSpec
+from prefire.proxy.cache import Clock
 from prefire.proxy.calljoin import Joined, names_fit
 from prefire.wire.providers import mcp
 from prefire.wire.sessions import repeated_by_speculation
@@ -78,7 +79,8 @@ class NoTarget:
 
 
 class Bindings:
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         self._servers: LRU[tuple[str, str], McpServer] = LRU(capacity)  # (scope, url) -> McpServer
         # client -> {(scope, url): last seen}
         self._clients: LRU[str, dict[tuple[str, str], float]] = LRU(capacity)
@@ -141,14 +143,14 @@ class Bindings:
 
     def offer(self, client: str, tool: str, server: McpServer) -> None:
         """`client` reaches `tool` on `server` (listed there, or called)."""
-        server.tools[tool] = time.monotonic()
+        server.tools[tool] = self._clock()
         self._seen(client, server)
 
     def _seen(self, client: str, server: McpServer) -> None:
         seen = self._clients.get(client)
         if seen is None:
             seen = self._clients[client] = {}
-        seen[(server.scope, server.url)] = time.monotonic()
+        seen[(server.scope, server.url)] = self._clock()
 
     def learn(self, joined: Joined) -> None:
         """A model-side call and the tools/call that ran it: the name mapping, and (when
@@ -157,7 +159,7 @@ class Bindings:
         learned = self._learned.get((m.client, m.name))
         if learned is None:
             learned = self._learned[(m.client, m.name)] = {}
-        learned[(s.scope, s.server, s.tool)] = time.monotonic()
+        learned[(s.scope, s.server, s.tool)] = self._clock()
         if joined.certain and s.mcp_session:
             self._agent_sessions[(m.session, s.server)] = (s.scope, s.mcp_session)
 
@@ -169,7 +171,7 @@ class Bindings:
 
     def resolve(self, client: str, name: str) -> Target | NoTarget:
         """The server tool a model-side `name` stands for, for this client."""
-        now = time.monotonic()
+        now = self._clock()
         learned = self._learned.get((client, name))
         if learned:
             recent = [k for k, t in learned.items() if now - t < _WINDOW_S]

@@ -24,10 +24,32 @@ from typing import Any
 
 from lru import LRU
 
+from prefire.patterns.canonical import canonical_key
 from prefire.patterns.events import SessionKey
+from prefire.rules.rest import request_key
 
-CacheKey = tuple[str, str, str, bytes]  # scope, binding id, tool, canonical arguments
+Clock = Callable[[], float]  # monotonic seconds
 BODY_START = 200  # bytes of an error body a failure keeps, for the log
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """What a speculative result is served by: an early call and the agent's own request
+    for the same call build equal keys, through the constructor of their binding."""
+
+    scope: str  # the hash of the credentials the call carries
+    binding: str  # how it runs: "mcp:<url>|<protocol>[|<session>]", or "rest"
+    tool: str  # the server's tool name, or the REST request's method and URL
+    args: bytes  # canonical arguments, or the REST request's canonical form
+
+    @classmethod
+    def mcp(cls, scope: str, binding: str, tool: str, arguments: Any) -> CacheKey:
+        return cls(scope, binding, tool, canonical_key(arguments))
+
+    @classmethod
+    def rest(cls, scope: str, method: str, url: str, body: Any) -> CacheKey:
+        ident, canonical_request = request_key(method, url, body)
+        return cls(scope, "rest", ident, canonical_request)
 
 
 @dataclass(slots=True)
@@ -87,8 +109,11 @@ OnEnd = Callable[[Entry, str], None]
 
 
 class ResultCache:
-    def __init__(self, capacity: int = 10_000, on_end: OnEnd | None = None) -> None:
+    def __init__(
+        self, capacity: int = 10_000, on_end: OnEnd | None = None, clock: Clock = time.monotonic
+    ) -> None:
         self._on_end = on_end
+        self._clock = clock
         self._entries: LRU[CacheKey, Entry] = LRU(capacity, callback=self._evicted)
 
     def __len__(self) -> int:
@@ -118,7 +143,7 @@ class ResultCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if (now or time.monotonic()) >= entry.expires:
+        if (now or self._clock()) >= entry.expires:
             self._remove(key, "expired")
             return None
         return entry
@@ -138,7 +163,7 @@ class ResultCache:
         Returns the new entry, or None when one existed."""
         if self.lookup(key) is not None:
             return None
-        now = time.monotonic()
+        now = self._clock()
         task = asyncio.get_running_loop().create_task(fetch())
         entry = Entry(
             key, tool, task, now, now + ttl, max(1, reuse), kind, tags=tags, session=session
@@ -183,6 +208,12 @@ class ResultCache:
             self._dropped(entry, "promotion_timeout")
             return None
         except asyncio.CancelledError:
+            if not _being_cancelled():
+                # the speculative call itself was cancelled: nothing to serve, the agent's
+                # request goes upstream (its own cancellation is the branch below)
+                self._let_go(key, entry)
+                self.end(entry, "failed")
+                return None
             # the agent's request went away while it waited: the serve goes back
             entry.uses_left += 1
             self._let_go(key, entry)
@@ -249,3 +280,9 @@ def _failure(task: asyncio.Task[Result | None]) -> str | None:
     if isinstance(exc, Superseded):
         return "superseded"
     return "failed" if exc is not None or task.result() is None else None
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task (the agent's request) is the one being cancelled."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -19,6 +19,7 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.canonical import canonical_key
+from prefire.proxy.cache import Clock
 from prefire.rules.rest import RestTemplate, derive, origin
 from prefire.wire.sessions import repeated_by_speculation, tool_scope_of
 
@@ -42,7 +43,8 @@ class _Learned:
 
 
 class RestLearner:
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         # client -> deque of (t, tool, arguments)
         self._recent: LRU[str, deque[tuple[float, str, dict[str, Any]]]] = LRU(capacity)
         self._learned: LRU[tuple[str, str], _Learned] = LRU(capacity)  # (client, tool) -> _Learned
@@ -54,7 +56,7 @@ class RestLearner:
         recent = self._recent.get(client)
         if recent is None:
             recent = self._recent[client] = deque(maxlen=32)
-        recent.append((time.monotonic(), tool, arguments))
+        recent.append((self._clock(), tool, arguments))
 
     def request_seen(
         self, client: str, method: str, url: str, headers: list[tuple[str, str]], body: Any
@@ -67,7 +69,7 @@ class RestLearner:
         by_scope = self._headers.get((client, origin(url)))
         if by_scope is None:
             by_scope = self._headers[(client, origin(url))] = {}
-        now = time.monotonic()
+        now = self._clock()
         by_scope[tool_scope_of(headers)] = (kept, now)
         for scope, (_, seen) in list(by_scope.items()):
             if now - seen > _AMBIGUITY_WINDOW_S:
@@ -75,7 +77,7 @@ class RestLearner:
         recent = self._recent.get(client)
         if not recent:
             return
-        now = time.monotonic()
+        now = self._clock()
         for i in range(len(recent) - 1, -1, -1):
             t, tool, arguments = recent[i]
             if now - t > _WINDOW_S:
@@ -99,7 +101,7 @@ class RestLearner:
         """The headers this client sends to the URL's host, or None when it sent more than
         one set of credentials there lately (ambiguous: whose would a call run as?)."""
         by_scope = self._headers.get((client, origin(url))) or {}
-        now = time.monotonic()
+        now = self._clock()
         recent = [h for h, seen in by_scope.values() if now - seen <= _AMBIGUITY_WINDOW_S]
         if len(recent) > 1:
             return None

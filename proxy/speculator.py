@@ -33,7 +33,7 @@ import structlog
 from lru import LRU
 from mitmproxy import http
 
-from prefire.patterns.canonical import canonical, canonical_key, loads_or_none
+from prefire.patterns.canonical import canonical_key, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.latency import ewma
 from prefire.patterns.model import Candidate, PatternModel
@@ -56,7 +56,7 @@ from prefire.proxy.rest import RestLearner
 from prefire.proxy.store import Store, result_key
 from prefire.rules import rest
 from prefire.rules.files import RulesWatcher
-from prefire.rules.rest import RestRequest, request_key
+from prefire.rules.rest import RestRequest
 from prefire.wire.observer import Exchange, Observer
 from prefire.wire.providers import mcp
 from prefire.wire.sessions import tool_scope_of
@@ -248,7 +248,7 @@ class Speculator:
             binding = f"{server.id}|{server.protocol}"
             if agent_session is not None:
                 binding += "|" + agent_session
-            key: CacheKey = (server.scope, binding, name, canonical_key(args))
+            key = CacheKey.mcp(server.scope, binding, name, args)
             tags = (server.scope, server.url)
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
@@ -265,8 +265,7 @@ class Speculator:
             decision = ruleset.decide(tool, method=request.method, host=parts.hostname)
             if not decision.allowed or decision.rule is None:
                 return self._skip("rule_denied", tool, kind, session, why=decision.reason)
-            ident, canonical_request = request_key(request.method, request.url, request.body)
-            key = (scope, "rest", ident, canonical_request)
+            key = CacheKey.rest(scope, request.method, request.url, request.body)
             tags = (scope, rest.origin(request.url))
 
             def fetch() -> Coroutine[Any, Any, Result | None]:
@@ -357,7 +356,7 @@ class Speculator:
     ) -> Result | None:
         """Claim the call in the shared store, make it, and share its result."""
         h = result_key(key)
-        claimed = await self.store.claim(h, key[0], tool, tags[1], reuse, ttl)
+        claimed = await self.store.claim(h, key.scope, tool, tags[1], reuse, ttl)
         if claimed is False:
             raise Superseded(tool)  # in flight or ready on another replica
         if claimed:
@@ -506,7 +505,7 @@ class Speculator:
         bindings = [binding + "|" + mcp_session] if mcp_session else []
         served = None
         for b in [*bindings, binding]:
-            served = await self._take((server.scope, b, tool, canonical(args)))
+            served = await self._take(CacheKey.mcp(server.scope, b, tool, args))
             if served is not None:
                 break
         if served is None:
@@ -529,7 +528,7 @@ class Speculator:
             self.bindings.session_closed(scope, req.url, req.headers["mcp-session-id"])
             return
         self.rest.request_seen(client, req.method, req.url, headers, body)
-        key: CacheKey = (scope, "rest", *request_key(req.method, req.url, body))
+        key = CacheKey.rest(scope, req.method, req.url, body)
         served = await self._take(key) if self.enabled else None
         if served is None:
             if req.method not in ("GET", "HEAD", "OPTIONS"):

@@ -73,7 +73,9 @@ RemoteEvents = Callable[[list[tuple[str, dict[str, Any]]], str], None]
 def result_key(key: CacheKey) -> str:
     """The shared name of a cache key. The key holds the scope, so two tenants' results
     never share a name."""
-    return hashlib.blake2b(repr(key).encode(), digest_size=16, person=b"prefire-result").hexdigest()
+    # the tuple's repr: the names replicas of earlier versions gave the same calls
+    ident = repr((key.scope, key.binding, key.tool, key.args)).encode()
+    return hashlib.blake2b(ident, digest_size=16, person=b"prefire-result").hexdigest()
 
 
 def encode_result(result: Result, tool: str, kind: str) -> bytes:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 
 import pytest
 
 from prefire.proxy.accounting import Accounting, format_table
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
+from prefire.proxy.store import result_key
 
 
 def result() -> Result:
@@ -19,10 +22,10 @@ def result() -> Result:
 class Harness:
     """A cache whose entries are counted as the speculator counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.accounting = Accounting()
         self.ends: list[str] = []
-        self.cache = ResultCache(on_end=self._ended)
+        self.cache = ResultCache(on_end=self._ended, clock=clock)
 
     def _ended(self, entry: Entry, outcome: str) -> None:
         self.ends.append(outcome)
@@ -46,7 +49,7 @@ class Harness:
 
 
 def key(n: int = 0) -> CacheKey:
-    return ("s", "b", "t", str(n).encode())
+    return CacheKey("s", "b", "t", str(n).encode())
 
 
 async def test_a_promoted_call_is_counted_used_only_once_its_result_is_in_hand() -> None:
@@ -115,6 +118,26 @@ async def test_an_agent_request_cancelled_while_waiting_gives_its_serve_back() -
     assert h.ends == ["used"] and h.balanced()
 
 
+async def test_a_speculative_call_cancelled_under_a_waiting_request_sends_it_upstream() -> None:
+    """The call's cancellation is not the request's: the request gets None (it goes
+    upstream), not a CancelledError that would cut the agent's connection."""
+    h = Harness()
+
+    async def slow() -> Result:
+        await asyncio.sleep(60)
+        return result()
+
+    entry = h.fire(key(), slow)
+    waiting = asyncio.create_task(h.take(key(), wait=5))
+    await asyncio.sleep(0.01)
+    assert entry is not None and entry.waiting == 1
+    entry.task.cancel()
+    assert await waiting is None
+    assert not waiting.cancelled() and entry.waiting == 0
+    assert h.cache.lookup(key()) is None  # nothing left to serve
+    assert h.ends == ["failed"] and h.balanced()
+
+
 async def test_a_promotion_timeout_drops_the_call_as_wasted() -> None:
     h = Harness()
 
@@ -149,13 +172,17 @@ async def test_an_entry_dropped_while_a_request_waits_ends_when_that_request_is_
 
 
 async def test_expired_is_its_own_outcome() -> None:
-    h = Harness()
+    now = [100.0]  # the cache's clock, moved by the test
+    h = Harness(clock=lambda: now[0])
 
     async def quick() -> Result:
         return result()
 
-    h.fire(key(), quick, ttl=0.01)
-    await asyncio.sleep(0.05)
+    h.fire(key(), quick, ttl=10)
+    await asyncio.sleep(0)
+    now[0] += 9.9
+    assert h.cache.lookup(key()) is not None  # fresh until its ttl has passed on the clock
+    now[0] += 0.1
     assert await h.take(key()) is None
     assert h.ends == ["expired"] and h.accounting.tool("t").expired == 1 and h.balanced()
 
@@ -227,3 +254,20 @@ def test_stats_count_skip_reasons_and_say_they_show_the_last_run() -> None:
     table = format_table(report)
     assert table.startswith("The last run of the proxy only")
     assert "no_binding" in table and "expired" in table
+
+
+def test_each_binding_builds_its_keys_one_way() -> None:
+    """The early call and the agent's request build equal keys whatever the arguments'
+    order or the URL's encoding, and different tenants never share one."""
+    a = CacheKey.mcp("s1", "mcp:http://x/mcp|", "get", {"b": 1, "a": [1, 2]})
+    assert a == CacheKey.mcp("s1", "mcp:http://x/mcp|", "get", {"a": [1, 2], "b": 1})
+    assert a != CacheKey.mcp("s2", "mcp:http://x/mcp|", "get", {"a": [1, 2], "b": 1})
+    r = CacheKey.rest("s1", "get", "https://api.example/w?q=Paris%20Nord", None)
+    assert r == CacheKey.rest("s1", "GET", "https://api.example/w?q=Paris+Nord", None)
+    assert r.binding == "rest" and r != CacheKey.rest("s1", "GET", "https://api.example/w", None)
+
+
+def test_the_shared_name_of_a_key_is_the_one_earlier_versions_gave() -> None:
+    """Replicas of two versions in one deployment still find each other's results."""
+    key = CacheKey.mcp("scope-a", "mcp:http://x/mcp", "get_weather", {"city": "Oslo"})
+    assert result_key(key) == "72bd2c5925b2eac718486a34ba044333"

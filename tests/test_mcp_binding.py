@@ -130,6 +130,18 @@ def test_a_prefixed_model_name_resolves_to_the_servers_tool() -> None:
     assert b.resolve("other-client", "get_weather").reason == "no_binding"  # type: ignore[union-attr]
 
 
+def test_a_server_the_client_has_not_used_for_ten_minutes_binds_nothing() -> None:
+    now = [1000.0]  # the bindings' clock, moved by the test: no waiting
+    b = Bindings(clock=lambda: now[0])
+    server = b.observe_mcp("c", "s", URL, [])
+    b.observe_tools("c", server, [spec("get_weather")])
+    now[0] += 599
+    assert isinstance(b.resolve("c", "get_weather"), Target)
+    now[0] += 2
+    gone = b.resolve("c", "get_weather")
+    assert isinstance(gone, NoTarget) and gone.reason == "no_binding"
+
+
 def test_two_fitting_tools_or_two_servers_are_ambiguous() -> None:
     b = Bindings()
     one = b.observe_mcp("c", "s", URL, [])

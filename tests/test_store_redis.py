@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
-from prefire.proxy.cache import Result
+from prefire.proxy.cache import CacheKey, Result
 from prefire.proxy.state import PROXY_ENV_KEYS
 from prefire.proxy.store import RedisStore, Store, localize, result_key
 from tests.agent_script import function_tool
@@ -70,7 +71,7 @@ def result(body: bytes = b'{"ok": 1}') -> Result:
     return Result(200, [(b"content-type", b"application/json")], body, "application/json", 0.5)
 
 
-KEY = ("scope-a", "mcp:http://x/mcp", "get_weather", b'{"city":"Oslo"}')
+KEY = CacheKey.mcp("scope-a", "mcp:http://x/mcp", "get_weather", {"city": "Oslo"})
 
 
 async def test_a_result_is_served_once_across_replicas(redis: RunningRedis) -> None:
@@ -133,23 +134,23 @@ async def test_a_failed_call_elsewhere_sends_the_waiter_upstream_at_once(
 
 
 async def test_scopes_have_different_names() -> None:
-    other = ("scope-b", *KEY[1:])
+    other = dataclasses.replace(KEY, scope="scope-b")
     assert result_key(KEY) != result_key(other)
 
 
 async def test_a_write_drops_the_scopes_shared_reads(redis: RunningRedis) -> None:
     keys = [
-        ("scope-a", "mcp:http://x/mcp", "get_weather", b"1"),
-        ("scope-a", "mcp:http://y/mcp", "get_news", b"2"),
-        ("scope-b", "mcp:http://x/mcp", "get_weather", b"1"),
+        CacheKey("scope-a", "mcp:http://x/mcp", "get_weather", b"1"),
+        CacheKey("scope-a", "mcp:http://y/mcp", "get_news", b"2"),
+        CacheKey("scope-b", "mcp:http://x/mcp", "get_weather", b"1"),
     ]
     async with store(redis.url, "a") as a, store(redis.url, "b") as b:
         dropped: list[list[str]] = []
         a.on_invalidated = dropped.append
         for key, tag in zip(keys, ["http://x/mcp", "http://y/mcp", "http://x/mcp"], strict=True):
             h = result_key(key)
-            assert await a.claim(h, key[0], key[2], tag, 1, 30)
-            a.settle(h, result(), key[2], "eager")
+            assert await a.claim(h, key.scope, key.tool, tag, 1, 30)
+            a.settle(h, result(), key.tool, "eager")
         await asyncio.sleep(0.05)
         n = await b.invalidate("scope-a", lambda tool, tag: tag == "http://x/mcp")
         assert n == 1
