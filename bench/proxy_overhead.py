@@ -64,6 +64,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from benchutil import free_port
 
 HOST = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
@@ -507,13 +508,6 @@ def wait_port(child: Child, port: int, timeout: float) -> None:
     raise RuntimeError(f"{child.name}: port {port} not open after {timeout}s\n{child.tail()}")
 
 
-def free_port() -> int:
-    # mitmdump needs a port number up front; the tiny race with another process is acceptable.
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def find_exe(given: str | None, name: str) -> str:
     if given:
         return given
@@ -550,7 +544,7 @@ def start_targets(
     for name in ("mitmproxy", "mitmproxy-stream"):
         if name not in args.targets:
             continue
-        port = mitm_ports[name] = free_port()
+        port = mitm_ports[name] = free_port(HOST)  # mitmdump needs its port up front
         argv = [mitmdump, "-q", "--listen-host", HOST, "--listen-port", str(port)]
         argv += ["--set", f"confdir={children.workdir / name}"]
         if name == "mitmproxy-stream":

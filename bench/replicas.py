@@ -35,12 +35,13 @@ import itertools
 import json
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from benchutil import free_port
 
 from prefire.proxy.demo import runner
 from prefire.proxy.demo.llm_server import ScriptedLLM, make_tasks
@@ -103,12 +104,6 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _start_redis(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -116,7 +111,7 @@ async def _start_redis(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
             "redis-server is not installed (Debian: apt-get install redis-server); "
             "or pass --redis URL"
         )
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         binary,
         *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),

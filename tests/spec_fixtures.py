@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from tests import openai_wire
 from tests.agent_script import function_tool
 
 
@@ -38,29 +39,15 @@ class ScriptedLLM:
         await request.read()
         name, args = self.script[self.served % len(self.script)]
         self.served += 1
-        base = {
-            "id": f"c{self.served}",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "m",
-        }
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            body = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            return f"data: {json.dumps(body)}\n\n".encode()
-
-        call = {
-            "index": 0,
-            "id": f"call_{self.served}",
-            "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args)},
-        }
+        chunk_id = f"c{self.served}"
+        call = openai_wire.tool_call(f"call_{self.served}", name, args)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(chunk({"role": "assistant", "tool_calls": [call]}))
+        first = openai_wire.chunk({"role": "assistant", "tool_calls": [call]}, chunk_id=chunk_id)
+        await resp.write(openai_wire.data(first))
         await asyncio.sleep(self.think_after_s)
-        await resp.write(chunk({}, "tool_calls"))
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(openai_wire.data(openai_wire.chunk({}, "tool_calls", chunk_id=chunk_id)))
+        await resp.write(openai_wire.DONE)
         await resp.write_eof()
         return resp
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from mitmproxy import io as mitm_io
 
 from prefire.proxy.state import PROXY_ENV_KEYS
+from tests import openai_wire
 from tests.agent_script import weather_conversation
 from tests.conftest import point_env_at, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
@@ -56,17 +57,10 @@ class PacedLLM:
         await resp.prepare(request)
         words = ["It", " is", " sunny", " today."]
         for i, word in enumerate(words):
-            chunk = {
-                "id": "p1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
-            }
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await resp.write(openai_wire.data(openai_wire.chunk({"content": word}, chunk_id="p1")))
             if i < len(PACED_GAPS_S):
                 await asyncio.sleep(PACED_GAPS_S[i])
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(openai_wire.DONE)
         await resp.write_eof()
         return resp
 

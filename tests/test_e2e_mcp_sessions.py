@@ -22,6 +22,7 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import ToolAnnotations
 
+from tests import openai_wire
 from tests.agent_script import function_tool
 from tests.conftest import log_lines, point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
@@ -62,24 +63,15 @@ class CityLLM:
         body = await request.json()
         words = body["messages"][-1]["content"].split()
         tool = self.tool if words[0] != "forecast" else "mcp__weather__get_forecast"
-        call = {
-            "index": 0,
-            "id": f"call_{words[-1]}",
-            "type": "function",
-            "function": {"name": tool, "arguments": json.dumps({"city": words[-1]})},
-        }
+        call = openai_wire.tool_call(f"call_{words[-1]}", tool, {"city": words[-1]})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            data = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-            return f"data: {json.dumps({**data, 'choices': [choice]})}\n\n".encode()
-
-        await resp.write(chunk({"role": "assistant", "tool_calls": [call]}))
+        await resp.write(
+            openai_wire.data(openai_wire.chunk({"role": "assistant", "tool_calls": [call]}))
+        )
         await asyncio.sleep(self.think_after_s)
-        await resp.write(chunk({}, "tool_calls"))
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(openai_wire.data(openai_wire.chunk({}, "tool_calls")))
+        await resp.write(openai_wire.DONE)
         await resp.write_eof()
         return resp
 
