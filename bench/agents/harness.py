@@ -110,12 +110,14 @@ class Pass:
         return [r for r in self.calls() if str(r.get("rpc_id", "")).startswith(PREFIRE_ID)]
 
     def agent_sessions(self) -> set[str]:
-        """MCP sessions the agent used: any request in them that was not prefire's."""
+        """MCP sessions the agent used: any request in them with a JSON-RPC id that is not
+        prefire's (notifications and DELETEs carry no id: prefire's own session has them too)."""
         return {
             r["session"] or r.get("new_session")
             for r in self.tool_log
             if (r["session"] or r.get("new_session"))
-            and not str(r.get("rpc_id", "")).startswith(PREFIRE_ID)
+            and r.get("rpc_id") is not None
+            and not str(r["rpc_id"]).startswith(PREFIRE_ID)
         }
 
     def early_in_agent_sessions(self) -> list[dict[str, Any]]:
