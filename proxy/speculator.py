@@ -9,9 +9,9 @@ Two ways to start early:
 Nothing starts unless a rule allows the tool and the proxy knows exactly how the
 agent reaches it (a binding: proxy/bindings.py, proxy/mcpclient.py); whatever stops a
 call is logged as speculate.skipped with its reason and counted, and a call that brings
-back nothing to serve is logged as speculate.failed with the status and body it got. When the agent's own request arrives, a finished
-result is served at once and a running one is waited for (promotion); otherwise
-the request goes upstream untouched.
+back nothing to serve is logged as speculate.failed with the status and body it got.
+When the agent's own request arrives, a finished result is served at once and a
+running one is waited for (promotion); otherwise the request goes upstream untouched.
 
 With a shared store (proxy/store.py) the replicas behind a load balancer act as one:
 a call is claimed there before it is fired (no two replicas fire it), its result is
