@@ -1,12 +1,13 @@
 """Real agents through prefire, without and with speculation: one command per client.
 
     python bench/agents.py --client CLIENT [--tasks 6] [--warmup 6] [--concurrency 2]
-        [--think 1.25] [--latency-scale 1] [--seed 1] [--json] [--keep DIR]
+        [--think 1.25] [--latency-scale 1] [--seed 1] [--kinds KIND...] [--json] [--keep DIR]
 
 CLIENT: agents-sdk-mcp2, agents-sdk-mcp2-streamed (Runner.run_streamed, turns chained with
-previous_response_id), agents-sdk-mcp1, langgraph.
+previous_response_id), agents-sdk-mcp1, langgraph; from npm: claude-code (2.1.112, cli.js),
+claude-code-native (2.1.332, MCP tools deferred behind ToolSearch), codex (0.171.0).
 
-The agent (the real SDK, in its own venv under .venv-agents/, made by
+The agent (the real SDK or CLI, in its own venv or npm prefix under .venv-agents/, made by
 bash bench/agents/setup.sh) runs the tasks through `prefire run` three times: a warm-up of
 other tasks that prefire only learns from, the measured tasks with --no-speculate (the
 baseline), and the same tasks with speculation, starting from what the warm-up taught. The
@@ -30,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.agents.harness import CLIENTS, measure
+from bench.agents.tasks import TEMPLATES
 
 
 def main() -> int:
@@ -41,6 +43,14 @@ def main() -> int:
     p.add_argument("--think", type=float, default=1.25, help="mean model think time, s")
     p.add_argument("--latency-scale", type=float, default=1.0, help="tool latency factor")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=sorted(TEMPLATES),
+        default=list(TEMPLATES),
+        help="kinds of task the tasks cycle through (default: all; owners offsite: the "
+        "tool-heavy ones, whose calls fan out, without the write)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument(
         "--keep", type=Path, help="keep every pass's files (logs, tool records) in this dir"
@@ -64,6 +74,7 @@ def main() -> int:
                 think_s=(args.think * 0.8, args.think * 1.2),
                 latency_scale=args.latency_scale,
                 concurrency=args.concurrency,
+                kinds=tuple(args.kinds),
             )
         )
     print(json.dumps(summary) if args.json else table(summary))
@@ -76,11 +87,15 @@ def table(s: dict[str, Any]) -> str:
 
     rows = [
         ("client", f"{s['client']} {s['version']} ({s['api']})"),
-        ("tasks", f"{s['tasks']} measured, {s['warmup']} warm-up, {s['concurrency']} at once"),
+        (
+            "tasks",
+            f"{s['tasks']} measured, {s['warmup']} warm-up, {s['concurrency']} at once "
+            f"({', '.join(s['kinds'])})",
+        ),
         ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
-        ("hits (early results used)", str(s["hits"])),
+        ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
         ("early calls refused by the server", str(s["early_failed"])),
         ("early calls unlike the agent's", str(s["early_unlike_agent"])),
@@ -88,6 +103,7 @@ def table(s: dict[str, Any]) -> str:
         ("same tool-server results", yes(s["same_tool_results"])),
         ("writes run early", str(s["early_writes"])),
         ("early calls in an agent's session", str(s["early_in_agent_sessions"])),
+        ("agent calls in prefire's session", str(s["agent_in_prefire_sessions"])),
         (
             "model requests (speculative)",
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),

@@ -8,6 +8,7 @@ is what carries over to the next session.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,9 @@ class CallRecord:
     key: bytes  # call_key(name, arguments)
     result: Any = None
     has_result: bool = False
+    # the result's paths by their last key (casefolded, "_" and "-" dropped), first
+    # occurrences only; built on demand for schema name matches
+    keyed: dict[str, list[Path]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,10 @@ class SessionMemory:
     calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=MAX_CALLS))
     by_id: dict[str, CallRecord] = field(default_factory=dict)
     user_texts: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_USER_TEXTS))
+    # what the client added to user messages (context.py), most recent last
+    context_texts: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_USER_TEXTS))
+    # user messages of the turn in progress, sorted out at its decision point
+    pending_texts: list[str] = field(default_factory=list)
     index: dict[tuple[str, Any], list[Ref]] = field(default_factory=dict)
     next_seq: int = 0
     # control flow: tool names in call order, most recent last
@@ -66,6 +74,14 @@ class SessionMemory:
     new_words: frozenset[str] | None = None
     # (tool, argument name) -> canonical values already used, for sources that walk a list
     used: dict[tuple[str, str], set[bytes]] = field(default_factory=dict)
+    # the day relative dates in the user's words count from: a date the conversation
+    # states as today, else the day of the latest request when it carries a wall-clock time
+    stated_day: dt.date | None = None
+    request_day: dt.date | None = None
+
+    @property
+    def today(self) -> dt.date | None:
+        return self.stated_day or self.request_day
 
     def resolved_now(self) -> dict[Any, Any]:
         """The resolved sources of this turn."""

@@ -1,9 +1,10 @@
 """JSON values as leaves with paths, the keys values are matched by, and transforms.
 
 A path is a tuple of dict keys and list indexes; "*" stands for every element
-of a list (fan-out). Matching is by a normalized key, so "42" finds 42 and
-"Paris" finds "paris"; the transform that turns the source into the observed
-value is then worked out exactly.
+of a list (fan-out), and JSON_STEP for the JSON a string carries (embedded.py).
+Matching is by a normalized key, so "42" finds 42 and "Paris" finds "paris";
+the transform that turns the source into the observed value is then worked
+out exactly.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from prefire.patterns.canonical import canonical, canonical_key
+from prefire.patterns.embedded import embedded_json
 
 Path = tuple[Any, ...]
 WILDCARD = "*"
+# The step from a string into the JSON inside it. Like WILDCARD (which applies to lists
+# only), it applies to strings only: a dict key of the same name is still a key.
+JSON_STEP = "{json}"
 
 MAX_LEAVES = 400
 MAX_DEPTH = 8
+MAX_EMBEDDED = 16  # strings of one value searched for JSON inside them
 _MAX_CONTAINER_KEY = 256  # canonical bytes; bigger containers are matched by their leaves only
 
 
@@ -26,6 +32,7 @@ def leaves(value: Any, max_leaves: int = MAX_LEAVES) -> Iterator[tuple[Path, Any
     # children are walked lazily, so a huge list costs only the leaves taken from it
     stack: list[Iterator[tuple[Path, Any]]] = [iter((((), value),))]
     emitted = 0
+    searched = 0
     while stack:
         item = next(stack[-1], None)
         if item is None:
@@ -41,6 +48,11 @@ def leaves(value: Any, max_leaves: int = MAX_LEAVES) -> Iterator[tuple[Path, Any
         elif v is not None:
             yield path, v
             emitted += 1
+            if isinstance(v, str) and len(path) < MAX_DEPTH and searched < MAX_EMBEDDED:
+                searched += 1
+                inner = embedded_json(v)
+                if inner is not None:
+                    stack.append(iter((((*path, JSON_STEP), inner),)))
         if emitted >= max_leaves:
             return
 
@@ -81,16 +93,18 @@ def min_size(v: Any, budget: int) -> int:
 
 
 def at_path(value: Any, path: Path) -> Any:
-    """The value at `path`; a WILDCARD step yields a list of every element's value.
-    Missing steps give None."""
+    """The value at `path`; a WILDCARD step yields a list of every element's value, a
+    JSON_STEP the JSON inside a string. Missing steps give None."""
     for i, step in enumerate(path):
-        if step == WILDCARD:
-            if not isinstance(value, list):
+        if step == JSON_STEP and isinstance(value, str):
+            value = embedded_json(value)
+            if value is None:
                 return None
+        elif step == WILDCARD and isinstance(value, list):
             rest = path[i + 1 :]
             out = [at_path(v, rest) for v in value]
             return [v for v in out if v is not None]
-        if isinstance(value, dict) and isinstance(step, str):
+        elif isinstance(value, dict) and isinstance(step, str):
             value = value.get(step)
         elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
             value = value[step]

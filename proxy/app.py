@@ -27,6 +27,7 @@ from prefire.proxy.rules_file import RulesWatcher
 from prefire.proxy.speculator import ConnectTo, Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
 from prefire.proxy.store import LINK, localize, make_store, store_id
+from prefire.proxy.toolresults import ToolSideResults
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +112,11 @@ class Proxy:
             connect_to=config.speculative_connect_to,
             store=self.store,
         )
+        # the tool's own result of a call joined to its conversation is learned there
+        self.tool_results = ToolSideResults(self.addon.observer, self.learner)
+        self.speculator.on_join.append(self.tool_results.joined)
         # the model learns from an event before the speculator acts on it
-        self.addon.listeners += [self.learner, self.speculator]
+        self.addon.listeners += [self.learner, self.speculator, self.tool_results]
         if self.store.shared:
             self.addon.listeners.append(self.store.publish)
             self.addon.observer.sessions.on_link = self.store.publish_link

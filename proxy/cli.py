@@ -22,14 +22,35 @@ from prefire.proxy.state import (
     proxy_env,
 )
 
+DESCRIPTION = """\
+Make tool-using LLM agents finish sooner. prefire is a transparent HTTP(S) proxy
+between an unmodified agent and its LLM provider and tools (MCP, REST): it learns
+which tool calls follow which, and where their arguments come from, and runs the
+calls your rules allow early, so their results are ready when the agent asks."""
 
-def _common(p: argparse.ArgumentParser) -> None:
+EPILOG = """\
+start here:
+  prefire demo                          a local agent, without then with speculation
+  prefire run -- python my_agent.py     run an agent through the proxy
+  prefire run  +  eval "$(prefire env)" point an existing shell at it
+  prefire COMMAND --help                the options of a command"""
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0 to 65535)")
+    return port
+
+
+def _common(p: argparse.ArgumentParser, listen_port_help: str) -> None:
     p.add_argument(
         "--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    p.add_argument(
-        "--listen-port", type=int, default=8080, help="port (default 8080; 0 picks a free one)"
-    )
+    p.add_argument("--listen-port", type=_port, default=8080, help=listen_port_help)
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -63,13 +84,18 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefire", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="prefire",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
 
     run = sub.add_parser(
         "run", help="run the proxy (optionally around a command: prefire run -- CMD ...)"
     )
-    _common(run)
+    _common(run, "port (default 8080; 0 picks a free one, which the proxy prints)")
     run.add_argument(
         "--mode",
         default="regular",
@@ -82,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write events JSONL and .mitm flows here",
     )
-    run.add_argument("--log-format", choices=("console", "json"), default="console")
+    run.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="log lines on stderr: console (default, for people) or json (one object a line, "
+        "for log collectors)",
+    )
     run.add_argument(
         "--proxy-auth",
         default=None,
@@ -157,9 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     replay = sub.add_parser("replay", help="score what speculation would save on recorded sessions")
-    replay.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     replay.add_argument(
-        "--format", default="auto", choices=("auto", "openai", "capture", "mitm", "har")
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="recorded sessions: OpenAI-messages JSONL, the events JSONL or the directory "
+        "that `prefire run --capture DIR` writes, mitmproxy .mitm flows, or HAR",
+    )
+    replay.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "openai", "capture", "mitm", "har"),
+        help="how to read every INPUT (default auto: each file by its extension and first "
+        "line, a directory as a capture)",
     )
     replay.add_argument(
         "--tool-latency",
@@ -179,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=Path, default=None, metavar="FILE", help="learn from FILE first, unscored"
     )
     replay.add_argument(
-        "--baseline", action="store_true", help="also score the most-frequent-next-tool baseline"
+        "--baseline",
+        action="store_true",
+        help="also score a naive predictor for comparison: the tool that most often followed "
+        "the previous one, with that tool's most frequent arguments",
     )
     replay.add_argument(
         "--rules",
@@ -220,12 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rules = sub.add_parser("rules", help="check a rules file, or explain what it decides")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_sub = rules.add_subparsers(dest="rules_command", title="commands", metavar="COMMAND")
+    rules.set_defaults(help_text=rules.format_help)
     check = rules_sub.add_parser("check", help="validate FILE; errors name the line and key")
-    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("file", type=Path, metavar="FILE", help="the rules file (YAML)")
     explain = rules_sub.add_parser("explain", help="which rule decides TOOL, and why")
-    explain.add_argument("file", type=Path, metavar="FILE")
-    explain.add_argument("tool", metavar="TOOL")
+    explain.add_argument("file", type=Path, metavar="FILE", help="the rules file (YAML)")
+    explain.add_argument("tool", metavar="TOOL", help="the tool's name")
     explain.add_argument(
         "--mcp-annotations",
         type=_json_object,
@@ -247,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stats",
         help="early calls per tool and why others were not made: the last run of the proxy",
     )
-    stats.add_argument("--state-dir", type=Path, default=None)
+    stats.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the proxy's state dir (default $PREFIRE_STATE_DIR or ~/.local/state/prefire)",
+    )
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = sub.add_parser(
@@ -284,13 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON object")
 
     env = sub.add_parser("env", help="print the export lines that point a shell at the proxy")
-    _common(env)
+    _common(env, "the port the proxy listens on (default 8080)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Without its command, `prefire` or `prefire rules` shows what it offers (argparse
+    # would only say "required: COMMAND").
+    if args.command is None or (args.command == "rules" and args.rules_command is None):
+        print(getattr(args, "help_text", parser.format_help)(), file=sys.stderr, end="")
+        return 2
     if args.command == "replay" and not args.live:
         flags = (("--html", args.html), ("--speed", args.speed != 1.0))
         given = [f for f, v in (*flags, ("--max-pause", args.max_pause != 30.0)) if v]
@@ -300,6 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--baseline and --format are for offline replay, not with --live")
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
     if args.command == "env":
+        if args.listen_port == 0:
+            print(
+                "prefire env: --listen-port 0 is not a port a client can reach; give the port "
+                "the proxy listens on (`prefire run --listen-port 0` prints it: "
+                "'prefire listening on http://HOST:PORT'), or let `prefire run -- CMD` set the "
+                "environment of CMD itself",
+                file=sys.stderr,
+            )
+            return 2
         try:
             state.ensure()
         except StateError as exc:

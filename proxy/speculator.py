@@ -36,7 +36,8 @@ from mitmproxy import http
 from prefire.patterns.canonical import canonical, canonical_key, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.latency import ewma
-from prefire.patterns.model import PatternModel, firing_order
+from prefire.patterns.model import Candidate, PatternModel
+from prefire.patterns.policy import fire_by_value
 from prefire.patterns.rules import RestRequest
 from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
@@ -177,15 +178,21 @@ class Speculator:
             self._fire(call.session, call.name, call.arguments, "eager")
 
     def _fire_predicted(self, session: SessionKey) -> None:
-        budgets = self.rules.current.budgets
-        left = budgets.max_per_turn
-        for c in firing_order(self.model.predict(session), budgets.min_probability):
-            if left <= 0:
-                break
-            if isinstance(c.arguments, dict) and self._fire(
+        ruleset = self.rules.current
+        origin = self.observer.origin(session)
+
+        def cost(tool: str) -> float:
+            server = self.bindings.for_tool(origin[0], tool) if origin is not None else None
+            if server is None:
+                return ruleset.cost(tool)
+            return ruleset.cost(tool, server=server.url, annotations=server.annotations.get(tool))
+
+        def fire(c: Candidate) -> bool:
+            return isinstance(c.arguments, dict) and self._fire(
                 session, c.tool, c.arguments, "predicted"
-            ):
-                left -= 1
+            )
+
+        fire_by_value(self.model.predict(session), cost, ruleset.budgets, fire, self._in_flight)
 
     # -- firing ---------------------------------------------------------------------
 

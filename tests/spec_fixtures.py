@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import openai
 from aiohttp import web
 from mcp import ClientSession
@@ -65,10 +66,13 @@ class ScriptedLLM:
 
 
 @asynccontextmanager
-async def mcp_session(url: str, token: str) -> AsyncIterator[ClientSession]:
+async def mcp_session(
+    url: str, token: str, http: httpx.AsyncClient | None = None
+) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session over streamable HTTP with a bearer token; through
-    the proxy when the environment says so, as for any agent."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    the proxy when the environment says so, as for any agent. `http`, when given, is the
+    client to use (with the token among its headers); it is closed with the session."""
+    http = http or create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with (
         http,
         streamable_http_client(url, http_client=http) as (r, w, _),

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from prefire.patterns.events import ToolSpec
+from prefire.patterns.events import ToolSpec, UserMessage
 from prefire.proxy.providers import llm_codec_for
 from prefire.proxy.providers.anthropic import CODEC
 from prefire.proxy.providers.base import (
@@ -23,6 +23,7 @@ from prefire.proxy.providers.base import (
     ParsedRequest,
     ResponseDone,
 )
+from prefire.proxy.sessions import Sessions
 from tests.streams import assert_cuts_invariant, assert_split_invariant, decoding, pieces
 
 WEATHER_SCHEMA = {
@@ -164,6 +165,38 @@ def test_parse_request_plain_system_and_defaults() -> None:
     assert parsed == ParsedRequest(
         api="anthropic", model="claude-haiku-4-5", items=(Item(SYSTEM, text="Be terse."),)
     )
+
+
+def test_system_entries_inside_messages_are_system_text() -> None:
+    # Claude Code 2.1.332 sends `role: "system"` entries among the messages.
+    body = {
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Find the billing doc"}]},
+            {"role": "system", "content": "The date changed to 2026-12-05."},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "t1", "name": "search", "input": {"q": "billing"}}
+                ],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+            {"role": "system", "content": [{"type": "text", "text": "Plan mode is off."}]},
+        ],
+    }
+    parsed = CODEC.parse_request(body, "/v1/messages")
+    assert [(i.role, i.text) for i in parsed.items] == [
+        (SYSTEM, "You are Claude Code."),
+        (USER, "Find the billing doc"),
+        (SYSTEM, "The date changed to 2026-12-05."),
+        (TOOL_CALL, ""),
+        (TOOL_RESULT, ""),
+        (SYSTEM, "Plan mode is off."),
+    ]
+    _, events = Sessions().request_events("scope", parsed, 1.0)
+    said = [(e.role, e.text) for e in events if isinstance(e, UserMessage)]
+    assert [text for role, text in said if role == "user"] == ["Find the billing doc"]
+    assert ("system", "The date changed to 2026-12-05.") in said
 
 
 def test_parse_request_tool_use_without_input_and_result_without_content() -> None:

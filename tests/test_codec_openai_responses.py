@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 
+from prefire.patterns.embedded import embedded_json
 from prefire.patterns.events import ToolSpec
 from prefire.proxy.providers.base import (
     ASSISTANT,
@@ -676,3 +677,140 @@ def test_stream_degenerate_bodies(data: bytes) -> None:
 @given(random_cuts(PARALLEL))
 def test_stream_any_chunking(cuts: list[int]) -> None:
     assert run(split_at(PARALLEL, cuts)) == PARALLEL_OUT
+
+
+# --- namespaced tools (Codex offers each MCP server's tools in a namespace) ----------------
+
+DOCS_NS = "mcp__docs"
+SEARCH_PARAMS = {"type": "object", "properties": {"query": {"type": "string"}}}
+
+
+def ns_item(n: int, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {**fc_item(n, name, arguments, status), "namespace": DOCS_NS}
+
+
+def ns_events(n: int, index: int, name: str, pieces: list[str]) -> list[dict[str, Any]]:
+    """fc_events as Codex's upstream streams them for a namespaced tool: the items name
+    the namespace; `function_call_arguments.done` names neither."""
+    out = []
+    for event in fc_events(n, index, name, pieces):
+        event = dict(event)
+        if "item" in event:
+            event["item"] = {**event["item"], "namespace": DOCS_NS}
+        if event["type"] == "response.function_call_arguments.done":
+            del event["name"]
+        out.append(event)
+    return out
+
+
+def test_namespace_tools_are_offered_under_namespace_and_name() -> None:
+    body = {
+        "input": "find the billing doc",
+        "tools": [
+            {"type": "function", "name": "shell", "parameters": {"type": "object"}},
+            {
+                "type": "namespace",
+                "name": DOCS_NS,
+                "description": "Tools of the docs MCP server",
+                "tools": [
+                    {
+                        "type": "function",
+                        "name": "search_docs",
+                        "description": "Search",
+                        "parameters": SEARCH_PARAMS,
+                    },
+                    {"type": "function", "name": "get_doc"},
+                    {"type": "web_search_preview"},
+                    {"type": "function"},
+                    None,
+                ],
+            },
+            {"type": "namespace", "tools": [{"type": "function", "name": "anonymous"}]},
+            {"type": "namespace", "name": "empty", "tools": "x"},
+        ],
+    }
+    assert CODEC.parse_request(body, "/v1/responses").tools == (
+        ToolSpec("shell", parameters={"type": "object"}),
+        ToolSpec("mcp__docs__search_docs", "Search", SEARCH_PARAMS),
+        ToolSpec("mcp__docs__get_doc"),
+    )
+
+
+def test_namespace_calls_in_history_carry_the_same_name() -> None:
+    body = {
+        "input": [
+            {"role": "user", "content": "billing docs"},
+            ns_item(1, "search_docs", '{"query":"billing"}', "completed"),
+            {"type": "function_call_output", "call_id": "call_0001", "output": "[]"},
+            fc_item(2, "shell", '{"cmd":"ls"}', "completed"),
+        ]
+    }
+    items = CODEC.parse_request(body, "/v1/responses").items
+    assert [(i.role, i.name) for i in items] == [
+        (USER, ""),
+        (TOOL_CALL, "mcp__docs__search_docs"),
+        (TOOL_RESULT, ""),
+        (TOOL_CALL, "shell"),
+    ]
+
+
+def test_namespace_calls_in_a_whole_response() -> None:
+    body = response(
+        "completed",
+        [
+            ns_item(1, "search_docs", '{"query":"a"}', "completed"),
+            ns_item(2, "search_docs", '{"query":"b"}', "completed"),
+            fc_item(3, "shell", "{}", "completed"),
+        ],
+    )
+    assert drafts(CODEC.parse_response(body, REQ)) == [
+        CallDraft("call_0001", "mcp__docs__search_docs", {"query": "a"}, '{"query":"a"}'),
+        CallDraft("call_0002", "mcp__docs__search_docs", {"query": "b"}, '{"query":"b"}'),
+        CallDraft("call_0003", "shell", {}, "{}"),
+    ]
+
+
+NS_STREAM = [
+    *created(),
+    *ns_events(1, 0, "search_docs", ['{"query":', '"billing"}']),
+    *ns_events(2, 1, "get_doc", ['{"doc_id":"d1"}']),
+    *ns_events(3, 2, "get_doc", ['{"doc_id":"d2"}']),
+    {"type": "response.completed", "response": response("completed", [])},
+]
+NS_OUT = [
+    CallDraft("call_0001", "mcp__docs__search_docs", {"query": "billing"}, '{"query":"billing"}'),
+    CallDraft("call_0002", "mcp__docs__get_doc", {"doc_id": "d1"}, '{"doc_id":"d1"}'),
+    CallDraft("call_0003", "mcp__docs__get_doc", {"doc_id": "d2"}, '{"doc_id":"d2"}'),
+    ResponseDone(RESP_ID, "completed", ""),
+]
+
+
+def test_stream_parallel_and_repeated_namespace_calls() -> None:
+    assert assert_split_invariant(sse(*NS_STREAM), run) == NS_OUT
+
+
+@pytest.mark.parametrize(
+    "dropped", ["response.output_item.added", "response.function_call_arguments.done"]
+)
+def test_stream_namespace_name_from_whichever_event_has_it(dropped: str) -> None:
+    assert run([sse(*without(NS_STREAM, dropped))]) == NS_OUT
+
+
+def test_codex_two_part_output_keeps_its_json_findable() -> None:
+    # Codex 0.171 sends an MCP result as two text parts: the timing line, then the JSON.
+    hits = '{"hits": [{"id": "doc-1"}]}'
+    body = {
+        "input": [
+            {
+                "type": "function_call_output",
+                "call_id": "call_1",
+                "output": [
+                    {"type": "input_text", "text": "Wall time: 0.0123 seconds\nOutput:"},
+                    {"type": "input_text", "text": hits},
+                ],
+            }
+        ]
+    }
+    (item,) = CODEC.parse_request(body, "/v1/responses").items
+    assert item.content == "Wall time: 0.0123 seconds\nOutput:\n" + hits
+    assert embedded_json(item.content) == {"hits": [{"id": "doc-1"}]}

@@ -13,7 +13,7 @@ import pytest
 
 from bench.agents.tasks import SCRIPT, make_tasks
 from bench.agents.world import World
-from prefire.proxy.demo.scripted_llm import ScriptedLLM, server_name, structured
+from prefire.proxy.demo.scripted_llm import ScriptedLLM, read_anthropic, server_name, structured
 from prefire.proxy.demo.tools import serve_app
 
 THINK = (0.01, 0.02)
@@ -196,3 +196,78 @@ async def test_anthropic_chain_with_prefixed_names(stream: bool) -> None:
             model="m", max_tokens=10, messages=[{"role": "user", "content": PROMPT}]
         )
         assert [b.type for b in side.content] == ["text"]
+
+
+def test_codex_two_part_output_is_unwrapped() -> None:
+    hit = {"hits": [{"doc_id": "doc-a"}]}
+    output = [  # Codex 0.171's function_call_output.output for an MCP tool
+        {"type": "input_text", "text": "Wall time: 1.0093 seconds\nOutput:"},
+        {"type": "input_text", "text": json.dumps(hit, indent=2)},
+    ]
+    assert structured(output) == hit
+
+
+def test_claude_code_deferred_tools_are_loaded_first() -> None:
+    """Claude Code's deferred tools (ToolSearch): only named in the prompt's text until the
+    model selects them; the ToolSearch turn is not a step of the task."""
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    listed = "deferred tools:\nWebFetch\nmcp__docs__get_doc\nmcp__docs__search_docs\n"
+    loader = {"name": "ToolSearch", "input_schema": {"type": "object"}}
+    ask = {"role": "user", "content": [{"type": "text", "text": PROMPT}]}
+    body: dict[str, Any] = {"system": listed, "tools": [loader], "messages": [ask]}
+    first = llm.reply(read_anthropic(body), "OK.")
+    assert first.calls == [("ToolSearch", None, {"query": "select:mcp__docs__search_docs"})]
+    use = {"type": "tool_use", "id": "t0", "name": "ToolSearch", "input": first.calls[0][2]}
+    loaded = {
+        "type": "tool_result",
+        "tool_use_id": "t0",
+        "content": [{"type": "tool_reference", "tool_name": "mcp__docs__search_docs"}],
+    }
+    deferred = [
+        {"name": f"mcp__docs__{t}", "defer_loading": True, "input_schema": {"type": "object"}}
+        for t in ("search_docs", "get_doc")
+    ]
+    body["tools"] = [loader, *deferred]
+    body["messages"] += [
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [loaded]},
+    ]
+    second = llm.reply(read_anthropic(body), "OK.")
+    assert [(n, a) for n, _, a in second.calls] == [
+        ("mcp__docs__search_docs", llm.replies[0][2][0][1])  # the task's first call
+    ]
+
+
+def test_results_are_read_in_call_order() -> None:
+    """Claude Code sends a turn's results in the order they finished: timing, which must
+    not change what the model answers."""
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    tools = [
+        {"name": f"mcp__docs__{t}", "input_schema": {"type": "object"}}
+        for t in ("search_docs", "get_doc", "get_team")
+    ]
+    answers = set()
+    for finishing_order in (1, -1):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": PROMPT}]
+        for _ in range(4):
+            reply = llm.reply(read_anthropic({"tools": tools, "messages": messages}), "OK.")
+            if reply.text is not None:
+                answers.add(reply.text)
+                break
+            uses = [
+                {"type": "tool_use", "id": f"u{len(messages)}-{k}", "name": n, "input": a}
+                for k, (n, _, a) in enumerate(reply.calls)
+            ]
+            results = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": u["id"],
+                    "content": _run_tool(u["name"], u["input"]),
+                }
+                for u in uses
+            ][::finishing_order]
+            messages += [
+                {"role": "assistant", "content": uses},
+                {"role": "user", "content": results},
+            ]
+    assert len(answers) == 1 and "is owned by" in answers.pop()

@@ -41,10 +41,17 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(run_task: RunTask, client: str, package: str, args: argparse.Namespace) -> int:
+def main(
+    run_task: RunTask,
+    client: str,
+    package: str,
+    args: argparse.Namespace,
+    client_version: str | None = None,
+) -> int:
+    """`client_version` for a client that is not a Python package (else the package's)."""
     tasks: list[Task] = json.loads(args.tasks.read_text())
     report = asyncio.run(_run_all(run_task, tasks, args))
-    report = {"client": client, "version": version(package), **report}
+    report = {"client": client, "version": client_version or version(package), **report}
     json.dump(report, sys.stdout)
     print()
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.agents.tasks import SCRIPT, make_tasks
+from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
 from prefire.proxy.demo.scripted_llm import ScriptedLLM
@@ -35,6 +35,7 @@ AGENTS = ROOT / "bench" / "agents"
 VENVS = ROOT / ".venv-agents"
 START_TIMEOUT_S = 30.0
 PREFIRE_ID = "prefire-"  # how prefire's own JSON-RPC ids start
+_RESERVED_META = "modelcontextprotocol"  # in the `_meta` keys the MCP spec reserves
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Client:
     program: str  # in bench/agents/
     api: str  # the LLM API it speaks
     args: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # other setup parts it runs from (the Node clients)
 
     @property
     def python(self) -> Path:
@@ -53,10 +55,13 @@ class Client:
 
     def unavailable(self) -> str | None:
         """Why this client cannot run here, or None."""
-        failed = VENVS / f"{self.part}.failed"
-        if failed.exists():
-            return f".venv-agents/{self.part}: {failed.read_text().strip()}"
-        if not (VENVS / f"{self.part}.ok").exists() or not self.python.exists():
+        for part in (self.part, *self.needs):
+            failed = VENVS / f"{part}.failed"
+            if failed.exists():
+                return f".venv-agents/{part}: {failed.read_text().strip()}"
+            if not (VENVS / f"{part}.ok").exists():
+                return f".venv-agents/{part} is missing: run bash bench/agents/setup.sh"
+        if not self.python.exists():
             return f".venv-agents/{self.part} is missing: run bash bench/agents/setup.sh"
         return None
 
@@ -75,6 +80,15 @@ CLIENTS = {
             ("--stream", "--chain", "previous"),
         ),
         Client("langgraph", "mcp1", "langgraph_agent.py", "OpenAI Chat Completions"),
+        # the Node clients from npm, against the FastMCP server (mcp 1.x)
+        *(
+            Client(name, "mcp1", "node_agent.py", api, ("--client", name, *extra), (part,))
+            for name, api, extra, part in (
+                ("claude-code", "Anthropic Messages", (), "node"),
+                ("claude-code-native", "Anthropic Messages", (), "claude-native"),
+                ("codex", "OpenAI Responses", (), "node"),
+            )
+        ),
     )
 }
 
@@ -133,6 +147,23 @@ class Pass:
         theirs = self.agent_sessions()
         return [r for r in self.early_calls() if r["session"] in theirs]
 
+    def agent_in_prefire_sessions(self) -> list[dict[str, Any]]:
+        """The agent's own requests that came in a session prefire opened for its early
+        calls (a client that adopts the Mcp-Session-Id of a response it was served): never
+        allowed either."""
+        ours = {
+            r.get("new_session")
+            for r in self.tool_log
+            if r.get("method") == "initialize" and str(r.get("rpc_id")).startswith(PREFIRE_ID)
+        }
+        return [
+            r
+            for r in self.tool_log
+            if r.get("rpc_id") is not None
+            and not str(r["rpc_id"]).startswith(PREFIRE_ID)
+            and r["session"] in ours
+        ]
+
     def early_failed(self) -> list[dict[str, Any]]:
         """prefire's calls the server refused or answered with an error (not those prefire
         gave up before the answer, which have no status: a write invalidated them, say)."""
@@ -144,11 +175,15 @@ class Pass:
 
     def early_unlike_agent(self) -> list[dict[str, Any]]:
         """prefire's calls that did not speak as the agent's own calls did: protocol
-        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys."""
+        version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys: those
+        the protocol reserves (io.modelcontextprotocol/...), not what a client adds of its
+        own to each call (Claude Code's claudecode/toolUseId, Codex's callId, a
+        progressToken), which no early call can know."""
 
         def shape(r: dict[str, Any]) -> tuple[Any, ...]:
             named = r.get("mcp_name") == r.get("tool")
-            return (r.get("protocol"), r.get("mcp_method"), named, tuple(r.get("meta_keys") or ()))
+            envelope = tuple(k for k in r.get("meta_keys") or () if _RESERVED_META in k)
+            return (r.get("protocol"), r.get("mcp_method"), named, envelope)
 
         early = self.early_calls()
         agents = {shape(r) for r in self.calls() if r not in early}
@@ -291,11 +326,13 @@ async def measure(
     think_s: tuple[float, float] = (1.0, 1.5),
     latency_scale: float = 1.0,
     concurrency: int = 2,
+    kinds: tuple[str, ...] = tuple(TEMPLATES),
 ) -> dict[str, Any]:
     """Warm-up (other tasks, learning only), baseline (--no-speculate) and speculative
     passes of the same tasks; what changed. The speculative pass starts from what the
-    warm-up learned, as a deployed proxy has seen earlier tasks of the same agent."""
-    measured = make_tasks(tasks, seed)
+    warm-up learned, as a deployed proxy has seen earlier tasks of the same agent.
+    `kinds`: which kinds of task (bench/agents/tasks.py) the tasks cycle through."""
+    measured = make_tasks(tasks, seed, kinds)
     common: dict[str, Any] = {
         "seed": seed,
         "latency_scale": latency_scale,
@@ -309,7 +346,7 @@ async def measure(
                 tmp,
                 "warmup",
                 llm_url=llm_url,
-                tasks=make_tasks(warmup, seed + 1000),
+                tasks=make_tasks(warmup, seed + 1000, kinds),
                 speculate=False,
                 **common,
             )
@@ -330,7 +367,14 @@ async def measure(
         )
     requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
     return summarize(
-        client, base, spec, tasks=tasks, warmup=warmup, llm_requests=requests, **common
+        client,
+        base,
+        spec,
+        tasks=tasks,
+        warmup=warmup,
+        kinds=list(kinds),
+        llm_requests=requests,
+        **common,
     )
 
 
@@ -347,6 +391,10 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
         "fired": totals.get("fired"),
         "hits": totals.get("used"),
+        # eager (the model had emitted the call) or predicted (it had not yet)
+        "hits_by_kind": dict(
+            Counter(r.get("kind") for r in spec.proxy_log if r.get("event") == "speculate.served")
+        ),
         "wasted": totals.get("wasted"),
         "failed": totals.get("failed"),
         "early_calls": len(spec.early_calls()),
@@ -360,6 +408,7 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
         "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
         "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
+        "agent_in_prefire_sessions": len(spec.agent_in_prefire_sessions()),
         "stats_error": spec.stats_error,
         "speculation": (spec.stats or {}).get("tools"),
     }

@@ -7,7 +7,8 @@
 #
 #   mcp2  openai-agents with what its default install brings (mcp 2.x, openai 3.x)
 #   mcp1  openai-agents on mcp 1.x, LangGraph with LangChain's MCP adapters
-#   node  the Node clients (Claude Code, Codex), under .venv-agents/node
+#   node  the Node clients from npm (Claude Code cli.js, Codex) under .venv-agents/node,
+#         and the native Claude Code build under .venv-agents/claude-native
 #
 # Idempotent: a part made from the same pinned file is left as it is. Quiet: one line per
 # part it makes or cannot make. Bounded: each part gets AGENTS_SETUP_TIMEOUT seconds
@@ -52,10 +53,38 @@ python_part() { # part: a venv from requirements-PART.txt
   fi
 }
 
-# The hook for the Node clients: the agents-node branch makes .venv-agents/node here
-# (npm install of pinned packages, bounded by $limit, same .ok/.failed files).
+# The Node clients from npm, pinned: Claude Code 2.1.112 (the last release that runs as
+# cli.js on Node 20) and Codex under .venv-agents/node; the native Claude Code build (its
+# own prefix: one prefix holds one version of a package) under .venv-agents/claude-native.
+# A client counts as installed only once it answers --version here.
+node_clients=("@anthropic-ai/claude-code@2.1.112" "@openai/codex@0.171.0")
+claude_native=("@anthropic-ai/claude-code@2.1.332")
+
+npm_part() { # part check-command package...
+  local part=$1 check=$2 prefix=$envs/$1 digest status
+  shift 2
+  digest=$(printf '%s\n' "$@" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -c1-64)
+  is_current "$part" "$digest" && return 0
+  rm -rf "$prefix" "$envs/$part.ok" "$envs/$part.failed"
+  command -v npm >/dev/null || { failed "$part" "npm is not on PATH"; return 0; }
+  mkdir -p "$prefix"
+  timeout "$limit" npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$@" \
+    >"$envs/$part.log" 2>&1
+  status=$?
+  [[ $status == 124 ]] && { failed "$part" "npm install $* took over ${limit} s"; return 0; }
+  [[ $status != 0 ]] && { failed "$part" "npm install $* failed (exit status $status; see .venv-agents/$part.log)"; return 0; }
+  if ! (cd "$prefix" && timeout 120 bash -c "$check") >>"$envs/$part.log" 2>&1; then
+    failed "$part" "installed, but \`$check\` fails here (see .venv-agents/$part.log)"
+    return 0
+  fi
+  done_with "$part" "$digest"
+}
+
 node_part() {
-  failed node "this script does not install the Node clients yet"
+  npm_part node "node node_modules/@anthropic-ai/claude-code/cli.js --version \
+    && node node_modules/@openai/codex/bin/codex.js --version" "${node_clients[@]}"
+  npm_part claude-native "node_modules/@anthropic-ai/claude-code/bin/claude.exe --version" \
+    "${claude_native[@]}"
 }
 
 parts=("$@")

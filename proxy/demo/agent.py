@@ -4,9 +4,10 @@ proxy is up to the environment (HTTP_PROXY and friends), as for any agent.
 
     python -m prefire.proxy.demo.agent --llm URL --mcp URL --rest URL --tasks FILE
 
-FILE is a JSON list of {"id", "prompt"}. Prints one JSON object on stdout: the wall time
-of the whole run and, per task, its wall time, its final answer and every tool result it
-received, in order, so two runs can be compared result for result.
+FILE is a JSON list of {"id", "prompt"}. Prints one JSON line on stdout per task as it
+finishes, {"done": ID, "wall_s": S}, for progress; then, as the last line, the report: the
+wall time of the whole run and, per task, its wall time, its final answer and every tool
+result it received, in order, so two runs can be compared result for result.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ async def run(
 
         async def one(task: dict[str, str]) -> dict[str, Any]:
             async with slots:
-                return await run_task(task, llm, tools)
+                result = await run_task(task, llm, tools)
+            print(json.dumps({"done": result["id"], "wall_s": result["wall_s"]}), flush=True)
+            return result
 
         started = time.perf_counter()
         done = await asyncio.gather(*(one(t) for t in tasks))

@@ -21,12 +21,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
 
 START_TIMEOUT_S = 30.0
+_MAX_REPORT = 64 << 20  # the agent's report is one line holding every tool result
 STOP_TIMEOUT_S = 15.0
 _NEEDS = ("mcp", "openai", "uvicorn", "httpx")
 
@@ -62,7 +63,8 @@ def run(
             file=sys.stderr,
         )
         return 2
-    progress = _quiet if as_json else _to_stderr
+    # Progress goes to stderr, also with --json: stdout stays the one JSON object.
+    progress = _to_stderr
     try:
         summary = asyncio.run(
             _bounded(
@@ -93,12 +95,41 @@ async def _bounded(timeout_s: float, work: Coroutine[Any, Any, dict[str, Any]]) 
         return await work
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+class TaskProgress:
+    """Progress of one agent run, task by task, on a stream: a bar redrawn in place on
+    a terminal, a line per finished task otherwise (a log, CI)."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.label, self.total, self.done = label, total, 0
+        self.tty = self.stream.isatty()
+        if self.tty:
+            self._draw()
+
+    def task_done(self, task_id: str, wall_s: float) -> None:
+        self.done += 1
+        if self.tty:
+            self._draw()
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(
+                f"    {self.label}: task {task_id} done in {wall_s:.1f} s "
+                f"({self.done}/{self.total})\n"
+            )
+        self.stream.flush()
+
+    def _draw(self) -> None:
+        filled = self.WIDTH * self.done // max(1, self.total)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r    {self.label} [{bar}] {self.done}/{self.total} tasks")
+        self.stream.flush()
 
 
 async def _demo(
@@ -151,7 +182,13 @@ async def _demo(
                 )
                 warm_args = [*agent_args]
                 warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
-                await _run_pass(tmp, "warmup", ["--no-speculate", "--rules", str(rules)], warm_args)
+                await _run_pass(
+                    tmp,
+                    "warmup",
+                    ["--no-speculate", "--rules", str(rules)],
+                    warm_args,
+                    TaskProgress("warm-up", warmup),
+                )
                 world.reset()
                 (tmp / "speculative").mkdir()
                 shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
@@ -159,13 +196,23 @@ async def _demo(
             # --capture: the baseline's traffic, as the agent made it, for prefire replay
             keep = ["--capture", str(capture)] if capture is not None else []
             baseline = await _run_pass(
-                tmp, "baseline", ["--no-speculate", "--rules", str(rules), *keep], agent_args
+                tmp,
+                "baseline",
+                ["--no-speculate", "--rules", str(rules), *keep],
+                agent_args,
+                TaskProgress("baseline", n),
             )
             if capture is not None:
                 (capture / "rules.yaml").write_text(rules.read_text())
             baseline_calls = world.reset()
             progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
-            speculative = await _run_pass(tmp, "speculative", ["--rules", str(rules)], agent_args)
+            speculative = await _run_pass(
+                tmp,
+                "speculative",
+                ["--rules", str(rules)],
+                agent_args,
+                TaskProgress("speculative", n),
+            )
             speculative_calls = world.reset()
             progress(f"  {speculative['wall_s']:.1f} s")
             stats, stats_error = await read_stats(tmp / "speculative")
@@ -231,19 +278,30 @@ def _clean_env() -> dict[str, str]:
 
 
 async def _run_pass(
-    tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str]
+    tmp: Path, name: str, proxy_flags: list[str], agent_args: list[str], progress: TaskProgress
 ) -> dict[str, Any]:
     """One proxy, one demo agent run through it; returns the agent's report."""
     agent = [sys.executable, "-m", "prefire.proxy.demo.agent", *agent_args]
-    return json.loads(await run_through_proxy(StateDir(tmp / name), proxy_flags, agent))
+    out = await run_through_proxy(
+        StateDir(tmp / name), proxy_flags, agent, on_line=_task_done(progress)
+    )
+    if not out.strip():
+        raise DemoError("the demo agent printed no report")
+    # the report is the last line; the lines before it said which task finished
+    return json.loads(out.splitlines()[-1])
 
 
 async def run_through_proxy(
-    state: StateDir, proxy_flags: list[str], agent: list[str], log: Path | None = None
+    state: StateDir,
+    proxy_flags: list[str],
+    agent: list[str],
+    log: Path | None = None,
+    on_line: Callable[[bytes], None] | None = None,
 ) -> bytes:
     """Start `prefire run` with its state in `state` (it creates it), run the `agent`
-    command through it by environment only, stop the proxy; returns the agent's stdout.
-    The proxy's JSON log goes to `log` (default: beside the state dir)."""
+    command through it by environment only, stop the proxy; returns the agent's stdout,
+    each line of which `on_line` is told as it comes. The proxy's JSON log goes to `log`
+    (default: beside the state dir)."""
     out_path = state.root.with_name(state.root.name + "-proxy.out")
     log_path = log or state.root.with_name(state.root.name + "-proxy.log")
     async with contextlib.AsyncExitStack() as stack:
@@ -274,16 +332,39 @@ async def run_through_proxy(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            limit=_MAX_REPORT,
         )
         stack.push_async_callback(_stop, proc)
-        report, errors = await proc.communicate()
+        assert proc.stdout is not None and proc.stderr is not None
+        errors = asyncio.ensure_future(proc.stderr.read())
+        lines = []
+        async for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+        await proc.wait()
         if proc.returncode != 0:
-            raise DemoError(f"the agent failed (exit status {proc.returncode}):\n{_tail(errors)}")
+            raise DemoError(
+                f"the agent failed (exit status {proc.returncode}):\n{_tail(await errors)}"
+            )
+        report = b"".join(lines)
         # The proxy writes its final counters as it exits, so stop it before reading them.
         status = await _stop(proxy)
         if status != 0:
             raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
     return report
+
+
+def _task_done(progress: TaskProgress) -> Callable[[bytes], None]:
+    """Reads the demo agent's stdout lines: {"done": ID, "wall_s": S} as each task ends."""
+
+    def on_line(line: bytes) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            message = json.loads(line)
+            if isinstance(message, dict) and "done" in message:
+                progress.task_done(str(message["done"]), float(message["wall_s"]))
+
+    return on_line
 
 
 async def _listening_url(proc: asyncio.subprocess.Process, out: Path, log: Path) -> str:

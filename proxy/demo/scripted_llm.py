@@ -38,6 +38,11 @@ Seen = dict[str, list[Any]]  # tool name (the server's) -> its results so far, o
 _FIRST_TOKEN_SHARE = 0.5  # of the think time, spent before the first piece
 _KEPT_RESPONSES = 1024  # Responses kept for `previous_response_id`
 _SEPARATORS = re.compile(r"__|\.")  # mcp__server__tool, server.tool
+# Claude Code's tool that loads deferred tools' schemas (ENABLE_TOOL_SEARCH; the native
+# build's default): the deferred tools are only named in the prompt's text until a
+# ToolSearch call selects them, and such calls are no step of a script.
+TOOL_LOADER = "ToolSearch"
+_PREFIXED = re.compile(r"\b[\w-]+__[\w-]+\b")  # a prefixed tool name in the prompt's text
 
 
 class Script(Protocol):
@@ -110,7 +115,11 @@ def structured(value: Any) -> Any:
         return value
     if isinstance(value, list):
         parts = [structured(v) for v in value]
-        return parts[0] if len(parts) == 1 else parts
+        if len(parts) == 1:
+            return parts[0]
+        # Codex 0.171 shows a result as text parts "Wall time: ...\nOutput:" and the JSON
+        found = [p for p in parts if not isinstance(p, str)]
+        return found[0] if len(found) == 1 else parts
     if isinstance(value, dict):
         if isinstance(value.get("text"), str) and str(value.get("type", "text")).endswith("text"):
             return structured(value["text"])
@@ -134,10 +143,12 @@ class Conversation:
 
     texts: list[str] = field(default_factory=list)  # the user's texts, before any tool call
     step: int = 0  # tool-call turns so far
-    seen: Seen = field(default_factory=dict)
     # offered tools: server name -> (client's name, Responses namespace or None)
     tools: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    loader: bool = False  # TOOL_LOADER is offered
+    deferred: dict[str, str] = field(default_factory=dict)  # server name -> client's name
     _names: dict[str, str] = field(default_factory=dict)  # call id -> server's tool name
+    _results: dict[str, Any] = field(default_factory=dict)  # call id -> what it returned
 
     def user_text(self, text: Any) -> None:
         if self.step == 0 and isinstance(text, str) and text.strip():
@@ -145,14 +156,35 @@ class Conversation:
 
     def tool_turn(self, calls: Iterable[tuple[str, str]]) -> None:
         """One assistant turn's tool calls: (call id, client's tool name)."""
-        self.step += 1
-        self._names.update((cid, server_name(name)) for cid, name in calls)
+        calls = [(cid, name) for cid, name in calls if name != TOOL_LOADER]
+        if calls:
+            self.step += 1
+            self._names.update((cid, server_name(name)) for cid, name in calls)
 
     def result(self, call_id: str, content: Any) -> None:
-        self.seen.setdefault(self._names.get(call_id, ""), []).append(structured(content))
+        self._results[call_id] = structured(content)
+
+    @property
+    def seen(self) -> Seen:
+        """Results in the order the model made the calls: a client may send a turn's
+        results in the order they finished (Claude Code does), which is timing, not
+        content, and must not change the answer."""
+        seen: Seen = {}
+        for call_id, tool in self._names.items():
+            if call_id in self._results:
+                seen.setdefault(tool, []).append(self._results[call_id])
+        return seen
 
     def offer(self, name: str, namespace: str | None = None) -> None:
-        self.tools.setdefault(server_name(name), (name, namespace))
+        if name == TOOL_LOADER:
+            self.loader = True
+        else:
+            self.tools.setdefault(server_name(name), (name, namespace))
+
+    def mentions(self, text: Any) -> None:
+        """Text the model reads that may name deferred tools."""
+        for name in _PREFIXED.findall(text) if isinstance(text, str) else []:
+            self.deferred.setdefault(server_name(name), name)
 
     def client_name(self, tool: str) -> tuple[str, str | None]:
         return self.tools.get(tool, (tool, None))
@@ -223,9 +255,14 @@ def read_anthropic(body: dict[str, Any]) -> Conversation:
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and "name" in tool:
             conv.offer(str(tool["name"]))
+    for text in _texts(body.get("system")):
+        conv.mentions(text)
     for m in body.get("messages") or []:
         content = m.get("content")
         blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        if conv.loader:
+            for text in _texts(blocks):
+                conv.mentions(text)
         if m.get("role") == "assistant":
             uses = [(b["id"], b["name"]) for b in blocks if b.get("type") == "tool_use"]
             if uses:
@@ -290,12 +327,16 @@ class ScriptedLLM:
     def reply(self, conv: Conversation, fallback: str) -> Reply:
         prompt = self.script.prompt(conv.texts)
         turn: Turn = fallback if prompt is None else self.script.turn(prompt, conv.step, conv.seen)
-        if not isinstance(turn, str) and not conv.tools:
+        if not isinstance(turn, str) and not conv.tools and not conv.loader:
             turn = fallback  # a side request offering no tools (a title, a summary) gets text
         self.replies.append((prompt, conv.step, turn))
         think = self.think_time(prompt or "", conv.step)
         if isinstance(turn, str):
             return Reply(turn, [], think)
+        missing = [name for name, _ in turn if name not in conv.tools]
+        if missing and conv.loader:  # load the deferred tools first, as a model would
+            names = dict.fromkeys(conv.deferred.get(name, name) for name in missing)
+            return Reply(None, [(TOOL_LOADER, None, {"query": "select:" + ",".join(names)})], think)
         calls = [(*conv.client_name(name), args) for name, args in turn]
         return Reply(None, calls, think)
 

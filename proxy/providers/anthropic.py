@@ -40,6 +40,7 @@ from prefire.proxy.providers.shape import (
 from prefire.proxy.providers.sse import SSESplitter
 
 _VERTEX_ACTIONS = ("rawPredict", "streamRawPredict")
+_ROLES = {"assistant": ASSISTANT, "system": SYSTEM}
 
 
 class AnthropicCodec:
@@ -222,7 +223,8 @@ def _is_text(block: Any) -> bool:
 def _message_items(message: Any) -> list[Item]:
     if not isinstance(message, dict):
         return []
-    role = ASSISTANT if message.get("role") == "assistant" else USER
+    # Claude Code (2.1.3xx) puts `role: "system"` entries among the messages: system text.
+    role = _ROLES.get(as_str(message.get("role")), USER)
     content = message.get("content")
     if isinstance(content, str):
         return [Item(role, text=content)] if content else []

@@ -45,15 +45,37 @@ def _text(content: Any) -> str:
     return content_text(content, _TEXT_PARTS)
 
 
+def tool_name(namespace: str, name: str) -> str:
+    """The model-side name of a function tool, inside a namespace or not.
+
+    Codex offers each MCP server's tools in a namespace (`mcp__docs`) and its calls
+    name both; `mcp__docs__search_docs` reads like Claude Code's `mcp__server__tool`,
+    which the bindings map to the server's own `search_docs`.
+    """
+    return f"{namespace}__{name}" if namespace and name else name
+
+
+def _function_specs(tools: Any, namespace: str = "") -> list[ToolSpec]:
+    out: list[ToolSpec] = []
+    for t in as_list(tools):
+        t = as_dict(t)
+        name = as_str(t.get("name"))
+        if t.get("type") == "function" and name:
+            out.append(
+                ToolSpec(
+                    name=tool_name(namespace, name),
+                    description=as_str(t.get("description")),
+                    parameters=t.get("parameters"),
+                )
+            )
+        elif t.get("type") == "namespace" and name and not namespace:
+            out += _function_specs(t.get("tools"), name)
+    return out
+
+
 def _tools(body: dict[str, Any]) -> tuple[ToolSpec, ...]:
     # Built-in tools (web_search, file_search, ...) run at OpenAI, never at the agent.
-    return tuple(
-        ToolSpec(
-            name=t["name"], description=as_str(t.get("description")), parameters=t.get("parameters")
-        )
-        for t in as_list(body.get("tools"))
-        if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("name"), str)
-    )
+    return tuple(_function_specs(body.get("tools")))
 
 
 def _input_item(entry: dict[str, Any]) -> Item | None:
@@ -92,10 +114,12 @@ def _output_draft(item: Any) -> CallDraft | None:
     return _draft(item) if as_str(item.get("name")) else None
 
 
+def _name(item: dict[str, Any]) -> str:
+    return tool_name(as_str(item.get("namespace")), as_str(item.get("name")))
+
+
 def _draft(item: dict[str, Any]) -> CallDraft:
-    return CallDraft(
-        as_str(item.get("call_id")), as_str(item.get("name")), *arguments(item.get("arguments"))
-    )
+    return CallDraft(as_str(item.get("call_id")), _name(item), *arguments(item.get("arguments")))
 
 
 def _output_text(output: Any) -> str:
@@ -171,7 +195,7 @@ class ResponsesStreamDecoder:
         item = as_dict(payload.get("item"))
         if item.get("type") != "function_call":
             return
-        call = _Call(as_str(item.get("call_id")), as_str(item.get("name")))
+        call = _Call(as_str(item.get("call_id")), _name(item))
         if as_str(item.get("arguments")):
             call.pieces.append(item["arguments"])
         self._remember(call, item.get("id"), payload.get("output_index"))
@@ -195,7 +219,7 @@ class ResponsesStreamDecoder:
         if call is None or not call.call_id:
             return
         raw = payload.get("arguments")
-        name = call.name or as_str(payload.get("name"))
+        name = call.name or _name(payload)
         self._emit(call, name, raw if isinstance(raw, str) else "".join(call.pieces), out)
 
     def _item_done(self, payload: dict[str, Any], out: list[Output]) -> None:
