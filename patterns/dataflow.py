@@ -14,8 +14,16 @@ A source (a hashable tuple, so it can be counted and saved) is one of:
                                                    `words` in a user message
   ("user", back, "shape", (regex, k), transform)   the k-th match of the value's shape
   ("user", back, "quoted", k, transform)           the k-th quoted string in a user message
-  ("ctx", back, mode, param, transform)            the same, in the context a client added to
-                                                   the user's messages (context.py)
+  ("user", back, "proper", k, transform)           the k-th run of capitalized words (a name:
+                                                   "San Francisco") not opening a sentence
+  ("user", back, "between", (words, after), transform)
+                                                   the words after `words` up to the word
+                                                   `after` ("" : up to the clause's end)
+  ("ctx", back, mode, param, transform)            any of the user modes, in the context a client
+                                                   added to the user's messages (context.py)
+  ("typed", back, kind, k, format)                 the k-th date, time, number or e-mail in a
+                                                   user message (typed.extract: "next Friday",
+                                                   "8 AM", "four"), written in `format`
   ("each", part, tool, path, transform)            the value at `path` in the arguments or result
                                                    of each call of `tool` in the latest turn that
                                                    made several: one call per earlier call (a map
@@ -30,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,7 @@ import orjson
 
 from prefire.patterns.canonical import canonical
 from prefire.patterns.memory import SessionMemory
+from prefire.patterns.typed import KINDS, extract, formats_of, parse_as, render
 from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_between
 
 Source = tuple[Any, ...]
@@ -96,12 +105,23 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
         text = texts[-1 - back]
         if mode == "anchor":
             span = _anchor_span(text, *param)
+        elif mode == "between":
+            span = _between_span(text, *param)
+        elif mode == "proper":
+            names = _proper_names(text)
+            span = names[param] if param < len(names) else None
         elif mode == "shape":
             span = _shape_span(text, *param)
         else:
             quoted = _quoted(text)
             span = quoted[param] if param < len(quoted) else None
         return None if span is None else apply(transform, span)
+    if kind == "typed":
+        _, back, what, k, fmt = source
+        if back >= len(mem.user_texts):
+            return None
+        found = extract(mem.user_texts[-1 - back], mem.today)[what]
+        return render(what, found[k], fmt) if k < len(found) else None
     if kind == "each":
         _, part, tool, path, transform = source
         values = []
@@ -151,6 +171,7 @@ def discover(value: Any, mem: SessionMemory, target: tuple[str, str] | None = No
                 found.append(("iter", rec.name, back, fan, transform, target))
     found += _user_sources(value, mem.user_texts, "user")
     found += _user_sources(value, mem.context_texts, "ctx")
+    found += _typed_sources(value, mem)
     constant = canonical(value)
     if len(constant) <= MAX_CONSTANT:  # hypotheses are kept by the thousand
         found.append(("const", constant.decode()))
@@ -189,9 +210,18 @@ def _user_sources(value: Any, texts: Sequence[str], kind: str) -> list[Source]:
             anchors += [((before[-1 - skip],), skip) for skip in (1, 2) if len(before) > skip]
             for words, skip in dict.fromkeys(anchors):
                 out.append((kind, back, "anchor", (words, skip, nwords), transform))
-        shape = _shape_of(span)
-        occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
-        out.append((kind, back, "shape", (shape, occurrence), transform))
+            if nwords > 1 and before:
+                # a phrase of any length between cue words: "find the <...> and"
+                after = _next_word(text, pos + len(target))
+                for words in dict.fromkeys((tuple(before[-2:]), tuple(before[-1:]))):
+                    out.append((kind, back, "between", (words, after), transform))
+        for shape in dict.fromkeys((_shape_of(span), _id_shape_of(span))):
+            if shape:
+                occurrence = sum(1 for m in re.finditer(shape, text) if m.start() < pos)
+                out.append((kind, back, "shape", (shape, occurrence), transform))
+        names = [n.casefold() for n in _proper_names(text)]
+        if target.casefold() in names:
+            out.append((kind, back, "proper", names.index(target.casefold()), transform))
         quoted = [q.casefold() for q in _quoted(text)]
         if target.casefold() in quoted:
             out.append((kind, back, "quoted", quoted.index(target.casefold()), transform))
@@ -228,6 +258,75 @@ def _anchor_span(text: str, anchor: tuple[str, ...], skip: int, nwords: int) -> 
     return None
 
 
+_PROPER = re.compile(r"(?<![\w'])[A-Z][\w\-]*(?:[ \t]+[A-Z][\w\-]*)*")
+
+
+@functools.lru_cache(maxsize=256)
+def _proper_names(text: str) -> list[str]:
+    """Runs of capitalized words, a sentence's first word and "I" left out."""
+    out = []
+    for m in _PROPER.finditer(text):
+        words = m.group().split()
+        before = text[max(0, m.start() - 8) : m.start()].rstrip(" \t\"'")
+        if not before or before[-1] in ".!?:;\n":  # a sentence's first word
+            words = words[1:]
+        words = [w for w in words if w != "I"] if len(words) == 1 else words
+        if words:
+            out.append(" ".join(words))
+    return out
+
+
+_CLAUSE_END = re.compile(r"[.,;:!?()\n]")
+
+
+def _next_word(text: str, end: int) -> str:
+    """The word right after position `end` in the same clause, casefolded, or ""."""
+    m = _WORD.search(text, end)
+    if m is None or _CLAUSE_END.search(text, end, m.start()):
+        return ""
+    return m.group().casefold()
+
+
+def _between_span(text: str, anchor: tuple[str, ...], after: str) -> str | None:
+    matches, words, where = _words(text)
+    k = len(anchor)
+    for i in where.get(anchor[-1], ()) if k else ():
+        if tuple(words[i + 1 - k : i + 1]) != anchor:
+            continue
+        last, found_after = None, False
+        for j in range(i + 1, min(len(words), i + 1 + 2 * _MAX_SPAN_WORDS)):
+            if _CLAUSE_END.search(text, matches[j - 1].end(), matches[j].start()):
+                break
+            if after and words[j] == after:
+                found_after = True
+                break
+            last = j
+        if last is not None and found_after == bool(after):
+            return text[matches[i + 1].start() : matches[last].end()].strip(".,;:!?'\"")
+    return None
+
+
+def _typed_sources(value: Any, mem: SessionMemory) -> list[Source]:
+    """Typed values in the user's words that this value writes: "2024-05-26" from
+    "May 26", "08:00" from "8 AM", 4 from "four"."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return []
+    out: list[Source] = []
+    for kind in KINDS:
+        if kind == "number" and isinstance(value, str):
+            continue  # digits in text are found as spans; words as numbers are for numbers
+        if parse_as(kind, value) is None:
+            continue
+        for back, text in enumerate(reversed(mem.user_texts)):
+            found = extract(text, mem.today)[kind]
+            for k, typed in enumerate(found):
+                fmts = formats_of(kind, typed, value)
+                out += [("typed", back, kind, k, fmt) for fmt in fmts[:2]]
+            if out:
+                return out
+    return out
+
+
 def _shape_of(span: str) -> str:
     """A regex for strings that look like `span`: digit runs by length, letter runs by case."""
     out: list[str] = []
@@ -248,6 +347,20 @@ def _shape_of(span: str) -> str:
     return r"(?<![\w])" + "".join(out) + r"(?![\w])"
 
 
+_ID = re.compile(r"[A-Z0-9]+|[a-z0-9]+")
+
+
+def _id_shape_of(span: str) -> str | None:
+    """For an identifier mixing letters and digits ("JMO1MG", "PEP4E0", "ab12cd"), a
+    regex for any token of the same length and alphabet with a letter and a digit, so
+    the next locator matches whatever its letters and digits."""
+    m = _ID.fullmatch(span)
+    if m is None or span.isdigit() or span.isalpha():
+        return None
+    cls = "A-Z" if span.upper() == span else "a-z"
+    return rf"(?<![\w])(?=[{cls}]*\d)(?=\d*[{cls}])[{cls}0-9]{{{len(span)}}}(?![\w])"
+
+
 def _shape_span(text: str, shape: str, occurrence: int) -> str | None:
     for i, m in enumerate(re.finditer(shape, text)):
         if i == occurrence:
@@ -258,20 +371,32 @@ def _shape_span(text: str, shape: str, occurrence: int) -> str | None:
 class ArgHypotheses:
     """The competing sources for one (application, tool, argument path)."""
 
-    __slots__ = ("ranked", "stats")
+    __slots__ = ("fresh", "ranked", "stats")
 
     def __init__(self) -> None:
         self.stats: dict[Source, Stat] = {}
         # tried sources with their scores, best first; refreshed whenever the stats change
         self.ranked: list[tuple[Source, float, bool]] = []
+        # sources seen explaining one value and not tried since, most specific first
+        self.fresh: list[Source] = []
 
-    def observe(self, value: Any, mem: SessionMemory, explained_by: list[Source]) -> None:
+    def observe(
+        self,
+        value: Any,
+        mem: SessionMemory,
+        explained_by: list[Source],
+        first_trial: Callable[[Source, bool], None] | None = None,
+    ) -> None:
         """Score every source on this call's value; `explained_by` (from `discover`) are
-        the sources that explain it now."""
+        the sources that explain it now. `first_trial(source, held)` hears how each
+        source seen once fared at its first trial (how far one example can be trusted)."""
         for source, stat in self.stats.items():
             predicted = resolve(source, mem)
+            held = _agrees(predicted, value, source)
+            if first_trial is not None and stat.trials == 0:
+                first_trial(source, held)
             stat.trials += 1
-            if _agrees(predicted, value, source):
+            if held:
                 stat.hits += 1
         # A new source is not yet evidence: it was picked because it matched.
         # It counts from the next call on.
@@ -293,21 +418,32 @@ class ArgHypotheses:
             order = order[:MAX_HYPOTHESES]
             self.stats = dict(order)
         self.ranked = [(src, st.score, _fans_out(src)) for src, st in order if st.trials >= 1]
+        self.fresh = [src for src, st in order if st.trials == 0]
 
-    def values(self, mem: SessionMemory, limit: int = 2) -> list[tuple[Any, float, bool]]:
+    def values(
+        self, mem: SessionMemory, limit: int = 2, prior: Callable[[Source], float] | None = None
+    ) -> list[tuple[Any, float, bool]]:
         """Up to `limit` distinct predicted values: (value, probability, fan-out).
 
         Hypotheses are tried best first; a later one only matters when the ones
         before it are wrong, so each adds score x P(all before it wrong) to the
         value it gives. The probabilities of one argument's values sum to <= 1.
+        With `prior`, a source seen once and not tried yet takes part with the score
+        `prior` gives it (learn from one example).
         """
+        chain = self.ranked
+        if prior is not None and self.fresh:
+            chain = sorted(
+                [*chain, *((src, prior(src), _fans_out(src)) for src in self.fresh)],
+                key=lambda x: -x[1],
+            )
         found: dict[Any, list[Any]] = {}  # value's identity -> [value, probability, fan-out]
         remaining = 1.0
-        for source, score, fan in self.ranked:
+        for source, score, fan in chain:
             value = resolve(source, mem)
             if value is None:
                 continue
-            key = _identity(value)
+            key = identity(value)
             p = score * remaining
             remaining -= p
             if key in found:
@@ -323,7 +459,7 @@ def _fans_out(source: Source) -> bool:
     return source[0] == "each" or (source[0] == "res" and WILDCARD in source[3])
 
 
-def _identity(value: Any) -> Any:
+def identity(value: Any) -> Any:
     """Equal for equal JSON values: the value with its type for strings, ints and
     booleans (1 and True stay apart), canonical JSON otherwise."""
     if type(value) in (str, int, bool):

@@ -61,6 +61,9 @@ class ToolsOffered(Event):
 class UserMessage(Event):
     kind: ClassVar[str] = "user_message"
     text: str
+    # "system" for the system/developer prompt: read for context (a stated date), never
+    # as the user's words
+    role: str = "user"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

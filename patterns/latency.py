@@ -7,6 +7,11 @@ from typing import Any
 from lru import LRU
 
 _ALPHA = 0.2
+# A tool's latency is learned from the calls the agent waited for. A call served early
+# looks instant; were that its latency, the saving of speculating on it would seem
+# gone, and speculation's own success would talk the firing policy out of it. So the
+# estimate rises at once towards a slower call and only drifts down towards a faster one.
+_ALPHA_DOWN = 0.02
 
 
 class Latencies:
@@ -19,7 +24,9 @@ class Latencies:
         self.llm: LRU = LRU(cap)  # app -> seconds
 
     def observe_tool(self, app: Any, tool: str, seconds: float) -> None:
-        ewma(self.tool, (app, tool), seconds)
+        old = self.tool.get((app, tool))
+        alpha = _ALPHA_DOWN if old is not None and seconds < old else 0.5
+        ewma(self.tool, (app, tool), seconds, alpha)
 
     def observe_llm(self, app: Any, seconds: float) -> None:
         ewma(self.llm, app, seconds)
@@ -31,9 +38,9 @@ class Latencies:
         return self.llm.get(app, self.default_llm_s)
 
 
-def ewma(table: LRU, key: Any, value: float) -> None:
+def ewma(table: LRU, key: Any, value: float, alpha: float = _ALPHA) -> None:
     """Move the table's mean for `key` towards `value`; negative and NaN values are noise."""
     if value < 0 or value != value:
         return
     old = table.get(key)
-    table[key] = value if old is None else old + _ALPHA * (value - old)
+    table[key] = value if old is None else old + alpha * (value - old)

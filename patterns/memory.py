@@ -8,6 +8,7 @@ is what carries over to the next session.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,9 @@ class CallRecord:
     key: bytes  # call_key(name, arguments)
     result: Any = None
     has_result: bool = False
+    # the result's paths by their last key (casefolded, "_" and "-" dropped), first
+    # occurrences only; built on demand for schema name matches
+    keyed: dict[str, list[Path]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,14 @@ class SessionMemory:
     new_words: frozenset[str] | None = None
     # (tool, argument name) -> canonical values already used, for sources that walk a list
     used: dict[tuple[str, str], set[bytes]] = field(default_factory=dict)
+    # the day relative dates in the user's words count from: a date the conversation
+    # states as today, else the day of the latest request when it carries a wall-clock time
+    stated_day: dt.date | None = None
+    request_day: dt.date | None = None
+
+    @property
+    def today(self) -> dt.date | None:
+        return self.stated_day or self.request_day
 
     def resolved_now(self) -> dict[Any, Any]:
         """The resolved sources of this turn."""

@@ -7,20 +7,22 @@ answers for the session's current decision point.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lru import LRU
 
-from prefire.patterns.calibration import Calibrator
+from prefire.patterns.calibration import Calibrator, ToolCalibration
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.context import MAX_TEXTS_SEEN, REPEATED_IN, split_context
 from prefire.patterns.controlflow import END, START, ControlFlow, contexts
-from prefire.patterns.dataflow import ArgHypotheses, discover
+from prefire.patterns.dataflow import ArgHypotheses, discover, identity
 from prefire.patterns.events import (
     Event,
     LLMRequest,
@@ -32,15 +34,23 @@ from prefire.patterns.events import (
     UserMessage,
     toolset_id,
 )
+from prefire.patterns.fanout import FanOut
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, SessionMemory
+from prefire.patterns.oneshot import OneShot
+from prefire.patterns.priors import Priors
+from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
+from prefire.patterns.typed import reference_day, stated_count, stated_date
+from prefire.patterns.values import at_path
 
 MIN_TOOL_PROBABILITY = 0.02
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
 TOOLS_CONSIDERED = 6
 FAN_OUT_LIMIT = 8
+PRIOR_UNTIL = 3  # trials of an argument's best learned source after which priors are quiet
+MAX_COMBINATIONS = 64  # of argument values, ranked to find the likeliest
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +66,6 @@ class Candidate:
     @classmethod
     def of(cls, tool: str, arguments: Any, probability: float, value: float) -> Candidate:
         return cls(tool, arguments, probability, value, call_key(tool, arguments))
-
-
-def firing_order(candidates: Iterable[Candidate], min_probability: float) -> list[Candidate]:
-    """The candidates worth starting early, best expected saving first."""
-    return sorted(
-        (c for c in candidates if c.probability >= min_probability), key=lambda c: -c.value
-    )
 
 
 def call_key(tool: str, arguments: Any) -> bytes:
@@ -81,8 +84,9 @@ class _Decision:
     first_call_t: float | None = None
     # the words of the user message this decision answers, if it follows one
     words: frozenset[str] | None = None
-    # what was predicted here, (raw rank, raw probability, call key), for calibration
-    predicted: list[tuple[int, float, bytes]] | None = None
+    # what was predicted here, (raw rank, raw probability, call key, tool, calibrated
+    # probability), for calibration
+    predicted: list[tuple[int, float, bytes, str, float]] | None = None
     # the two experts' tool distributions at this point, computed once
     experts: tuple[dict[str, float], dict[str, float]] | None = None
 
@@ -98,6 +102,7 @@ class PatternModel:
         self.flow = ControlFlow()
         self.intent = Intent()
         self.calibrator = Calibrator()
+        self.tool_calibration = ToolCalibration()
         # app -> [mean P the control flow gave the called tools, same for the intent model],
         # over decisions that answer a user message: how far to trust each
         self.trust: LRU = LRU(max_arg_keys)
@@ -111,6 +116,12 @@ class PatternModel:
         # (repeated texts are looked up every session, so they stay in it while prompts churn)
         self.texts_seen: LRU = LRU(MAX_TEXTS_SEEN)
         self.latency = Latencies(default_tool_s, default_llm_s)
+        # app -> {tool: what its JSON schema says of its arguments} (sent with every
+        # request, so not learned state)
+        self.schemas: LRU = LRU(max_arg_keys)
+        self.priors = Priors()
+        self.one_shot = OneShot()
+        self.fanout = FanOut(max_arg_keys)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
@@ -131,10 +142,16 @@ class PatternModel:
             if event.api != "mcp" and event.tools:
                 mem.app = (event.session.scope, toolset_id(event.tools))
                 self.offered[mem.app] = frozenset(t.name for t in event.tools)
+                if mem.app not in self.schemas:  # an application's schemas are read once
+                    parsed = {t.name: parse_tool(t.parameters) for t in event.tools}
+                    self.schemas[mem.app] = {k: v for k, v in parsed.items() if v is not None}
         elif isinstance(event, UserMessage):
-            if len(mem.pending_texts) < MAX_USER_TEXTS:
+            # a date stated anywhere (the system prompt, a client's context) dates the session
+            mem.stated_day = stated_date(event.text) or mem.stated_day
+            if event.role == "user" and len(mem.pending_texts) < MAX_USER_TEXTS:
                 mem.pending_texts.append(event.text)
         elif isinstance(event, LLMRequest):
+            mem.request_day = reference_day(event.t) or mem.request_day
             self._take_user_texts(event.session, mem)
             self._close_turn(event.session, mem)
             mem.turn += 1
@@ -192,15 +209,21 @@ class PatternModel:
             called = Counter(c.name for c in mem.turn_calls)
             if decision.predicted:
                 keys = {c.key for c in mem.turn_calls}
-                for rank, raw, key in decision.predicted:
+                for rank, raw, key, tool, p in decision.predicted:
                     self.calibrator.observe(mem.app, rank, raw, key in keys)
+                    self.tool_calibration.observe(_group(mem.app, decision), tool, p, key in keys)
             if decision.words is not None:
                 self._learn_trust(mem.app, decision, set(called))
                 if called:
                     self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
+            text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
+                # the list's length matters only where the user said how many
+                asked = text is not None and stated_count(text) is not None
+                list_len = _list_taken_from(mem, tool) if asked else None
+                self.fanout.observe(mem.app, tool, n, text, list_len)
         mem.turn_calls = []
 
     def _experts(self, app: Any, decision: _Decision) -> tuple[dict[str, float], dict[str, float]]:
@@ -253,18 +276,32 @@ class PatternModel:
             app = self._args_app(mem.app, event.name)
             keyset_key = (app, event.name)
             counts = self.keysets.get(keyset_key)
+            schema = self.schemas.get(mem.app, {}).get(event.name)
             if counts is None:
                 counts = self.keysets[keyset_key] = Counter()
+                if schema is not None:  # how often a first call sends just the required names
+                    self.priors.observe_keyset(
+                        tuple(sorted(args)) == tuple(sorted(schema.required))
+                    )
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
             for name, value in args.items():
+                if schema is not None and _before_evidence(self.args.get((app, event.name, name))):
+                    self.priors.observe(event.name, name, schema.args.get(name), value, mem)
                 explained_by = discover(value, mem, (event.name, name))
                 # sources are learned for the tool in general and after the previous tool
-                for hkey in ((app, event.name, name), (app, prev, event.name, name)):
+                general = (app, event.name, name)
+                for hkey in (general, (app, prev, event.name, name)):
                     hyps = self.args.get(hkey)
                     if hyps is None:
                         hyps = self.args[hkey] = ArgHypotheses()
-                    hyps.observe(value, mem, explained_by)
+                    # one-shot outcomes are counted once, on the tool's general hypotheses
+                    first = (
+                        functools.partial(self.one_shot.observe, (app, event.name))
+                        if hkey is general
+                        else None
+                    )
+                    hyps.observe(value, mem, explained_by, first)
         mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
@@ -311,39 +348,64 @@ class PatternModel:
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
         raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]
-        if decision.predicted is None:
-            decision.predicted = [(i, c.probability, c.key) for i, c in enumerate(raw)]
+        first = decision.predicted is None
+        predicted: list[tuple[int, float, bytes, str, float]] = []
         calibrated = []
         for i, c in enumerate(raw):
             p = self.calibrator.calibrated(mem.app, i, c.probability)
+            predicted.append((i, c.probability, c.key, c.tool, p))
+            p = self.tool_calibration.corrected(_group(mem.app, decision), c.tool, p)
             saving = c.value / c.probability if c.probability > 0 else 0.0
             calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
+        if first:
+            decision.predicted = predicted
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         app = self._args_app(mem.app, tool)
+        schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
         counts = self.keysets.get((app, tool))
-        if not counts:
+        if counts:
+            names, seen = counts.most_common(1)[0]
+            p_keyset = seen / sum(counts.values())
+        elif schema is not None and schema.required:
+            # never called here: the schema's required names, as often as first calls send them
+            names, p_keyset = tuple(sorted(schema.required)), self.priors.keyset_weight()
+        else:
             return []
-        names, seen = counts.most_common(1)[0]
-        p_keyset = seen / sum(counts.values())
         options: list[list[tuple[str, Any, float, bool]]] = []
         prev = mem.names[-1] if mem.names else START
+        prior = functools.partial(self.one_shot.prior, (app, tool))
+        # a fan-out source only speaks for tools that are called several times a turn
+        fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:
             hyps = _sharper(
                 self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
             )
-            values = hyps.values(mem) if hyps is not None else []
-            if not values:
-                return []
-            # a fan-out source only speaks for tools that are called several times a turn
-            fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
+            values = hyps.values(mem, prior=prior) if hyps is not None else []
+            spec = schema.args.get(name) if schema is not None else None
+            remaining = 1.0 - sum(p for _, p, _ in values)
+            if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
+                known = {identity(v) for v, _, _ in values}
+                values += [
+                    v
+                    for v in self.priors.values(tool, name, spec, mem, remaining)
+                    if identity(v[0]) not in known
+                ]
+            if spec is not None:
+                values = [v for v in values if _fits(v[0], v[2], spec)]
             values = [v for v in values if fans_out or not v[2]]
             if not values:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []
-        for combo in itertools.islice(itertools.product(*options), 4):
+        text = mem.user_texts[-1] if mem.user_texts else None
+        # the likeliest few combinations of the arguments' values, not the first few
+        combos = sorted(
+            itertools.islice(itertools.product(*options), MAX_COMBINATIONS),
+            key=lambda combo: -math.prod(option[2] for option in combo),
+        )
+        for combo in combos[:4]:
             p = p_keyset
             fan_name, fan_values = None, None
             args: dict[str, Any] = {}
@@ -356,14 +418,59 @@ class PatternModel:
             if fan_name is None:
                 results.append((args, p))
             elif fan_values:
-                # each element is called with the share of the list a turn usually covers
-                share = min(1.0, self.width.get((mem.app, tool), 1.0) / len(fan_values))
-                results += [({**args, fan_name: v}, p * share) for v in fan_values]
+                # element i is called as often as turns took more than i of a list, or as
+                # the user's words say ("the top three")
+                shares = self.fanout.shares(mem.app, tool, text, len(fan_values))
+                results += [
+                    ({**args, fan_name: v}, p * share)
+                    for v, share in zip(fan_values, shares, strict=True)
+                ]
         return results
 
 
 def _never(tool: str) -> bool:
     return False
+
+
+def _group(app: Any, decision: _Decision) -> tuple[Any, bool]:
+    """Whose record a tool's candidates are calibrated by: the application's, apart for
+    the decisions that answer a user message (a request's opening calls come from its
+    words, the calls after them from results, and the two are not equally sure)."""
+    return (app, decision.words is not None)
+
+
+def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:
+    """The length of the earlier result list this turn's calls of `tool` took their
+    first argument from, or None when it took none from a list."""
+    first = next((c for c in mem.turn_calls if c.name == tool), None)
+    if first is None or not isinstance(first.arguments, dict) or not first.arguments:
+        return None
+    value = next(iter(first.arguments.values()))
+    for rec, ref, _ in mem.lookup(value):
+        if ref.part != "res":
+            continue
+        for i in range(len(ref.path) - 1, -1, -1):
+            if isinstance(ref.path[i], int):
+                items = at_path(rec.result, ref.path[:i])
+                return len(items) if isinstance(items, list) else None
+    return None
+
+
+def _before_evidence(hyps: ArgHypotheses | None) -> bool:
+    """Whether schema priors speak for this argument: until its best learned source has
+    been tried PRIOR_UNTIL times. A prior that is right is found as a learned source
+    the first time it explains a value, and from then on earns its own evidence."""
+    if hyps is None or not hyps.ranked:
+        return True
+    return hyps.stats[hyps.ranked[0][0]].trials < PRIOR_UNTIL
+
+
+def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
+    """Whether a predicted value (each element, for a fan-out) has a JSON type the
+    schema allows, in the form it states."""
+    if fans_out:
+        return isinstance(value, list) and all(conforms(v, spec) for v in value)
+    return conforms(value, spec)
 
 
 def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:

@@ -45,9 +45,13 @@ _ARGUMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FORMATTER = string.Formatter()
 
 _TOP_KEYS = ("rules", "budgets")
+# What one wasted early call costs, in seconds of waiting it is worth, for a rule that
+# does not say: a read of a service that is neither paid nor rate-limited.
+DEFAULT_COST = 0.25
 _RULE_KEYS = (
     "match",
     "prefire",
+    "cost",
     "trust_annotations",
     "ttl",
     "reuse",
@@ -73,13 +77,14 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Budgets:
-    """Global limits on speculation. max_concurrent, max_waste_share and
-    min_waste_samples bind the live speculator; replay uses max_per_turn and
-    min_probability."""
+    """Global hard caps on speculation; what is worth firing is decided by expected
+    value (patterns/policy.py) with each rule's `cost`. max_waste_share and
+    min_waste_samples bind the live speculator only."""
 
     max_concurrent: int = 4  # speculative calls in flight at once
     max_per_turn: int = 3  # calls fired at one decision point
-    min_probability: float = 0.2  # candidates less likely than this are not fired
+    # Deprecated (rule files from before `cost`): a floor under the expected-value rule.
+    min_probability: float = 0.0
     max_waste_share: float = 0.5  # a tool wasting more of its early calls is backed off
     min_waste_samples: int = 10  # early calls of a tool before its waste share is judged
 
@@ -117,6 +122,8 @@ class Rule:
     caller does not know (no server, no annotations, not a REST call) does not hold."""
 
     prefire: bool
+    # what one wasted early call costs, in seconds of waiting (see patterns/policy.py)
+    cost: float = DEFAULT_COST
     tool: tuple[str, ...] = ()
     server: tuple[str, ...] = ()
     annotations: Mapping[str, bool] = field(default_factory=dict)
@@ -193,6 +200,8 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
     source: str = ""
+    # file:line: key: what is deprecated, for a file that still loads
+    warnings: tuple[str, ...] = ()
 
     def decide(
         self,
@@ -222,6 +231,18 @@ class RuleSet:
         listed = " or ".join(names)
         return Decision(False, None, f"no rule matches {listed}: denied by default", tuple(skipped))
 
+    def cost(
+        self,
+        tool: str | Sequence[str],
+        server: str | Sequence[str] | None = None,
+        annotations: Mapping[str, Any] | None = None,
+    ) -> float:
+        """What one wasted early call of `tool` costs: the deciding rule's `cost`, or
+        DEFAULT_COST when no rule decides from what is known (the firing still asks
+        `decide` with everything known, so pricing a call never allows it)."""
+        rule = self.decide(tool, server, annotations).rule
+        return rule.cost if rule is not None else DEFAULT_COST
+
     def shares_learning(self, tool: str) -> bool:
         """Whether the rule that decides `tool` (by its name alone: the model knows no
         servers) pools what is learned about its arguments across scopes."""
@@ -240,6 +261,9 @@ def load_rules(text: str, filename: str = "<rules>") -> RuleSet:
         raise RulesError(
             [f"{filename}:{line}: {key}: {what}" for line, key, what in loader.problems]
         )
+    if loader.warnings:
+        warnings = tuple(f"{filename}:{line}: {key}: {what}" for line, key, what in loader.warnings)
+        ruleset = RuleSet(ruleset.rules, ruleset.budgets, ruleset.source, warnings)
     return ruleset
 
 
@@ -342,6 +366,7 @@ class _Loader:
         self.text = text
         self.filename = filename
         self.problems: list[tuple[int, str, str]] = []
+        self.warnings: list[tuple[int, str, str]] = []
 
     def problem(self, line: int, key: str, what: str) -> None:
         self.problems.append((line, key, what))
@@ -417,6 +442,16 @@ class _Loader:
             "min_waste_samples": (True, 1, None),
         }
         self._unknown(b, tuple(limits), "budgets.")
+        if "min_probability" in b:
+            self.warnings.append(
+                (
+                    _key_line(b, "min_probability"),
+                    "budgets.min_probability",
+                    "deprecated: a call is started when p x saving > (1 - p) x cost, with "
+                    "`cost` per rule; kept as a floor (nothing less likely is started); "
+                    "remove it to let cost decide",
+                )
+            )
         values: dict[str, Any] = {}
         for key, (integer, low, high) in limits.items():
             if key in b:
@@ -445,6 +480,14 @@ class _Loader:
             )
         # only the keys given, so Rule's own defaults apply to the rest
         settings: dict[str, Any] = {}
+        if "cost" in item:
+            settings["cost"] = self._number(item, "cost", "", integer=False, low=0)
+            if prefire is False:
+                self.problem(
+                    _key_line(item, "cost"),
+                    "cost",
+                    "prices a wasted early call; a rule with prefire: false starts none",
+                )
         if "trust_annotations" in item:
             settings["trust_annotations"] = self._bool(item, "trust_annotations", "")
         if "ttl" in item:

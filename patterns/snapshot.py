@@ -45,6 +45,19 @@ def dump(model: PatternModel) -> bytes:
         "texts_seen": list(model.texts_seen.items()),
         "tool_latency": list(model.latency.tool.items()),
         "llm_latency": list(model.latency.llm.items()),
+        "tool_calibration": list(model.tool_calibration.tools.items()),
+        "one_shot": [
+            list(model.one_shot.shared.items()),
+            [[app, list(table.items())] for app, table in model.one_shot.apps.items()],
+        ],
+        # counts per kind of schema prior and of stated fan-out count: no values
+        "priors": [[k, st.hits, st.trials] for k, st in model.priors.stats.items()],
+        "keyset_prior": [model.priors.keyset.hits, model.priors.keyset.trials],
+        "fanout": [
+            [model.fanout.stated.hits, model.fanout.stated.trials],
+            [model.fanout.every.hits, model.fanout.every.trials],
+        ],
+        "taken": [[k, list(c.items())] for k, c in model.fanout.taken.items()],
     }
     return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
 
@@ -90,6 +103,22 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:
             m.latency.llm[_tuple(key)] = seconds
+        # (absent from snapshots written before tools' calibration was learned)
+        for key, cell in state.get("tool_calibration", []):
+            m.tool_calibration.tools[_tuple(key)] = list(cell)
+        # (absent from snapshots written before one-shot rates were learned)
+        shared, apps = state.get("one_shot", ([], []))
+        m.one_shot.shared = {_tuple(k): list(cell) for k, cell in shared}
+        for app, table in apps:
+            m.one_shot.apps[_tuple(app)] = {_tuple(k): list(cell) for k, cell in table}
+        # absent from snapshots written before schema priors and fan-out counts
+        for kind, hits, trials in state.get("priors", []):
+            m.priors.stats[kind] = Stat(hits, trials)
+        m.priors.keyset = Stat(*state.get("keyset_prior", [0.0, 0.0]))
+        stated, every = state.get("fanout", [[0.0, 0.0], [0.0, 0.0]])
+        m.fanout.stated, m.fanout.every = Stat(*stated), Stat(*every)
+        for key, counts in state.get("taken", []):
+            m.fanout.taken[_tuple(key)] = Counter({n: v for n, v in counts})
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise SnapshotError(f"snapshot is damaged: {exc!r}") from None
     return m

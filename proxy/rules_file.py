@@ -36,6 +36,8 @@ def check(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int
     except RulesError as exc:
         print(exc, file=err)
         return 1
+    for warning in ruleset.warnings:
+        print(f"warning: {warning}", file=err)
     print(f"{path}: {len(ruleset.rules)} rules OK", file=out)
     return 0
 
@@ -73,7 +75,10 @@ def format_decision(decision: Decision, tool: str, source: str) -> str:
         lines.extend(f"    {text_line}" for text_line in rule.text.splitlines())
         lines.append(f"why: {decision.reason}")
         if decision.allowed:
-            lines.append(f"ttl {rule.ttl:g}s, served at most {rule.reuse} time(s)")
+            lines.append(
+                f"ttl {rule.ttl:g}s, served at most {rule.reuse} time(s), "
+                f"a wasted early call costs {rule.cost:g}s"
+            )
         if rule.invalidates:
             lines.append(f"a call to it drops cached results of: {', '.join(rule.invalidates)}")
         if rule.shared_learning:
@@ -100,6 +105,7 @@ class RulesWatcher:
         self.current = read_rules(path) if path is not None else default_rules()
         if path is not None:
             self._mtime = _mtime(path)
+        _warn(self.current)
 
     def reload_if_changed(self) -> bool:
         if self.path is None:
@@ -114,12 +120,18 @@ class RulesWatcher:
             log.warning("rules.reload_failed", file=str(self.path), problems=exc.problems)
             return False
         log.info("rules.reloaded", file=str(self.path), rules=len(self.current.rules))
+        _warn(self.current)
         return True
 
     async def watch(self, every_s: float = 1.0) -> None:
         while True:
             await asyncio.sleep(every_s)
             self.reload_if_changed()
+
+
+def _warn(ruleset: RuleSet) -> None:
+    for warning in ruleset.warnings:
+        log.warning("rules.deprecated", file=ruleset.source, warning=warning)
 
 
 def default_rules() -> RuleSet:

@@ -40,6 +40,7 @@ from prefire.patterns.events import (
     toolset_id,
 )
 from prefire.proxy.providers.base import (
+    SYSTEM,
     TOOL_CALL,
     TOOL_RESULT,
     USER,
@@ -275,6 +276,8 @@ class Sessions:
             if item.role == USER and item.text:
                 events.append(UserMessage(session=session, t=t, text=item.text))
                 new_input = True
+            elif item.role == SYSTEM and item.text:
+                events.append(UserMessage(session=session, t=t, text=item.text, role="system"))
             elif item.role == TOOL_CALL and item.call_id not in conv.calls:
                 conv.remember(item.call_id, item.name)
                 self._call_owner[(session.scope, item.call_id)] = conv.id

@@ -36,7 +36,8 @@ from mitmproxy import http
 from prefire.patterns.canonical import canonical, canonical_key, loads_or_none
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.latency import ewma
-from prefire.patterns.model import PatternModel, firing_order
+from prefire.patterns.model import Candidate, PatternModel
+from prefire.patterns.policy import fire_by_value
 from prefire.patterns.rules import RestRequest
 from prefire.proxy import rest
 from prefire.proxy.accounting import Accounting
@@ -72,13 +73,16 @@ PROMOTION_WAIT_UNKNOWN_S = 10.0
 # Where a connection for (host, port) really goes: (host, port). Live playback uses it to
 # send prefire's own calls to recorded answers instead of the network.
 ConnectTo = Callable[[str, int], tuple[str, int]]
-_HOP_HEADERS = {
-    b"content-length",
-    b"content-encoding",
-    b"transfer-encoding",
-    b"connection",
-    b"keep-alive",
-}
+_HOP_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+    }
+)
+_SESSION_HEADER = frozenset({b"mcp-session-id"})
 
 
 @dataclass(slots=True)
@@ -177,15 +181,24 @@ class Speculator:
             self._fire(call.session, call.name, call.arguments, "eager")
 
     def _fire_predicted(self, session: SessionKey) -> None:
-        budgets = self.rules.current.budgets
-        left = budgets.max_per_turn
-        for c in firing_order(self.model.predict(session), budgets.min_probability):
-            if left <= 0:
-                break
-            if isinstance(c.arguments, dict) and self._fire(
+        ruleset = self.rules.current
+        origin = self.observer.origin(session)
+
+        def cost(tool: str) -> float:
+            target = self.bindings.resolve(origin[0], tool) if origin is not None else None
+            if not isinstance(target, Target):
+                return ruleset.cost(tool)
+            server, name = target.server, target.tool
+            return ruleset.cost(
+                (tool, name), server=server.url, annotations=server.annotations.get(name)
+            )
+
+        def fire(c: Candidate) -> bool:
+            return isinstance(c.arguments, dict) and self._fire(
                 session, c.tool, c.arguments, "predicted"
-            ):
-                left -= 1
+            )
+
+        fire_by_value(self.model.predict(session), cost, ruleset.budgets, fire, self._in_flight)
 
     # -- firing ---------------------------------------------------------------------
 
@@ -503,7 +516,10 @@ class Speculator:
         result = served.result
         # the server's own bytes, answering the agent's JSON-RPC id instead of ours
         body = result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id))
-        self._served(flow, served, body)
+        # the answer belongs to the agent's own MCP session, never to the one prefire made
+        # the call in (a client that adopts a response's Mcp-Session-Id would move into it)
+        session_header = [(b"mcp-session-id", mcp_session.encode())] if mcp_session else []
+        self._served(flow, served, body, _SESSION_HEADER, session_header)
 
     async def serve_http(self, flow: http.HTTPFlow, client: str, content: bytes) -> None:
         """Any other request of the agent (`content`: its decoded body): learn REST bindings
@@ -563,14 +579,24 @@ class Speculator:
         saved = result.duration_s if waited is None else result.duration_s - waited
         return _Served(result, tool, kind, saved, waited is not None, remote=True)
 
-    def _served(self, flow: http.HTTPFlow, served: _Served, body: bytes) -> None:
+    def _served(
+        self,
+        flow: http.HTTPFlow,
+        served: _Served,
+        body: bytes,
+        replaced: frozenset[bytes] = frozenset(),
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Answer the agent with `body` and the tool server's headers, less the hop-by-hop
+        ones and those in `replaced`, plus `headers`."""
         result = served.result
         saved = max(0.0, min(served.saved_s, result.duration_s))
         self.accounting.used(served.tool, served.session, served.first, served.promoted, saved)
+        dropped = _HOP_HEADERS | replaced
         flow.response = http.Response.make(
             result.status,
             body,
-            [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
+            [(k, v) for k, v in result.headers if k.lower() not in dropped] + (headers or []),
         )
         flow.metadata["prefire.served"] = served.kind
         flow.metadata["prefire.promoted"] = served.promoted

@@ -620,7 +620,11 @@ def _arrival_times(
 def _offline(plan: Plan, ruleset: RuleSet, warmup: Path | None) -> dict[str, Any]:
     """Offline replay of the same flows under the same rules, call by call."""
     allowed = functools.cache(lambda tool: ruleset.decide(tool).allowed)
-    sim = _PerCall(eligible=lambda tool, session: allowed(tool), budget=ruleset.budgets)
+    sim = _PerCall(
+        eligible=lambda tool, session: allowed(tool),
+        budget=ruleset.budgets,
+        cost=functools.cache(ruleset.cost),
+    )
     if warmup is not None:
         sim.warm(s for s in read([warmup]) if isinstance(s, ReplaySession))
     per: dict[str, dict[str, Any]] = {}

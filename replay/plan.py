@@ -260,7 +260,7 @@ def _calls_and_labels(
         if sid is None:
             continue
         session = plan.sessions[sid]
-        if isinstance(e, UserMessage) and not session.label:
+        if isinstance(e, UserMessage) and e.role == "user" and not session.label:
             session.label = " ".join(e.text.split())[:60]
         elif isinstance(e, ToolCall) and (sid, e.call_id) not in seen:
             seen.add((sid, e.call_id))

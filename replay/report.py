@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,17 +37,25 @@ def run(
             return 2
     eligible: Eligible | None = None
     budget: Budgets | None = None
+    cost: Callable[[str], float] | None = None
     if rules_path is not None:
         try:
             ruleset = read_rules(rules_path)
         except RulesError as exc:
             print(exc, file=err)
             return 2
+        for warning in ruleset.warnings:
+            print(f"warning: {warning}", file=err)
         eligible = _rules_eligible(ruleset)
         budget = ruleset.budgets
+        cost = functools.cache(ruleset.cost)
     sims = {
         "prefire": Simulation(
-            eligible=eligible, budget=budget, tool_latency=tool_latency, llm_latency=llm_latency
+            eligible=eligible,
+            budget=budget,
+            cost=cost,
+            tool_latency=tool_latency,
+            llm_latency=llm_latency,
         )
     }
     if rules_path is not None:
@@ -59,6 +67,7 @@ def run(
             model=BaselineModel(tool_latency, llm_latency),
             eligible=eligible,
             budget=budget,
+            cost=cost,
             tool_latency=tool_latency,
             llm_latency=llm_latency,
         )
@@ -113,7 +122,11 @@ def _sessions(paths: list[Path], fmt: str, err: TextIO) -> Iterator[ReplaySessio
 def _result(totals: Totals, tools: bool = True) -> dict[str, Any]:
     result = totals.summary()
     result["misses"] = dict(sorted(totals.misses.items(), key=lambda kv: -kv[1]))
+    result["first_call_misses"] = dict(
+        sorted(totals.first_call_misses.items(), key=lambda kv: -kv[1])
+    )
     result["calibration"] = totals.calibration_table()
+    result["learning_curve"] = totals.curve_table()
     if tools:
         result["tools"] = {
             name: {
@@ -143,6 +156,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("missed eligible calls, by reason:")
         for reason, n in result["misses"].items():
             lines.append(f"  {reason:<28}{n:>8}")
+            if reason == "first_call_of_session":
+                for why, k in result.get("first_call_misses", {}).items():
+                    lines.append(f"    {why:<26}{k:>8}")
     if result.get("tools"):
         lines.append("")
         lines.append(

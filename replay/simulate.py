@@ -6,17 +6,20 @@ runs while the LLM thinks, so the agent waits only for what is left of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prefire.patterns.dataflow import discover
-from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
-from prefire.patterns.model import Candidate, PatternModel, call_key, firing_order
-from prefire.patterns.rules import Budgets
+from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolResult
+from prefire.patterns.model import Candidate, PatternModel, call_key
+from prefire.patterns.policy import fire_by_value
+from prefire.patterns.rules import DEFAULT_COST, Budgets
 from prefire.replay.sources import ReplaySession
 
 Eligible = Callable[[str, ReplaySession], bool]
+# the learning curve: scored sessions grouped by their position in the input, from 1
+CURVE = (("1-5", 1, 5), ("6-20", 6, 20), ("21+", 21, None))
 
 
 class Predictor(Protocol):
@@ -54,9 +57,28 @@ class Totals:
     e2e_time_s: float = 0.0
     e2e_time_spec_s: float = 0.0
     misses: dict[str, int] = field(default_factory=dict)
+    # the misses counted as first_call_of_session, by what went wrong there
+    first_call_misses: dict[str, int] = field(default_factory=dict)
     tools: dict[str, ToolRow] = field(default_factory=dict)
     # calibration: per tenth of predicted probability, [candidates, candidates that came true]
     calibration: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(10)])
+    # per CURVE group: [sessions, tool calls, eligible calls, hits, top-1]
+    curve: list[list[int]] = field(default_factory=lambda: [[0] * 5 for _ in CURVE])
+
+    def curve_table(self) -> dict[str, dict[str, float]]:
+        """Hit rate and top-1 by how many sessions of the input came before."""
+        return {
+            name: {
+                "sessions": n,
+                "tool_calls": calls,
+                "eligible_calls": eligible,
+                "hit_rate": round(hits / eligible, 4) if eligible else 0.0,
+                "next_call_top1": round(top1 / calls, 4) if calls else 0.0,
+            }
+            for (name, _, _), (n, calls, eligible, hits, top1) in zip(
+                CURVE, self.curve, strict=True
+            )
+        }
 
     def calibration_table(self) -> list[dict[str, float]]:
         return [
@@ -111,13 +133,17 @@ class Simulation:
         budget: Budgets | None = None,
         tool_latency: float = 1.0,
         llm_latency: float = 2.0,
+        cost: Callable[[str], float] | None = None,
     ) -> None:
         self.model = model or PatternModel(default_tool_s=tool_latency, default_llm_s=llm_latency)
         self.eligible = eligible or _labelled_eligible
         self.budget = budget or Budgets()
+        # what a wasted early call of a tool costs (the rules' `cost`; else the default)
+        self.cost = cost or _default_cost
         self.tool_latency = tool_latency
         self.llm_latency = llm_latency
         self.totals = Totals()
+        self._curve: list[int] = [0] * 5  # the CURVE row of the session being replayed
 
     def run(self, sessions: Iterable[ReplaySession]) -> Totals:
         for session in sessions:
@@ -127,7 +153,7 @@ class Simulation:
     def warm(self, sessions: Iterable[ReplaySession]) -> None:
         """Learn from sessions without scoring them (--warmup)."""
         for session in sessions:
-            for event in session.events:
+            for event in self._timed(session):
                 self.model.observe(event)
             if session.events:
                 self.model.end_session(session.events[0].session)
@@ -137,9 +163,15 @@ class Simulation:
             return
         key = session.events[0].session
         self.totals.sessions += 1
+        self._curve = next(
+            row
+            for (_, low, high), row in zip(CURVE, self.totals.curve, strict=True)
+            if self.totals.sessions >= low and (high is None or self.totals.sessions <= high)
+        )
+        self._curve[0] += 1
         turn: _Turn | None = None
         decisions = 0
-        for event in session.events:
+        for event in self._timed(session):
             if isinstance(event, LLMRequest):
                 self._finish(turn)
                 self.model.observe(event)
@@ -162,13 +194,41 @@ class Simulation:
         self._finish(turn)
         self.model.end_session(key)
 
+    def _timed(self, session: ReplaySession) -> Iterator[Event]:
+        """The session's events on the simulation's clock, which the model learns its
+        latencies from (an OpenAI-messages line has no times): an LLM turn takes its
+        recorded time or --llm-latency, a call its recorded time or --tool-latency, and
+        the next request goes when the turn's calls are done."""
+        # from the session's own start, so a captured session keeps its wall-clock day
+        # (relative dates in the user's words count from it); OpenAI JSONL starts at 0
+        now = turn_end = session.events[0].t if session.events else 0.0
+        calls_at: float | None = None
+        decisions = 0
+        ends: dict[str, float] = {}
+        for event in session.events:
+            if isinstance(event, LLMRequest):
+                now = max(now, turn_end)
+                llm_s = (
+                    session.llm_s[decisions] if decisions < len(session.llm_s) else self.llm_latency
+                )
+                decisions += 1
+                calls_at = now + llm_s
+                yield replace(event, t=now)
+            elif isinstance(event, ToolCall):
+                t = now if calls_at is None else calls_at
+                end = ends[event.call_id] = t + session.tool_s.get(event.call_id, self.tool_latency)
+                turn_end = max(turn_end, end)
+                yield replace(event, t=t)
+            elif isinstance(event, ToolResult):
+                yield replace(event, t=ends.get(event.call_id, now))
+            else:
+                yield replace(event, t=now)
+
     def _fire(self, candidates: list[Candidate], session: ReplaySession) -> dict[bytes, Candidate]:
-        chosen = [
-            c
-            for c in firing_order(candidates, self.budget.min_probability)
-            if self.eligible(c.tool, session)
-        ]
-        fired = {c.key: c for c in chosen[: self.budget.max_per_turn]}
+        started = fire_by_value(
+            candidates, self.cost, self.budget, lambda c: self.eligible(c.tool, session)
+        )
+        fired = {c.key: c for c in started}
         self.totals.prefired += len(fired)
         for c in fired.values():
             self._row(c.tool).prefired += 1
@@ -183,20 +243,24 @@ class Simulation:
         ranked = [c.key for c in turn.candidates]
         t.tool_calls += 1
         row.calls += 1
+        self._curve[1] += 1
         t.tool_time_s += latency
         row.tool_time_s += latency
         if ranked[:1] == [key]:
             t.top1 += 1
+            self._curve[4] += 1
         if key in ranked[:3]:
             t.top3 += 1
         wait = latency
         if self.eligible(call.name, session):
             t.eligible_calls += 1
             row.eligible += 1
+            self._curve[2] += 1
             t.eligible_tool_time_s += latency
             if turn.fired.pop(key, None) is not None:
                 t.hits += 1
                 t.prefired_used += 1
+                self._curve[3] += 1
                 row.hits += 1
                 row.used += 1
                 wait = max(0.0, latency - turn.llm_s)
@@ -209,7 +273,12 @@ class Simulation:
 
     def _miss_reason(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
         if turn.first:
+            why = self._why(call, turn, key, ranked)
+            self.totals.first_call_misses[why] = self.totals.first_call_misses.get(why, 0) + 1
             return "first_call_of_session"
+        return self._why(call, turn, key, ranked)
+
+    def _why(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
         if key in ranked:
             return "predicted_not_fired"
         if call.name not in {c.tool for c in turn.candidates}:
@@ -253,3 +322,7 @@ class Simulation:
 def _labelled_eligible(tool: str, session: ReplaySession) -> bool:
     """Without rules: every tool, except those the workload labels as writes."""
     return session.labels.get(tool, "read") != "write"
+
+
+def _default_cost(tool: str) -> float:
+    return DEFAULT_COST

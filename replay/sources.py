@@ -33,7 +33,7 @@ from prefire.patterns.events import (
     from_record,
 )
 from prefire.patterns.model import call_key
-from prefire.proxy.providers.base import ASSISTANT, TOOL_CALL, TOOL_RESULT, USER
+from prefire.proxy.providers.base import ASSISTANT, SYSTEM, TOOL_CALL, TOOL_RESULT, USER
 from prefire.proxy.providers.openai_chat import CODEC as OPENAI_CHAT
 
 
@@ -145,6 +145,8 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
         if item.role == USER:
             events.append(UserMessage(session=session, t=0.0, text=item.text))
             pending_input = True
+        elif item.role == SYSTEM and item.text:
+            events.append(UserMessage(session=session, t=0.0, text=item.text, role="system"))
         elif item.role in (TOOL_CALL, ASSISTANT):
             if pending_input:
                 events.append(LLMRequest(session=session, t=0.0, api="openai_chat"))

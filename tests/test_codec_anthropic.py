@@ -194,7 +194,9 @@ def test_system_entries_inside_messages_are_system_text() -> None:
         (SYSTEM, "Plan mode is off."),
     ]
     _, events = Sessions().request_events("scope", parsed, 1.0)
-    assert [e.text for e in events if isinstance(e, UserMessage)] == ["Find the billing doc"]
+    said = [(e.role, e.text) for e in events if isinstance(e, UserMessage)]
+    assert [text for role, text in said if role == "user"] == ["Find the billing doc"]
+    assert ("system", "The date changed to 2026-12-05.") in said
 
 
 def test_parse_request_tool_use_without_input_and_result_without_content() -> None:

@@ -41,8 +41,12 @@ async def test_capture_replays_the_same_from_events_and_flows(
 
     (events_file,) = proxy.capture_dir.glob("events-*.jsonl")
     (flows_file,) = proxy.capture_dir.glob("flows-*.mitm")
-    from_events = await replay_json(str(events_file))
-    from_flows = await replay_json(str(flows_file))
+    # The scripted tools answer in milliseconds: at the default cost of a wasted call no
+    # guess is worth that little saving. Cost 0 scores every likely call.
+    rules = tmp_path / "free.yaml"
+    rules.write_text('rules:\n  - match: {tool: "*"}\n    prefire: true\n    cost: 0\n')
+    from_events = await replay_json(str(events_file), "--rules", str(rules))
+    from_flows = await replay_json(str(flows_file), "--rules", str(rules))
     assert from_events["sessions"] == 3
     assert from_events["tool_calls"] == 9  # two streamed calls and one more after the results
     for key in ("sessions", "tool_calls", "eligible_calls", "hits", "prefired", "next_call_top3"):

@@ -141,7 +141,7 @@ def test_bfcl_limit_keeps_the_labels(bfcl_sessions: list[dict[str, Any]]) -> Non
 # --- tau2 -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["retail", "airline"])
+@pytest.fixture(scope="module", params=["retail", "airline", "telecom"])
 def tau2_domain(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
     pytest.importorskip("tau2")
     from prefire.replay.importers import tau2_bench

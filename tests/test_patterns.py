@@ -259,14 +259,16 @@ def test_a_shared_tool_learns_its_arguments_across_scopes_and_only_it() -> None:
 
     def session(scope: str, n: int) -> Script:
         s = Script(f"{scope}{n}", TOOLS, scope=scope).user(f"find {words[n % 6]} please")
-        s.turn(("search", {"q": words[n % 6]}, {"items": [{"id": f"{scope}-{n}"}]}))
+        # B's first session searched for something its user did not say
+        q = "LOCAL" if (scope, n) == ("b", 0) else words[n % 6]
+        s.turn(("search", {"q": q}, {"items": [{"id": f"{scope}-{n}"}]}))
         s.turn(("details", {"id": "PLANTED" if scope == "a" else f"{scope}-{n}"}, {"ok": 1}))
         return s
 
     def first_search(m: PatternModel) -> list[Candidate]:
         for n in range(20):
             feed(m, session("a", n))
-        feed(m, session("b", 0))  # B's one session: the tools' order, little else
+        feed(m, session("b", 0))  # B's one session: the tools' order, and one constant
         return feed(m, session("b", 1), predict_at=0)
 
     shared = PatternModel()
@@ -276,7 +278,9 @@ def test_a_shared_tool_learns_its_arguments_across_scopes_and_only_it() -> None:
     assert rules.shares_learning("search") and not rules.shares_learning("details")
 
     apart = PatternModel()
-    assert not [c for c in first_search(apart) if c.tool == "search"]
+    # apart, B knows only its own one example: A's text source does not reach it
+    got = [c.arguments for c in first_search(apart) if c.tool == "search"]
+    assert got and {"q": "boots"} not in got
 
     for m in (shared, apart):  # A's planted constant never reaches B: details is not shared
         feed(m, session("b", 2))

@@ -134,3 +134,64 @@ def test_a_huge_result_yields_its_first_leaves_only() -> None:
     assert out[0] == (("items", 0), big["items"][0])
     assert out[1] == (("items", 0, "id"), 0)
     assert all(path[1] < 200 for path, _ in out)
+
+
+TYPES = ["string", "integer", "number", "boolean"]
+schemas_st = st.fixed_dictionaries(
+    {n: st.dictionaries(st.sampled_from(["a", "b", "c"]), st.sampled_from(TYPES)) for n in NAMES}
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sessions_st, schemas_st)
+def test_predictions_never_contradict_the_schema_types(sessions: list, schemas: dict) -> None:
+    """Whatever the agent sent before, a predicted argument has a JSON type its schema allows."""
+    json_types = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+    specs = {
+        n: ToolSpec(
+            n,
+            parameters={
+                "type": "object",
+                "properties": {a: {"type": t} for a, t in args.items()},
+                "required": sorted(args),
+            },
+        )
+        for n, args in schemas.items()
+    }
+    model = PatternModel()
+    for i, (offered, text, session_turns) in enumerate(sessions):
+        s = build(i, offered, text, session_turns)
+        offer = ToolsOffered(
+            session=s.events[0].session, t=0.0, tools=tuple(specs[n] for n in sorted(offered))
+        )
+        for e in [offer, *s.events[1:]]:
+            model.observe(e)
+            if isinstance(e, LLMRequest):
+                for c in model.predict(e.session):
+                    for name, value in c.arguments.items():
+                        want = schemas[c.tool].get(name)
+                        if want is None:
+                            continue
+                        ok = isinstance(value, json_types[want])
+                        if want in ("integer", "number"):
+                            ok = ok and not isinstance(value, bool)
+                        assert ok, (c.tool, name, value, want)
+        model.end_session(s.events[0].session)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sessions_st)
+def test_the_firing_policy_never_starts_a_tool_the_session_does_not_offer(sessions: list) -> None:
+    """Even when every guess is free (cost 0: anything likely fires), the calls offered
+    to be started are tools of the session's own tool set."""
+    offered_by: dict[str, set[str]] = {}
+
+    def eligible(tool: str, session: ReplaySession) -> bool:
+        assert tool in offered_by[session.id]
+        return True
+
+    sim = Simulation(eligible=eligible, cost=lambda tool: 0.0)
+    for i, (offered, text, session_turns) in enumerate(sessions):
+        s = build(i, offered, text, session_turns)
+        offered_by[s.id] = offered
+        sim.replay(s)

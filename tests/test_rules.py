@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from prefire.patterns.rules import (
+    DEFAULT_COST,
     Budgets,
     RestTemplate,
     Rule,
@@ -81,7 +82,7 @@ def test_shipped_default_denies_everything_and_its_examples_load() -> None:
     start = lines.index("# rules:")
     example = "\n".join(line[2:] if line.startswith("# ") else "" for line in lines[start:])
     rs = load_rules(example, "example.yaml")
-    assert len(rs.rules) == 7
+    assert len(rs.rules) == 8
     assert rs.budgets == Budgets()
     notes = rs.decide(["read_page", "mcp__notes__read_page"]).rule  # either name matches
     assert notes is not None and notes.session == "agent"
@@ -285,8 +286,8 @@ def test_every_problem_is_reported_with_its_line_and_key() -> None:
         "r.yaml:7: ttl: must be more than 0, not -5",
         "r.yaml:8: reuse: must be at least 1, not 0",
         "r.yaml:9: color: unknown key; known keys here: "
-        "match, prefire, trust_annotations, ttl, reuse, shared_learning, invalidates, rest, "
-        "session",
+        "match, prefire, cost, trust_annotations, ttl, reuse, shared_learning, invalidates, "
+        "rest, session",
         "r.yaml:12: match.annotations.readOnlyHnt: unknown MCP annotation (did you mean "
         "readOnlyHint?); known: readOnlyHint, destructiveHint, idempotentHint, openWorldHint",
         "r.yaml:12: match.annotations.idempotentHint: must be true or false, not 1",
@@ -435,7 +436,7 @@ def test_cli_explain(tmp_path: Path) -> None:
         "      prefire: true",
         "      ttl: 60",
         'why: tool "search_flights" matches "search_*"',
-        "ttl 60s, served at most 1 time(s)",
+        "ttl 60s, served at most 1 time(s), a wasted early call costs 0.25s",
     ]
 
     done = prefire("rules", "explain", str(path), "book_flight")
@@ -547,3 +548,61 @@ def test_patterns_rules_stays_pure() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# -- cost, and min_probability from older files -------------------------------------
+
+
+def test_cost_is_per_rule_with_a_default_for_reads() -> None:
+    rs = rules(
+        """
+        rules:
+          - match: {tool: "paid_*"}
+            prefire: true
+            cost: 4
+          - match: {tool: "*"}
+            prefire: true
+        """
+    )
+    paid, rest = rs.rules
+    assert (paid.cost, rest.cost) == (4.0, DEFAULT_COST)
+    assert rs.cost("paid_lookup") == 4.0 and rs.cost("search") == DEFAULT_COST
+    assert rs.warnings == ()
+
+
+def test_cost_must_be_a_non_negative_number_on_a_rule_that_fires() -> None:
+    assert problems(
+        """
+        rules:
+          - match: {tool: a}
+            prefire: true
+            cost: -1
+          - match: {tool: b}
+            prefire: true
+            cost: cheap
+          - match: {tool: c}
+            prefire: false
+            cost: 2
+        """
+    ) == [
+        "r.yaml:5: cost: must be at least 0, not -1",
+        'r.yaml:8: cost: must be a number, not "cheap"',
+        "r.yaml:11: cost: prices a wasted early call; a rule with prefire: false starts none",
+    ]
+
+
+def test_min_probability_still_loads_as_a_floor_with_a_deprecation_warning(
+    tmp_path: Path,
+) -> None:
+    text = MINIMAL + "budgets:\n  min_probability: 0.3\n"
+    rs = load_rules(text, "old.yaml")
+    assert rs.budgets.min_probability == 0.3
+    assert len(rs.warnings) == 1
+    assert rs.warnings[0].startswith("old.yaml:8: budgets.min_probability: deprecated")
+    assert Budgets().min_probability == 0.0  # new files: cost alone decides
+
+    path = tmp_path / "old.yaml"
+    path.write_text(text)
+    done = prefire("rules", "check", str(path))
+    assert done.returncode == 0 and done.stdout == f"{path}: 2 rules OK\n"
+    assert done.stderr.startswith(f"warning: {path}:8: budgets.min_probability: deprecated")

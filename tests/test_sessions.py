@@ -38,9 +38,11 @@ def req(*items: Item, prev: str = "") -> ParsedRequest:
 def test_first_request_emits_tools_user_and_llm_request() -> None:
     s = Sessions()
     session, events = s.request_events("scope", req(SYS, U1), 1.0)
-    assert [type(e) for e in events] == [ToolsOffered, UserMessage, LLMRequest]
+    assert [type(e) for e in events] == [ToolsOffered, UserMessage, UserMessage, LLMRequest]
     assert all(e.session == session for e in events)
-    assert events[1].text == "find flights to Oslo"
+    # the system prompt is passed on for context (a stated date), marked as such
+    assert (events[1].role, events[1].text) == ("system", "You are helpful.")
+    assert (events[2].role, events[2].text) == ("user", "find flights to Oslo")
 
 
 def test_followup_continues_conversation_and_only_new_items_are_events() -> None:

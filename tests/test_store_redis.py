@@ -295,10 +295,13 @@ async def test_a_store_it_cannot_use_is_refused(tmp_path: Path) -> None:
 
 # -- two replicas ----------------------------------------------------------------------
 
+# The test tools answer in milliseconds: at the default cost of a wasted call no guess
+# is worth so small a saving. Cost 0 lets every likely call start, which the tests need.
 RULES = """
 rules:
   - match: {tool: ["get_*", "search"]}
     prefire: true
+    cost: 0
     ttl: 30
   - match: {tool: "book_*"}
     prefire: false
@@ -483,7 +486,9 @@ async def test_a_pattern_learned_through_one_replica_predicts_on_the_other(
     sb = (await stats(b))["tools"]["get_item"]
     # B had seen nothing itself: the id flowing from search into get_item was learned on A
     assert sb["predicted"] >= 1 and sb["used"] == 1
-    assert server.calls.count(("get_item", "belts-0")) == 1
+    # the agent's own get_item was served, never sent: every one that reached the server was
+    # a guess (at cost 0 a later, unlikely repeat may be guessed too)
+    assert 1 <= server.calls.count(("get_item", "belts-0")) <= sb["predicted"]
 
 
 async def test_a_conversation_spread_over_replicas_stays_one(replicas: Replicas) -> None:

@@ -30,12 +30,8 @@ from bench.agents.world import DESCRIPTIONS, LATENCY_S, World
 
 try:  # mcp 2.x
     from mcp.server.mcpserver import MCPServer as Server
-
-    MCP_MAJOR = 2
 except ImportError:  # mcp 1.x
     from mcp.server.fastmcp import FastMCP as Server  # type: ignore[no-redef]
-
-    MCP_MAJOR = 1
 from mcp.types import ToolAnnotations
 
 Scope = MutableMapping[str, Any]

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("suite", choices=("bfcl", "tau2"))
     parser.add_argument("--out", required=True, help="output JSONL file ('-' for standard output)")
     parser.add_argument(
-        "--domain", choices=("retail", "airline"), help="tau2 domain (required for tau2)"
+        "--domain", choices=("retail", "airline", "telecom"), help="tau2 domain (required for tau2)"
     )
     parser.add_argument(
         "--category",
@@ -42,7 +42,7 @@ def _sessions(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Iter
 
         return bfcl.iter_sessions(args.category or bfcl.CATEGORIES, limit=args.limit)
     if not args.domain:
-        parser.error("tau2 needs --domain retail or --domain airline")
+        parser.error("tau2 needs --domain retail, airline or telecom")
     if args.category:
         parser.error("--category is for BFCL; tau2 takes --domain")
     from prefire.replay.importers import tau2_bench
