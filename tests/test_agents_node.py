@@ -60,21 +60,11 @@ async def through_prefire(name: str, tmp_path: Path) -> dict:
     assert s["same_tool_results"], summary
     assert s["writes"]["speculative"] == s["writes"]["baseline"] == {"create_ticket": 1}, summary
     assert s["early_writes"] == 0, summary
-    if name in ADOPTS_SESSION_IDS and s["agent_in_prefire_sessions"]:
-        pytest.xfail(ADOPTS_SESSION_IDS[name])
-    # the agent stays in its own sessions: a served result must not hand it prefire's
+    # the agent stays in its own sessions: a served result must not hand it prefire's (Claude
+    # Code 2.1.112's MCP transport takes the Mcp-Session-Id header of every response)
     assert s["agent_in_prefire_sessions"] == 0, summary
     assert s["early_in_agent_sessions"] == 0, summary
     return summary
-
-
-# Known, not yet fixed in prefire (everything else above is still asserted for them):
-ADOPTS_SESSION_IDS = {
-    "claude-code": "Claude Code 2.1.112's MCP transport takes the Mcp-Session-Id header of "
-    "every response; a result served from an early call carries prefire's own session's id, "
-    "so the agent carries on in prefire's session (Speculator._served copies the upstream "
-    "headers)"
-}
 
 
 @pytest.mark.parametrize("name", ["claude-code", "claude-code-native"])
