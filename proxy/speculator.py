@@ -182,10 +182,13 @@ class Speculator:
         origin = self.observer.origin(session)
 
         def cost(tool: str) -> float:
-            server = self.bindings.for_tool(origin[0], tool) if origin is not None else None
-            if server is None:
+            target = self.bindings.resolve(origin[0], tool) if origin is not None else None
+            if not isinstance(target, Target):
                 return ruleset.cost(tool)
-            return ruleset.cost(tool, server=server.url, annotations=server.annotations.get(tool))
+            server, name = target.server, target.tool
+            return ruleset.cost(
+                (tool, name), server=server.url, annotations=server.annotations.get(name)
+            )
 
         def fire(c: Candidate) -> bool:
             return isinstance(c.arguments, dict) and self._fire(
