@@ -132,8 +132,8 @@ class Pass:
         return [r for r in self.calls() if str(r.get("rpc_id", "")).startswith(PREFIRE_ID)]
 
     def agent_sessions(self) -> set[str]:
-        """MCP sessions an agent task used: those with a JSON-RPC request in them (not a
-        notification) that was not prefire's."""
+        """MCP sessions the agent used: any request in them with a JSON-RPC id that is not
+        prefire's (notifications and DELETEs carry no id: prefire's own session has them too)."""
         return {
             str(r["session"] or r["new_session"])
             for r in self.tool_log
