@@ -318,6 +318,15 @@ class PatternModel:
         mem = self._sessions.get(session)
         if decision is None or mem is None or decision.first_call_t is not None:
             return []
+        return self._rank(mem, decision, limit)
+
+    def predict_after(self, mem: SessionMemory, limit: int = 8) -> list[Candidate]:
+        """Candidates for a decision point after what `mem` holds, which may be a
+        provisional continuation (patterns/chain.py): nothing is learned or recorded."""
+        decision = _Decision(contexts(mem.app, list(mem.names)), 0.0, predicted=[])
+        return self._rank(mem, decision, limit)
+
+    def _rank(self, mem: SessionMemory, decision: _Decision, limit: int) -> list[Candidate]:
         probs = self._tool_probabilities(mem.app, decision)
         offered = self.offered.get(mem.app)
         tools = sorted(

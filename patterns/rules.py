@@ -82,7 +82,9 @@ class Budgets:
     min_waste_samples bind the live speculator only."""
 
     max_concurrent: int = 4  # speculative calls in flight at once
-    max_per_turn: int = 3  # calls fired at one decision point
+    max_per_turn: int = 3  # calls fired at one decision point (or from one chained result)
+    # steps past a decision point an early call may chain (patterns/chain.py); 0: no chaining
+    max_chain_depth: int = 2
     # Deprecated (rule files from before `cost`): a floor under the expected-value rule.
     min_probability: float = 0.0
     max_waste_share: float = 0.5  # a tool wasting more of its early calls is backed off
@@ -437,6 +439,7 @@ class _Loader:
         limits = {
             "max_concurrent": (True, 1, None),
             "max_per_turn": (True, 0, None),
+            "max_chain_depth": (True, 0, None),
             "min_probability": (False, 0, 1),
             "max_waste_share": (False, 0, 1),
             "min_waste_samples": (True, 1, None),
