@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefire.patterns.events import SessionKey
@@ -70,14 +70,32 @@ def continuation(
         f.turn += 1
         f.turn_calls = []
         for j, call in enumerate(layer):
-            call_id = f"~chain{i}.{j}"
             key = call_key(call.tool, call.arguments)
+            if _answer(f, key, call):
+                continue  # the agent made this call already: only its result is new
+            call_id = f"~chain{i}.{j}"
             f.add_call(call_id, call.tool, call.arguments, key)
             f.called.add(key)
             if call.has_result:
                 f.add_result(call_id, call.result)
     f.turn += 1  # the decision point after the last layer sees its results
     return model.predict_after(f, limit)
+
+
+def _answer(f: SessionMemory, key: bytes, call: Speculative) -> bool:
+    """Give the fork's record of a real call still waiting for its result the early
+    call's result (on a copy: the records are shared with the real memory)."""
+    for i in range(len(f.calls) - 1, -1, -1):
+        rec = f.calls[i]
+        if rec.key == key and not rec.has_result:
+            if call.has_result:
+                twin = replace(rec, keyed=None)
+                f.calls[i] = twin
+                f.by_id = {k: twin if v is rec else v for k, v in f.by_id.items()}
+                f.turn_calls = [twin if c is rec else c for c in f.turn_calls]
+                f.add_result(next(k for k, v in f.by_id.items() if v is twin), call.result)
+            return True
+    return False
 
 
 def chain_candidates(candidates: Sequence[Candidate], p_chain: float) -> list[Candidate]:
@@ -128,14 +146,27 @@ class Chain:
         return link
 
     def layers(self, link: Link, called: set[bytes]) -> list[list[Speculative]]:
-        """The speculative steps up to `link`: its ancestors the agent has not called yet
-        (what it called is in the real state already) and the link itself."""
-        path: list[Link] = []
-        cur: Link | None = link
+        """The speculative steps up to `link`: the link itself (with its result) and its
+        ancestors the agent has not called yet (what it called is in the real state)."""
+        path: list[Link] = [link]
+        cur = self.links.get(link.parent) if link.parent is not None else None
         while cur is not None and cur.key not in called:
             path.append(cur)
             cur = self.links.get(cur.parent) if cur.parent is not None else None
-        return [[Speculative(x.tool, x.arguments, x.result, x.has_result)] for x in reversed(path)]
+        return [self._step(x, called) for x in reversed(path)]
+
+    def _step(self, link: Link, called: set[bytes]) -> list[Speculative]:
+        """A link with its siblings whose results are in: the calls of one turn, as the
+        agent would make them (a fan-out's calls come together)."""
+        parent = self.links.get(link.parent) if link.parent is not None else None
+        keys = parent.children if parent is not None else [link.key]
+        step = [link]
+        for k in keys:
+            sib = self.links.get(k)
+            if sib is not None and sib is not link and sib.has_result and k not in called:
+                step.append(sib)
+        step.sort(key=lambda x: keys.index(x.key) if x.key in keys else -1)
+        return [Speculative(x.tool, x.arguments, x.result, x.has_result) for x in step]
 
     def orphans(self, turn: int, called: set[bytes]) -> list[Link]:
         """Chained calls whose parent's turn has passed without the agent calling the
