@@ -235,7 +235,7 @@ class RuleSet:
 
     def cost(
         self,
-        tool: str,
+        tool: str | Sequence[str],
         server: str | Sequence[str] | None = None,
         annotations: Mapping[str, Any] | None = None,
     ) -> float:

@@ -74,13 +74,16 @@ PROMOTION_WAIT_UNKNOWN_S = 10.0
 # Where a connection for (host, port) really goes: (host, port). Live playback uses it to
 # send prefire's own calls to recorded answers instead of the network.
 ConnectTo = Callable[[str, int], tuple[str, int]]
-_HOP_HEADERS = {
-    b"content-length",
-    b"content-encoding",
-    b"transfer-encoding",
-    b"connection",
-    b"keep-alive",
-}
+_HOP_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+    }
+)
+_SESSION_HEADER = frozenset({b"mcp-session-id"})
 
 
 @dataclass(slots=True)
@@ -208,10 +211,13 @@ class Speculator:
         origin = self.observer.origin(session)
 
         def cost(tool: str) -> float:
-            server = self.bindings.for_tool(origin[0], tool) if origin is not None else None
-            if server is None:
+            target = self.bindings.resolve(origin[0], tool) if origin is not None else None
+            if not isinstance(target, Target):
                 return ruleset.cost(tool)
-            return ruleset.cost(tool, server=server.url, annotations=server.annotations.get(tool))
+            server, name = target.server, target.tool
+            return ruleset.cost(
+                (tool, name), server=server.url, annotations=server.annotations.get(name)
+            )
 
         return cost
 
@@ -614,7 +620,10 @@ class Speculator:
         result = served.result
         # the server's own bytes, answering the agent's JSON-RPC id instead of ours
         body = result.body.replace(orjson.dumps(result.request_id), orjson.dumps(agent_id))
-        self._served(flow, served, body)
+        # the answer belongs to the agent's own MCP session, never to the one prefire made
+        # the call in (a client that adopts a response's Mcp-Session-Id would move into it)
+        session_header = [(b"mcp-session-id", mcp_session.encode())] if mcp_session else []
+        self._served(flow, served, body, _SESSION_HEADER, session_header)
 
     async def serve_http(self, flow: http.HTTPFlow, client: str, content: bytes) -> None:
         """Any other request of the agent (`content`: its decoded body): learn REST bindings
@@ -674,16 +683,26 @@ class Speculator:
         saved = result.duration_s if waited is None else result.duration_s - waited
         return _Served(result, tool, kind, saved, waited is not None, remote=True)
 
-    def _served(self, flow: http.HTTPFlow, served: _Served, body: bytes) -> None:
+    def _served(
+        self,
+        flow: http.HTTPFlow,
+        served: _Served,
+        body: bytes,
+        replaced: frozenset[bytes] = frozenset(),
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Answer the agent with `body` and the tool server's headers, less the hop-by-hop
+        ones and those in `replaced`, plus `headers`."""
         result = served.result
         saved = max(0.0, min(served.saved_s, result.duration_s))
         self.accounting.used(
             served.tool, served.session, served.first, served.promoted, saved, served.kind
         )
+        dropped = _HOP_HEADERS | replaced
         flow.response = http.Response.make(
             result.status,
             body,
-            [(k, v) for k, v in result.headers if k.lower() not in _HOP_HEADERS],
+            [(k, v) for k, v in result.headers if k.lower() not in dropped] + (headers or []),
         )
         flow.metadata["prefire.served"] = served.kind
         flow.metadata["prefire.promoted"] = served.promoted
