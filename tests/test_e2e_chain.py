@@ -40,7 +40,7 @@ def places_server() -> FastMCP:
         """Find places."""
         record(ctx, "search", q)
         await asyncio.sleep(0.05)
-        return json.dumps({"places": [{"id": f"{q[:3].lower()}-{k}"} for k in range(2)]})
+        return json.dumps({"places": [{"id": f"{q[:3].lower()}{len(q)}-{k}"} for k in range(2)]})
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def details(id: str, ctx: Context) -> str:
@@ -161,10 +161,12 @@ async def test_children_of_a_parent_never_called_are_never_served(
     # prefire searched "Bergen" and chained the details of what it found; the agent
     # searched "Bergen centre": those details were never served, and were counted wasted
     assert ("search", "Bergen", True) in calls
-    orphans = [c for c in calls if c[0] == "details" and c[1].startswith("ber-") and c[2]]
-    assert orphans, calls
-    agent = [c for c in calls if c[0] == "details" and c[1].startswith("ber-") and not c[2]]
-    assert sorted(c[1] for c in agent) == ["ber-0", "ber-1"]  # the agent's own went upstream
+    orphans = [c for c in calls if c[0] == "details" and c[1].startswith("ber6-")]
+    assert orphans and all(early for _, _, early in orphans), calls
+    # the details the agent asked were made once each (eagerly, as its LLM's response
+    # closed): none was answered from the chained ones
+    agent = [c for c in calls if c[0] == "details" and c[1].startswith("ber13-")]
+    assert sorted(c[1] for c in agent) == ["ber13-0", "ber13-1"], calls
     assert report["tools"]["details"]["wasted"] >= len(orphans)
     log = (tmp_path / "proxy.log").read_text()
     assert '"chain.orphaned"' in log or "chain.orphaned" in log
