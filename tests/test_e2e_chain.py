@@ -15,6 +15,10 @@ from aiohttp import web
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
+from prefire.proxy.rules_file import read_rules
+from prefire.replay.report import _rules_eligible
+from prefire.replay.simulate import Simulation
+from prefire.replay.sources import ReplaySession, read
 from tests.conftest import point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import agent_loop
@@ -149,6 +153,16 @@ async def test_a_chain_is_served_early_end_to_end(tmp_path: Path, monkeypatch) -
     tools = report["tools"]
     assert tools["details"]["chained_used"] >= 2 and tools["forecast"]["chained_used"] >= 2
     assert report["totals"]["chained"] >= report["totals"]["chained_used"] >= 4
+    # offline replay of the capture, under the same rules, chains the last task the same
+    # way: its search predicted, its details and forecasts chained, all five used
+    ruleset = read_rules(tmp_path / "rules.yaml")
+    sim = Simulation(eligible=_rules_eligible(ruleset), budget=ruleset.budgets, cost=ruleset.cost)
+    sessions = [x for x in read([tmp_path / "capture"]) if isinstance(x, ReplaySession)]
+    assert len(sessions) == len(CITIES)
+    sim.run(sessions[:-1])
+    hits, chained = sim.totals.hits, sim.totals.chained_used
+    sim.run(sessions[-1:])
+    assert (sim.totals.hits - hits, sim.totals.chained_used - chained) == (5, 4)
 
 
 async def test_children_of_a_parent_never_called_are_never_served(
