@@ -10,7 +10,8 @@ wasted early calls per hit, and two perfect-speculator ceilings from the same ti
 every eligible call started at its decision point (what any speculator that predicts
 once per LLM turn can reach), and every eligible call started as soon as the previous
 turn's calls have their results (perfect chaining; a call after a write waits for the
-write). Not a test: it prints figures.
+write); and the bound of all: the agent waits only for its LLM and for calls no rule
+lets start early. Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from prefire.replay.sources import ReplaySession, read
 TOOL_S, LLM_S = 1.0, 2.0  # the simulation's defaults where a workload has no timings
 
 
-def ceilings(sessions: list[ReplaySession], eligible: Eligible) -> tuple[float, float, float]:
-    """(wall time without speculation, at the per-turn ceiling, at the chained ceiling)."""
-    base = flat = chained = 0.0
+def ceilings(
+    sessions: list[ReplaySession], eligible: Eligible
+) -> tuple[float, float, float, float]:
+    """Wall time without speculation, at the per-turn ceiling, at the chained ceiling, and
+    waiting only for the LLM and the calls that may not start early."""
+    base = flat = chained = llm_only = 0.0
     for s in sessions:
         turns: list[tuple[float, list[tuple[float, bool]]]] = []
         for e in s.events:
@@ -45,6 +49,9 @@ def ceilings(sessions: list[ReplaySession], eligible: Eligible) -> tuple[float, 
                 latency = s.tool_s.get(e.call_id, TOOL_S)
                 turns[-1][1].append((latency, eligible(e.name, s)))
         base += sum(llm + max((lat for lat, _ in calls), default=0.0) for llm, calls in turns)
+        llm_only += sum(
+            llm + max((lat for lat, ok in calls if not ok), default=0.0) for llm, calls in turns
+        )
         clock_flat = clock_chain = 0.0
         inputs_ready = 0.0  # when the previous turn's calls had their results (chained)
         for llm, calls in turns:
@@ -59,7 +66,7 @@ def ceilings(sessions: list[ReplaySession], eligible: Eligible) -> tuple[float, 
             clock_chain, inputs_ready = turn_end, max(ends, default=clock_chain)
         flat += clock_flat
         chained += clock_chain
-    return base, flat, chained
+    return base, flat, chained, llm_only
 
 
 def _score(sessions: list[ReplaySession], depth: int, rules: Path | None) -> dict[str, Any]:
@@ -88,7 +95,7 @@ def main() -> None:
             from prefire.proxy.rules_file import read_rules
 
             eligible = _rules_eligible(read_rules(rules))
-        base, flat, chained = ceilings(sessions, eligible)
+        base, flat, chained, llm_only = ceilings(sessions, eligible)
         for depth in args.depths:
             r = _score(sessions, depth, rules)
             r.update(
@@ -96,6 +103,7 @@ def main() -> None:
                 depth=depth,
                 ceiling_per_turn=round(1 - flat / base, 4) if base else 0.0,
                 ceiling_chained=round(1 - chained / base, 4) if base else 0.0,
+                ceiling_llm_only=round(1 - llm_only / base, 4) if base else 0.0,
             )
             rows.append(r)
     if args.json:
@@ -103,16 +111,16 @@ def main() -> None:
         return
     print(
         "| workload | chain depth | e2e s | with prefire s | reduction | hits | chained fired "
-        "| chained used | wasted/hit | ceiling per turn | ceiling chained |"
+        "| chained used | wasted/hit | ceiling per turn | ceiling chained | LLM only |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['workload']} | {r['depth']} | {r['e2e_time_s']:.0f} "
             f"| {r['e2e_time_spec_s']:.0f} "
             f"| {r['e2e_reduction']:.1%} | {r['hits']} | {r['chained_fired']} "
             f"| {r['chained_used']} | {r['wasted_per_hit']:.2f} | {r['ceiling_per_turn']:.1%} "
-            f"| {r['ceiling_chained']:.1%} |"
+            f"| {r['ceiling_chained']:.1%} | {r['ceiling_llm_only']:.1%} |"
         )
 
 
