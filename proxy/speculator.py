@@ -294,7 +294,10 @@ class Speculator:
         result = await fetch()
         if result is not None:
             value = mcp.call_result(result.reply)[0] if is_mcp else loads_or_none(result.body)
-            self._chain_from(session, tool, args, value)
+            try:
+                self._chain_from(session, tool, args, value)
+            except Exception as exc:  # a chain that cannot start never costs the result
+                log.warning("chain.failed", tool=tool, error=repr(exc)[:200])
         return result
 
     # -- firing ---------------------------------------------------------------------
