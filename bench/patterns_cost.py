@@ -1,11 +1,12 @@
 """Cost of the pattern model: prediction latency with many sessions learned, snapshot
 size and load time, simulated tool calls per second, and peak memory.
 
-    python bench/patterns_cost.py [--sessions 10000] [--workload FILE.jsonl ...]
+    python bench/patterns_cost.py [--sessions 10000] [--workload FILE.jsonl ...] [--probe FILE]
 
 Synthetic sessions come from several applications whose tools pass values from
 results and user text into later calls; `--workload` adds real imported sessions
-(see `python -m prefire.replay.importers`). Not a test: it prints figures.
+(see `python -m prefire.replay.importers`); `--probe FILE` times the predictions on
+FILE's sessions instead of on fresh synthetic ones. Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=10_000)
     ap.add_argument("--workload", type=Path, nargs="*", default=[])
+    ap.add_argument("--probe", type=Path, default=None)
     args = ap.parse_args()
 
     sessions = synthetic(args.sessions)
@@ -108,7 +110,11 @@ def main() -> None:
     assert isinstance(model, PatternModel)
 
     # prediction latency on fresh sessions against the model that learned everything above
-    probe = synthetic(2000, seed=99)
+    probe = (
+        [s for s in read([args.probe]) if isinstance(s, ReplaySession)]
+        if args.probe
+        else synthetic(2000, seed=99)
+    )
     # wall time, and this thread's CPU time: on a shared machine the wall time's tail is
     # set by the scheduler (a preempted predict waits a 4 ms tick), the CPU time's by the model
     latencies, cpu = [], []

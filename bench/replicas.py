@@ -287,7 +287,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "hits": used,
             "hit_rate": round(used / reads, 3) if reads else None,
             "fired": p["totals"].get("fired", 0),
-            "wasted": p["totals"].get("wasted", 0),
+            "wasted": sum(p["totals"].get(k, 0) for k in ("wasted", "failed", "expired")),
             "promotions": p["totals"].get("promotions", 0),
             "saved_s": round(p["totals"].get("saved_s", 0.0), 1),
             "per_task_s": [t["wall_s"] for t in p["report"]["tasks"]],

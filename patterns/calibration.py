@@ -56,31 +56,35 @@ TOOL_AGE_AT = 200.0
 
 
 class ToolCalibration:
-    """Per tool of a group (an application, its opening calls apart): do its candidates
-    come true as often as their calibrated probability says? Some tools' calls are
-    steadier than their rank and raw probability show (a lookup always made with the
-    id just found), some less (a `cd` into one of several folders). The odds of a
-    tool's candidates are scaled by how many came true against how many were
-    expected, shrunk towards 1 while its record is short."""
+    """Per tool: do its candidates come true as often as their calibrated probability
+    says? Some tools' calls are steadier than their rank and raw probability show (a
+    lookup always made with the id just found), some less (a `cd` into one of several
+    folders). The odds of a tool's candidates are scaled by how many came true against
+    how many were expected. Kept per group (an application, its opening calls apart)
+    and per pool (the same tool name in every application of a scope, which a new
+    application starts from); a group's record is shrunk towards its pool's, and
+    that towards 1, while they are short. Only counts are kept, never values."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        self.tools: LRU = LRU(max_keys)  # (group, tool) -> [expected, came true]
+        self.tools: LRU = LRU(max_keys)  # (group or pool, tool) -> [expected, came true]
 
-    def observe(self, app: Any, tool: str, p: float, came_true: bool) -> None:
-        cell = self.tools.get((app, tool))
-        if cell is None:
-            cell = self.tools[(app, tool)] = [0.0, 0.0]
-        cell[0] += p
-        cell[1] += came_true
-        if cell[0] > TOOL_AGE_AT:
-            cell[0] /= 2
-            cell[1] /= 2
+    def observe(self, group: Any, pool: Any, tool: str, p: float, came_true: bool) -> None:
+        for key in ((group, tool), (pool, tool)):
+            cell = self.tools.get(key)
+            if cell is None:
+                cell = self.tools[key] = [0.0, 0.0]
+            cell[0] += p
+            cell[1] += came_true
+            if cell[0] > TOOL_AGE_AT:
+                cell[0] /= 2
+                cell[1] /= 2
 
-    def corrected(self, app: Any, tool: str, p: float) -> float:
-        cell = self.tools.get((app, tool))
-        if cell is None or p <= 0.0 or p >= 1.0:
+    def corrected(self, group: Any, pool: Any, tool: str, p: float) -> float:
+        if p <= 0.0 or p >= 1.0:
             return p
-        expected, came_true = cell
-        factor = (came_true + _TOOL_PRIOR) / (expected + _TOOL_PRIOR)
+        factor = 1.0
+        for key in ((pool, tool), (group, tool)):
+            expected, came_true = self.tools.get(key) or (0.0, 0.0)
+            factor = (came_true + _TOOL_PRIOR * factor) / (expected + _TOOL_PRIOR)
         odds = p / (1.0 - p) * factor
         return odds / (1.0 + odds)

@@ -52,6 +52,7 @@ from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_be
 Source = tuple[Any, ...]
 
 MAX_HYPOTHESES = 10
+MAX_FRESH = 3  # untried sources of one argument that take part in a prediction
 MAX_CONSTANT = 1024  # canonical bytes of a value learned as a constant
 AGE_AT = 64.0  # trials of the leading source after which all counts are halved
 _WORD = re.compile(r"[\w@.\-#/:+']+", re.UNICODE)
@@ -433,10 +434,11 @@ class ArgHypotheses:
         """
         chain = self.ranked
         if prior is not None and self.fresh:
-            chain = sorted(
-                [*chain, *((src, prior(src), _fans_out(src)) for src in self.fresh)],
-                key=lambda x: -x[1],
-            )
+            # the few likeliest: a long user text offers many sources for one value
+            fresh = sorted(
+                ((src, prior(src), _fans_out(src)) for src in self.fresh), key=lambda x: -x[1]
+            )[:MAX_FRESH]
+            chain = sorted([*chain, *fresh], key=lambda x: -x[1])
         found: dict[Any, list[Any]] = {}  # value's identity -> [value, probability, fan-out]
         remaining = 1.0
         for source, score, fan in chain:

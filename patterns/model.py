@@ -211,7 +211,8 @@ class PatternModel:
                 keys = {c.key for c in mem.turn_calls}
                 for rank, raw, key, tool, p in decision.predicted:
                     self.calibrator.observe(mem.app, rank, raw, key in keys)
-                    self.tool_calibration.observe(_group(mem.app, decision), tool, p, key in keys)
+                    group, pool = _groups(mem.app, decision)
+                    self.tool_calibration.observe(group, pool, tool, p, key in keys)
             if decision.words is not None:
                 self._learn_trust(mem.app, decision, set(called))
                 if called:
@@ -363,7 +364,7 @@ class PatternModel:
         for i, c in enumerate(raw):
             p = self.calibrator.calibrated(mem.app, i, c.probability)
             predicted.append((i, c.probability, c.key, c.tool, p))
-            p = self.tool_calibration.corrected(_group(mem.app, decision), c.tool, p)
+            p = self.tool_calibration.corrected(*_groups(mem.app, decision), c.tool, p)
             saving = c.value / c.probability if c.probability > 0 else 0.0
             calibrated.append(Candidate(c.tool, c.arguments, p, p * saving, c.key))
         if first:
@@ -443,11 +444,13 @@ def _never(tool: str) -> bool:
     return False
 
 
-def _group(app: Any, decision: _Decision) -> tuple[Any, bool]:
-    """Whose record a tool's candidates are calibrated by: the application's, apart for
-    the decisions that answer a user message (a request's opening calls come from its
-    words, the calls after them from results, and the two are not equally sure)."""
-    return (app, decision.words is not None)
+def _groups(app: Any, decision: _Decision) -> tuple[Any, Any]:
+    """Whose records a tool's candidates are calibrated by: the application's, and the
+    same tool's in every application of the scope (its tool sets change; its tools
+    mostly do not); in both, a request's opening calls apart from the calls after them
+    (the first come from the user's words, the rest from results, not equally sure)."""
+    opening = decision.words is not None
+    return (app, opening), (app[0], "*", opening)
 
 
 def _list_taken_from(mem: SessionMemory, tool: str) -> int | None:

@@ -11,7 +11,6 @@ one scope's data reaches another.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from lru import LRU
@@ -23,7 +22,6 @@ _PRIOR = (0.5, 1.5)  # Laplace, as a tried source's score: one success in one tr
 _SHRINK = 4.0  # an application's own first trials, in pseudo-trials at the shared rate
 
 
-@functools.lru_cache(maxsize=4096)  # asked for each untried source at each prediction
 def kind(source: tuple[Any, ...]) -> tuple[Any, ...]:
     """A source's kind: what it reads, without which call, path or words."""
     what = source[0]

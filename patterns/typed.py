@@ -218,25 +218,28 @@ def _dates(text: str, ref: dt.date | None) -> list[tuple[int, dt.date]]:
         add(m.start(), m.end(), _in_year(_MONTHS[m[2].lower()], int(m[1]), m[3], ref))
     if ref is not None:
         for m in _RELATIVE.finditer(text):
-            add(m.start(), m.end(), _relative(m, ref))
+            try:
+                add(m.start(), m.end(), _relative(m, ref))
+            except OverflowError:  # past the last day datetime knows
+                continue
     return sorted((s, d) for s, (_, d) in found.items())
 
 
 def _times(text: str) -> list[tuple[int, dt.time]]:
     out = []
     for m in _TIME.finditer(text):
-        if m[8]:
-            t = dt.time(0 if m[8].lower() == "midnight" else 12)
-        elif m[4]:
-            h = int(m[1]) % 12 + (12 if m[4].lower() == "p" else 0)
-            if int(m[1]) > 12:
-                continue
-            t = dt.time(h, int(m[2] or 0), int(m[3] or 0))
-        else:
-            h, mi = int(m[5]), int(m[6])
-            if h > 23 or mi > 59:
-                continue
-            t = dt.time(h, mi, int(m[7] or 0))
+        try:
+            if m[8]:
+                t = dt.time(0 if m[8].lower() == "midnight" else 12)
+            elif m[4]:
+                if int(m[1]) > 12:
+                    continue
+                h = int(m[1]) % 12 + (12 if m[4].lower() == "p" else 0)
+                t = dt.time(h, int(m[2] or 0), int(m[3] or 0))
+            else:
+                t = dt.time(int(m[5]), int(m[6]), int(m[7] or 0))
+        except ValueError:  # not a time of day: "8:75 am", "25:00"
+            continue
         out.append((m.start(), t))
     return out
 
@@ -348,7 +351,7 @@ def parse_as(kind: str, target: Any) -> Any:
 def reference_day(t: float) -> dt.date | None:
     """The calendar day of a request's own time, when `t` is a wall-clock time (replayed
     sessions without timestamps start at 0: no day)."""
-    if t < 946_684_800:  # before 2000: not a wall-clock time
+    if not 946_684_800 <= t < 253_402_300_800:  # 2000 to 9999: a wall-clock time
         return None
     return dt.datetime.fromtimestamp(t, dt.UTC).date()
 

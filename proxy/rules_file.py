@@ -79,6 +79,8 @@ def format_decision(decision: Decision, tool: str, source: str) -> str:
                 f"ttl {rule.ttl:g}s, served at most {rule.reuse} time(s), "
                 f"a wasted early call costs {rule.cost:g}s"
             )
+            if rule.session == "agent":
+                lines.append("an early MCP call runs in the conversation's own MCP session")
         if rule.invalidates:
             lines.append(f"a call to it drops cached results of: {', '.join(rule.invalidates)}")
         if rule.shared_learning:

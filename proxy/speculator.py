@@ -7,9 +7,11 @@ Two ways to start early:
   the pattern model's candidates start, best expected saving first, within the
   rules' budgets, while the LLM thinks.
 Nothing starts unless a rule allows the tool and the proxy knows exactly how the
-agent reaches it (a binding). When the agent's own request arrives, a finished
-result is served at once and a running one is waited for (promotion); otherwise
-the request goes upstream untouched.
+agent reaches it (a binding: proxy/bindings.py, proxy/mcpclient.py); whatever stops a
+call is logged as speculate.skipped with its reason and counted, and a call that brings
+back nothing to serve is logged as speculate.failed with the status and body it got.
+When the agent's own request arrives, a finished result is served at once and a
+running one is waited for (promotion); otherwise the request goes upstream untouched.
 
 With a shared store (proxy/store.py) the replicas behind a load balancer act as one:
 a call is claimed there before it is fired (no two replicas fire it), its result is
@@ -341,7 +343,9 @@ class Speculator:
                 return self._skip("rule_denied", tool, kind, session, why=decision.reason)
             agent_session = None
             if decision.rule.session == "agent" and not server.sessionless:
-                agent_session = self._agent_session(session, server)
+                # the conversation's own session, if the join has seen it and it is open
+                if session is not None:
+                    agent_session = self.bindings.agent_session(session, server)
                 if agent_session is None:
                     return self._skip(
                         "agent_session_unknown", tool, kind, session, server=server.url
@@ -429,13 +433,6 @@ class Speculator:
             **detail,
         )
         return False
-
-    def _agent_session(self, session: SessionKey | None, server: McpServer) -> str | None:
-        """The conversation's own MCP session on `server`, if the join has seen it and the
-        agent has not ended it."""
-        if session is None:
-            return None
-        return self.bindings.agent_session(session, server)
 
     def _relay(
         self, client: str, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None

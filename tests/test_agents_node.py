@@ -60,7 +60,8 @@ async def through_prefire(name: str, tmp_path: Path) -> dict:
     assert s["same_tool_results"], summary
     assert s["writes"]["speculative"] == s["writes"]["baseline"] == {"create_ticket": 1}, summary
     assert s["early_writes"] == 0, summary
-    # the agent stays in its own sessions: a served result must not hand it prefire's
+    # the agent stays in its own sessions: a served result must not hand it prefire's (Claude
+    # Code 2.1.112's MCP transport takes the Mcp-Session-Id header of every response)
     assert s["agent_in_prefire_sessions"] == 0, summary
     assert s["early_in_agent_sessions"] == 0, summary
     return summary

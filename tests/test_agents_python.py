@@ -60,6 +60,8 @@ async def test_agent_through_prefire(name: str, tmp_path: Path) -> None:
     assert s["early_failed"] == 0, summary
     assert s["early_unlike_agent"] == 0, summary
     assert s["hits"] > 0, summary  # early results the agent's own calls were served from
+    # predicted before the model asked, not only started when its answer named the call
+    assert s["hits_by_kind"].get("predicted", 0) > 0, summary
     assert s["identical"], summary
     assert s["same_tool_results"], summary
     assert s["writes"]["speculative"] == s["writes"]["baseline"] == {"create_ticket": 1}, summary

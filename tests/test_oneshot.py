@@ -119,16 +119,25 @@ def test_a_tools_own_record_corrects_its_calibrated_probability() -> None:
     from prefire.patterns.calibration import ToolCalibration
 
     cal = ToolCalibration()
-    assert cal.corrected("app", "lookup", 0.3) == 0.3  # no record: unchanged
+    app, pool = ("s", "app"), ("s", "*")
+    assert cal.corrected(app, pool, "lookup", 0.3) == 0.3  # no record: unchanged
     for _ in range(40):  # given 0.3, lookup's candidates always came true
-        cal.observe("app", "lookup", 0.3, True)
-        cal.observe("app", "cd", 0.3, False)  # and cd's never
-    assert cal.corrected("app", "lookup", 0.3) > 0.5
-    assert cal.corrected("app", "cd", 0.3) < 0.1
-    assert cal.corrected("other app", "lookup", 0.3) == 0.3  # per application
+        cal.observe(app, pool, "lookup", 0.3, True)
+        cal.observe(app, pool, "cd", 0.3, False)  # and cd's never
+    assert cal.corrected(app, pool, "lookup", 0.3) > 0.5
+    assert cal.corrected(app, pool, "cd", 0.3) < 0.1
+    # another application of the scope starts from the pool's record, and its own
+    # record takes over
+    other = ("s", "other app")
+    assert cal.corrected(other, pool, "lookup", 0.3) > 0.4
+    for _ in range(40):
+        cal.observe(other, pool, "lookup", 0.3, False)
+    assert cal.corrected(other, pool, "lookup", 0.3) < 0.3
+    # another scope's pool is its own: nothing learned here moves it
+    assert cal.corrected(("t", "app"), ("t", "*"), "lookup", 0.3) == 0.3
     short = ToolCalibration()
-    short.observe("app", "lookup", 0.3, True)  # one candidate: a small step, not a verdict
-    assert 0.3 < short.corrected("app", "lookup", 0.3) < 0.6
+    short.observe(app, pool, "lookup", 0.3, True)  # one candidate: a small step, not a verdict
+    assert 0.3 < short.corrected(app, pool, "lookup", 0.3) < 0.6
 
 
 def test_snapshot_keeps_the_learned_rates() -> None:

@@ -195,3 +195,19 @@ def test_the_firing_policy_never_starts_a_tool_the_session_does_not_offer(sessio
         s = build(i, offered, text, session_turns)
         offered_by[s.id] = offered
         sim.replay(s)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"0123456789 :/-.,apmAPM", "May ", "tomorrow ", "in ", " weeks", "next "])
+    ).map("".join),
+    st.one_of(st.none(), st.dates()),
+)
+def test_reading_values_from_words_never_raises(text: str, today: object) -> None:
+    from prefire.patterns.typed import extract, stated_count, stated_date
+
+    got = extract(text, today)
+    assert set(got) == {"date", "time", "number", "email"}
+    stated_date(text)
+    stated_count(text)

@@ -221,7 +221,7 @@ def test_store_false_conversations_link_and_the_chain_is_predicted() -> None:
         ]
         assert len({c.call_id for c in calls}) == 4  # history repeats them: announced once
         assert sum(isinstance(e, ToolResult) for e in own) == 4
-        users = [e.text for e in own if isinstance(e, UserMessage)]
+        users = [e.text for e in own if isinstance(e, UserMessage) and e.role == "user"]
         assert len(users) == 3 and users[-1].startswith("Find the docs about")
     # the last task: after the search, both get_doc calls were predicted, then get_team
     last = next(

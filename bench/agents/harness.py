@@ -132,8 +132,8 @@ class Pass:
         return [r for r in self.calls() if str(r.get("rpc_id", "")).startswith(PREFIRE_ID)]
 
     def agent_sessions(self) -> set[str]:
-        """MCP sessions an agent task used: those with a JSON-RPC request in them (not a
-        notification) that was not prefire's."""
+        """MCP sessions the agent used: any request in them with a JSON-RPC id that is not
+        prefire's (notifications and DELETEs carry no id: prefire's own session has them too)."""
         return {
             str(r["session"] or r["new_session"])
             for r in self.tool_log
@@ -173,7 +173,7 @@ class Pass:
             if "status" in r and (r["status"] != 200 or "error" in r or r.get("is_error"))
         ]
 
-    def early_unlike_agent(self) -> list[dict[str, Any]]:
+    def early_unlike_agent(self, baseline: Pass) -> list[dict[str, Any]]:
         """prefire's calls that did not speak as the agent's own calls did: protocol
         version, per-request headers (mcp-method, mcp-name) and `_meta` envelope keys: those
         the protocol reserves (io.modelcontextprotocol/...), not what a client adds of its
@@ -186,7 +186,8 @@ class Pass:
             return (r.get("protocol"), r.get("mcp_method"), named, envelope)
 
         early = self.early_calls()
-        agents = {shape(r) for r in self.calls() if r not in early}
+        # the baseline's calls too: served every call, the agent may make none upstream
+        agents = {shape(r) for r in [*self.calls(), *baseline.calls()] if r not in early}
         return [r for r in early if shape(r) not in agents]
 
     def results(self) -> dict[str, Any]:
@@ -400,7 +401,7 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "early_calls": len(spec.early_calls()),
         "baseline_early_calls": len(base.early_calls()),
         "early_failed": len(spec.early_failed()),
-        "early_unlike_agent": len(spec.early_unlike_agent()),
+        "early_unlike_agent": len(spec.early_unlike_agent(base)),
         "identical": base.seen() == spec.seen(),
         "first_difference": first_difference(base, spec),
         # every call both passes made got the same result from the tool server

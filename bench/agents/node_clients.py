@@ -24,7 +24,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,13 +160,11 @@ class Transcript:
     answer: str
     tool_calls: list[list[Any]]  # [server's tool name, arguments, result as shown]
     returncode: int
-    wall_s: float
     stderr: str
 
 
 async def run(client: NodeClient, cmd: Command) -> Transcript:
     """Run it to the end (bound it with asyncio.timeout: the process is killed on cancel)."""
-    start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *cmd.argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -182,10 +179,9 @@ async def run(client: NodeClient, cmd: Command) -> Transcript:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    wall = time.perf_counter() - start
     events = _json_lines(out)
     answer, calls = _claude(events) if client.api == "anthropic" else _codex(events)
-    return Transcript(answer, calls, proc.returncode or 0, wall, err.decode(errors="replace"))
+    return Transcript(answer, calls, proc.returncode or 0, err.decode(errors="replace"))
 
 
 def _json_lines(out: bytes) -> list[dict[str, Any]]:

@@ -237,7 +237,10 @@ async def _demo(
         "speculative_s": s,
         "reduction": round((b - s) / b, 3),
         "hits": totals["used"] if totals else None,
-        "wasted": totals["wasted"] if totals else None,
+        # every early call that answered nothing: wasted, failed or expired
+        "wasted": sum(totals.get(k, 0) for k in ("wasted", "failed", "expired"))
+        if totals
+        else None,
         "identical": _identical(baseline["tasks"], speculative["tasks"]),
         "tasks": n,
         "warmup_tasks": warmup,
