@@ -93,7 +93,9 @@ def _answer(f: SessionMemory, key: bytes, call: Speculative) -> bool:
                 f.calls[i] = twin
                 f.by_id = {k: twin if v is rec else v for k, v in f.by_id.items()}
                 f.turn_calls = [twin if c is rec else c for c in f.turn_calls]
-                f.add_result(next(k for k, v in f.by_id.items() if v is twin), call.result)
+                call_id = next((k for k, v in f.by_id.items() if v is twin), None)
+                if call_id is not None:
+                    f.add_result(call_id, call.result)
             return True
     return False
 

@@ -206,3 +206,21 @@ def test_replay_budgets_bound_chains() -> None:
     narrow = simulate(2, replay_sessions(8), max_per_turn=1)
     wide = simulate(2, replay_sessions(8))
     assert 0 < narrow["chained_fired"] < wide["chained_fired"]
+
+
+def test_an_early_result_of_a_call_the_agent_made_is_laid_over_its_record() -> None:
+    """An eager call: the agent's call is in the session, its result not yet; the early
+    result predicts the next step, and the real record stays without a result."""
+    m = trained()
+    s = chain_session(99, "Split")
+    for e in s.events:
+        m.observe(e)
+        if isinstance(e, ToolCall):
+            break  # the agent's search, its result still to come
+    mem = m.memory(s.key)
+    (rec,) = [r for r in mem.calls if r.name == "search"]
+    places = [place("Split", k) for k in range(3)]
+    found = Speculative("search", {"q": "Split"}, {"places": [{"id": p["id"]} for p in places]})
+    got = continuation(m, s.key, [[found]])
+    assert {c.arguments["id"] for c in got if c.tool == "details"} == {p["id"] for p in places}
+    assert not rec.has_result and rec.result is None and len(mem.calls) == 1
