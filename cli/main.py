@@ -327,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--timeout", type=float, default=240.0, metavar="S", help="for it all")
     demo.add_argument(
+        "--chain-depth",
+        type=int,
+        metavar="N",
+        help="the rules' budget max_chain_depth for the speculative run (0: no chaining)",
+    )
+    demo.add_argument(
         "--capture",
         type=Path,
         default=None,
@@ -425,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             workload=args.workload,
             capture=args.capture,
+            chain_depth=args.chain_depth,
         )
     if args.command == "stats":
         from prefire.proxy import accounting

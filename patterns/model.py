@@ -322,6 +322,15 @@ class PatternModel:
         mem = self._sessions.get(session)
         if decision is None or mem is None or decision.first_call_t is not None:
             return []
+        return self._rank(mem, decision, limit)
+
+    def predict_after(self, mem: SessionMemory, limit: int = 8) -> list[Candidate]:
+        """Candidates for a decision point after what `mem` holds, which may be a
+        provisional continuation (patterns/chain.py): nothing is learned or recorded."""
+        decision = _Decision(contexts(mem.app, list(mem.names)), 0.0, predicted=[])
+        return self._rank(mem, decision, limit)
+
+    def _rank(self, mem: SessionMemory, decision: _Decision, limit: int) -> list[Candidate]:
         probs = self._tool_probabilities(mem.app, decision)
         offered = self.offered.get(mem.app)
         tools = sorted(
@@ -411,23 +420,25 @@ class PatternModel:
         )
         for combo in combos[:4]:
             p = p_keyset
-            fan_name, fan_values = None, None
+            fans: dict[str, list[Any]] = {}
             args: dict[str, Any] = {}
             for name, value, p_value, fan in combo:
                 p *= p_value
-                if fan and fan_name is None:
-                    fan_name, fan_values = name, value[:FAN_OUT_LIMIT]
+                if fan:
+                    fans[name] = value[:FAN_OUT_LIMIT]
                 else:
                     args[name] = value
-            if fan_name is None:
+            widths = {len(v) for v in fans.values()}
+            if not fans:
                 results.append((args, p))
-            elif fan_values:
-                # element i is called as often as turns took more than i of a list, or as
-                # the user's words say ("the top three")
-                shares = self.fanout.shares(mem.app, tool, text, len(fan_values))
+            elif len(widths) == 1 and 0 not in widths:
+                # arguments fanning out over lists as long go together, element by element
+                # (each place's lat with its lon); element i is called as often as turns
+                # took more than i of a list, or as the user's words say ("the top three")
+                shares = self.fanout.shares(mem.app, tool, text, widths.pop())
                 results += [
-                    ({**args, fan_name: v}, p * share)
-                    for v, share in zip(fan_values, shares, strict=True)
+                    ({**args, **{k: v[i] for k, v in fans.items()}}, p * share)
+                    for i, share in enumerate(shares)
                 ]
         return results
 

@@ -35,7 +35,9 @@ class ToolCounters:
     fired: int = 0
     eager: int = 0
     predicted: int = 0
+    chained: int = 0  # fired from an early call's result (patterns/chain.py)
     used: int = 0
+    chained_used: int = 0
     promotions: int = 0
     wasted: int = 0
     failed: int = 0
@@ -84,6 +86,8 @@ class Accounting:
             c.fired += 1
             if kind == "eager":
                 c.eager += 1
+            elif kind == "chained":
+                c.chained += 1
             else:
                 c.predicted += 1
 
@@ -93,16 +97,25 @@ class Accounting:
             c.fired -= 1
             if kind == "eager":
                 c.eager -= 1
+            elif kind == "chained":
+                c.chained -= 1
             else:
                 c.predicted -= 1
 
     def used(
-        self, tool: str, session: SessionKey | None, first: bool, promoted: bool, saved_s: float
+        self,
+        tool: str,
+        session: SessionKey | None,
+        first: bool,
+        promoted: bool,
+        saved_s: float,
+        kind: str = "",
     ) -> None:
         """An early call's result answered the agent (`first`: its first answer)."""
         for c in self.counters(tool, session):
             if first:
                 c.used += 1
+                c.chained_used += kind == "chained"
             c.saved_s += saved_s
             if promoted:
                 c.promotions += 1
@@ -171,7 +184,9 @@ def format_table(report: dict[str, Any]) -> str:
         "fired",
         "eager",
         "predicted",
+        "chained",
         "used",
+        "chained_used",
         "promotions",
         "wasted",
         "failed",

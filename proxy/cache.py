@@ -87,7 +87,7 @@ class Entry:
     fired_at: float
     expires: float
     uses_left: int
-    kind: str  # "eager" | "predicted"
+    kind: str  # "eager" | "predicted" | "chained"
     used: int = 0
     tags: tuple[str, ...] = field(
         default_factory=tuple
@@ -98,6 +98,7 @@ class Entry:
     waiting: int = 0  # agent requests waiting for its call in flight
     removed: str = ""  # why it left the cache while requests were waiting for it
     outcome: str = ""  # how it ended; "" while it may still be served
+    link: bytes = b""  # for a chained call: its key in the session's chain (patterns/chain.py)
 
 
 class Superseded(Exception):

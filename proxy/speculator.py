@@ -36,9 +36,10 @@ from lru import LRU
 from mitmproxy import http
 
 from prefire.patterns.canonical import canonical_key, loads_or_none
+from prefire.patterns.chain import Chain, chain_candidates, continuation
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.latency import ewma
-from prefire.patterns.model import Candidate, PatternModel
+from prefire.patterns.model import Candidate, PatternModel, call_key
 from prefire.patterns.policy import fire_by_value
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.bindings import Bindings, McpServer, NoTarget, Target
@@ -134,6 +135,7 @@ class Speculator:
         self.store.on_fire = self._fire_requested
         # pairs each model-side tool call with the tools/call that runs it
         self.join = CallJoin()
+        self._chains: LRU = LRU(10_000)  # session -> Chain of its early calls
         self.on_join: list[Callable[[Joined], None]] = [self.bindings.learn]
 
     # -- events -------------------------------------------------------------------
@@ -147,6 +149,7 @@ class Speculator:
                 if server is not None:
                     self.bindings.observe_tools(origin[0], server, event.tools)
         elif isinstance(event, LLMRequest) and self.enabled:
+            self._drop_orphans(event.session)
             self._fire_predicted(event.session)
         elif isinstance(event, ToolCall) and isinstance(event.arguments, dict):
             origin = self.observer.origin(event.session)
@@ -181,10 +184,33 @@ class Speculator:
 
     def eager(self, call: ToolCall) -> None:
         """A tool call has just closed in an LLM response: it is certain, start it."""
-        if self.enabled and isinstance(call.arguments, dict):
-            self._fire(call.session, call.name, call.arguments, "eager")
+        if (
+            self.enabled
+            and isinstance(call.arguments, dict)
+            and self._fire(call.session, call.name, call.arguments, "eager")
+        ):
+            self._root(call.session, call.name, call.arguments, 1.0)
 
     def _fire_predicted(self, session: SessionKey) -> None:
+        def fire(c: Candidate) -> bool:
+            if isinstance(c.arguments, dict) and self._fire(
+                session, c.tool, c.arguments, "predicted"
+            ):
+                self._root(session, c.tool, c.arguments, c.probability)
+                return True
+            return False
+
+        ruleset = self.rules.current
+        fire_by_value(
+            self.model.predict(session),
+            self._cost(session),
+            ruleset.budgets,
+            fire,
+            self._in_flight,
+        )
+
+    def _cost(self, session: SessionKey) -> Callable[[str], float]:
+        """What a wasted early call of a tool costs, by the rule that allows it."""
         ruleset = self.rules.current
         origin = self.observer.origin(session)
 
@@ -197,12 +223,86 @@ class Speculator:
                 (tool, name), server=server.url, annotations=server.annotations.get(name)
             )
 
-        def fire(c: Candidate) -> bool:
-            return isinstance(c.arguments, dict) and self._fire(
-                session, c.tool, c.arguments, "predicted"
-            )
+        return cost
 
-        fire_by_value(self.model.predict(session), cost, ruleset.budgets, fire, self._in_flight)
+    # -- chaining (patterns/chain.py) ----------------------------------------------
+
+    def _root(self, session: SessionKey, tool: str, args: dict[str, Any], p: float) -> None:
+        """An early call started at a decision point: the first link of a chain."""
+        if self.rules.current.budgets.max_chain_depth > 0:
+            chain = self._chains.get(session)
+            if chain is None:
+                chain = self._chains[session] = Chain()
+            chain.root(tool, args, p, self.model.memory(session).turn)
+
+    def _chain_from(self, session: SessionKey, tool: str, args: dict[str, Any], value: Any) -> None:
+        """An early call's result has arrived: start the calls that would follow it, as
+        predicted from a provisional continuation of the session (never learned from)."""
+        chain = self._chains.get(session)
+        link = chain.links.get(call_key(tool, args)) if chain is not None else None
+        if chain is None or link is None or link.has_result:
+            return
+        link.result, link.has_result = value, True
+        budgets = self.rules.current.budgets
+        if link.depth >= budgets.max_chain_depth:
+            return
+        mem = self.model.memory(session)
+        if any(r.key == link.key and r.has_result for r in mem.calls):
+            return  # the agent has the result already: its own next request predicts
+        link.chained = True
+        layers = chain.layers(link, mem.called)
+        candidates = chain_candidates(
+            continuation(self.model, session, layers, limit=budgets.max_per_turn + 3),
+            link.probability,
+        )
+
+        def fire(c: Candidate) -> bool:
+            if c.key in chain.links or not isinstance(c.arguments, dict):
+                return False
+            if not self._fire(session, c.tool, c.arguments, "chained"):
+                return False
+            child = chain.child(link, c)
+            log.info(
+                "speculate.chained",
+                tool=c.tool,
+                depth=child.depth,
+                p=round(child.probability, 3),
+                after=tool,
+                session=_label(session),
+            )
+            return True
+
+        started = fire_by_value(candidates, self._cost(session), budgets, fire, self._in_flight)
+        if candidates and not started:
+            log.info("chain.none_worth", tool=tool, depth=link.depth, session=_label(session))
+
+    def _drop_orphans(self, session: SessionKey) -> None:
+        """The agent's calls of a turn are in: chained calls whose parent it did not call
+        are never served; drop them (cancelling those still running), counted wasted."""
+        chain = self._chains.get(session)
+        if chain is None:
+            return
+        mem = self.model.memory(session)
+        doomed = {link.key for link in chain.orphans(mem.turn, mem.called)}
+        chain.forget(mem.turn, self.rules.current.budgets.max_chain_depth)
+        if doomed:
+            dropped = self.cache.invalidate(
+                lambda e: e.session == session and e.link in doomed, "orphaned"
+            )
+            log.info("chain.orphaned", session=_label(session), calls=len(doomed), dropped=dropped)
+
+    async def _then_chain(
+        self, fetch: Fetch, session: SessionKey, tool: str, args: dict[str, Any], is_mcp: bool
+    ) -> Result | None:
+        """Make the early call; once its result is in, chain from it."""
+        result = await fetch()
+        if result is not None:
+            value = mcp.call_result(result.reply)[0] if is_mcp else loads_or_none(result.body)
+            try:
+                self._chain_from(session, tool, args, value)
+            except Exception as exc:  # a chain that cannot start never costs the result
+                log.warning("chain.failed", tool=tool, error=repr(exc)[:200])
+        return result
 
     # -- firing ---------------------------------------------------------------------
 
@@ -278,6 +378,12 @@ class Speculator:
             def fetch() -> Coroutine[Any, Any, Result | None]:
                 return self._call_rest(request, headers, tool)
 
+        if session is not None and ruleset.budgets.max_chain_depth > 0:
+            inner, is_mcp = fetch, isinstance(target, Target)
+
+            def fetch() -> Coroutine[Any, Any, Result | None]:
+                return self._then_chain(inner, session, tool, args, is_mcp)
+
         counters = self.accounting.tool(name)
         if ruleset.budgets.backs_off(counters.fired, counters.unused):
             return self._skip(
@@ -301,6 +407,8 @@ class Speculator:
         if entry is None:
             return False  # the same call is in flight or fetched already
         entry.called_as = tool
+        if kind == "chained":
+            entry.link = call_key(tool, args)
         cell.append(entry)
         self.accounting.fired(name, session, kind)
         log.info(
@@ -588,7 +696,9 @@ class Speculator:
         ones and those in `replaced`, plus `headers`."""
         result = served.result
         saved = max(0.0, min(served.saved_s, result.duration_s))
-        self.accounting.used(served.tool, served.session, served.first, served.promoted, saved)
+        self.accounting.used(
+            served.tool, served.session, served.first, served.promoted, saved, served.kind
+        )
         dropped = _HOP_HEADERS | replaced
         flow.response = http.Response.make(
             result.status,

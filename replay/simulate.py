@@ -2,6 +2,13 @@
 came before. All calls of one assistant message run in parallel; the next LLM
 turn starts when they are all done. A call fired early at the decision point
 runs while the LLM thinks, so the agent waits only for what is left of it.
+
+Chaining (patterns/chain.py) is timed on the sped-up clock: when an early call's
+result exists (its start plus its latency) before the agent asks for that call, the
+calls that would follow it start then, predicted from a provisional continuation. A
+speculative call's latency and result are those of the same call in the session when
+the agent makes it; a call the agent never makes has no known result, so nothing is
+chained from it (replay undercounts the waste of chains under wrong guesses).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from prefire.patterns.chain import Chain, Link, chain_candidates, continuation
 from prefire.patterns.dataflow import discover
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolResult
 from prefire.patterns.model import Candidate, PatternModel, call_key
@@ -56,6 +64,12 @@ class Totals:
     hidden_tool_time_s: float = 0.0
     e2e_time_s: float = 0.0
     e2e_time_spec_s: float = 0.0
+    # early calls started from another early call's result, and how many were served
+    chained_fired: int = 0
+    chained_used: int = 0
+    # early calls by depth (0: at a decision point; n: n steps of a chain past one)
+    depth_fired: dict[int, int] = field(default_factory=dict)
+    depth_used: dict[int, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
     # the misses counted as first_call_of_session, by what went wrong there
     first_call_misses: dict[str, int] = field(default_factory=dict)
@@ -112,15 +126,31 @@ class Totals:
             "e2e_time_s": round(self.e2e_time_s, 3),
             "e2e_time_spec_s": round(self.e2e_time_spec_s, 3),
             "e2e_reduction": ratio(self.e2e_time_s - self.e2e_time_spec_s, self.e2e_time_s),
+            "wasted_per_hit": ratio(self.prefired - self.prefired_used, self.hits),
+            "chained_fired": self.chained_fired,
+            "chained_used": self.chained_used,
+            "depth_fired": {str(d): n for d, n in sorted(self.depth_fired.items())},
+            "depth_used": {str(d): n for d, n in sorted(self.depth_used.items())},
         }
+
+
+@dataclass(slots=True)
+class _Early:
+    """An early call on the sped-up clock of its session."""
+
+    link: Link
+    start: float
+    ready: float
+    last_turn: int  # the model's turn after which it is no longer served
 
 
 @dataclass(slots=True)
 class _Turn:
     llm_s: float
     candidates: list[Candidate]
-    fired: dict[bytes, Candidate]
     first: bool
+    ask: float = 0.0  # when the LLM emits this turn's calls, on the sped-up clock
+    results_in: bool = False  # the model has begun to see this turn's results
     waits: list[tuple[float, float]] = field(default_factory=list)  # (tool time, wait)
     called: set[bytes] = field(default_factory=set)
 
@@ -144,6 +174,13 @@ class Simulation:
         self.llm_latency = llm_latency
         self.totals = Totals()
         self._curve: list[int] = [0] * 5  # the CURVE row of the session being replayed
+        # the session being replayed: its sped-up clock, early calls, chains, and the
+        # (latency, result, has result) of each call it makes, by call key
+        self._clock = 0.0
+        self._early: dict[bytes, _Early] = {}
+        self._chain = Chain()
+        self._known: dict[bytes, tuple[float, Any, bool]] = {}
+        self._app: Any = ""
 
     def run(self, sessions: Iterable[ReplaySession]) -> Totals:
         for session in sessions:
@@ -169,6 +206,7 @@ class Simulation:
             if self.totals.sessions >= low and (high is None or self.totals.sessions <= high)
         )
         self._curve[0] += 1
+        self._start_session(session)
         turn: _Turn | None = None
         decisions = 0
         for event in self._timed(session):
@@ -180,16 +218,22 @@ class Simulation:
                 )
                 # enough for top-3 and for the firing budget, with room for ineligible tools
                 candidates = self.model.predict(event.session, limit=self.budget.max_per_turn + 3)
-                turn = _Turn(
-                    llm_s, candidates, self._fire(candidates, session), first=decisions == 0
-                )
+                turn = _Turn(llm_s, candidates, first=decisions == 0, ask=self._clock + llm_s)
+                self._decide(event.session, turn, session)
                 decisions += 1
             elif isinstance(event, ToolCall):
                 if turn is None:  # calls with no decision point before them cannot be predicted
-                    turn = _Turn(self.llm_latency, [], {}, first=True)
+                    turn = _Turn(self.llm_latency, [], first=True, ask=self._clock)
                 self._score_call(event, session, turn)
                 self.model.observe(event)
             else:
+                if isinstance(event, ToolResult) and turn is not None and not turn.results_in:
+                    # the turn's calls are done: what chains from their results (early calls
+                    # the agent waited for) starts when each result exists, before the model
+                    # learns the results and the next decision point comes
+                    turn.results_in = True
+                    if self.budget.max_chain_depth > 0 and isinstance(self.model, PatternModel):
+                        self._chain_ready(event.session, session, float("inf"))
                 self.model.observe(event)
         self._finish(turn)
         self.model.end_session(key)
@@ -224,15 +268,107 @@ class Simulation:
             else:
                 yield replace(event, t=now)
 
-    def _fire(self, candidates: list[Candidate], session: ReplaySession) -> dict[bytes, Candidate]:
-        started = fire_by_value(
-            candidates, self.cost, self.budget, lambda c: self.eligible(c.tool, session)
+    def _start_session(self, session: ReplaySession) -> None:
+        self._clock = 0.0
+        self._early = {}
+        self._chain = Chain()
+        self._known = {}
+        ids: dict[str, bytes] = {}
+        for event in session.events:
+            if isinstance(event, ToolCall):
+                key = call_key(event.name, event.arguments)
+                if key not in self._known:
+                    ids[event.call_id] = key
+                    latency = session.tool_s.get(event.call_id, self.tool_latency)
+                    self._known[key] = (latency, None, False)
+            elif isinstance(event, ToolResult) and event.call_id in ids:
+                key = ids.pop(event.call_id)
+                self._known[key] = (self._known[key][0], event.content, True)
+
+    def _decide(self, key: SessionKey, turn: _Turn, session: ReplaySession) -> None:
+        """A decision point: drop what can no longer be served, fire the candidates, and
+        chain from every early result that exists before the LLM emits its calls."""
+        chaining = self.budget.max_chain_depth > 0 and isinstance(self.model, PatternModel)
+        mem = self.model.memory(key) if isinstance(self.model, PatternModel) else None
+        now_turn = mem.turn if mem is not None else 0
+        self._app = mem.app if mem is not None else ""
+        called = mem.called if mem is not None else set[bytes]()
+        for link in self._chain.orphans(now_turn, called):
+            self._early.pop(link.key, None)
+        for k in [k for k, e in self._early.items() if e.last_turn < now_turn]:
+            del self._early[k]
+        self._chain.forget(now_turn, self.budget.max_chain_depth)
+
+        def fire(c: Candidate) -> bool:
+            if not self.eligible(c.tool, session) or c.key in self._early:
+                return False
+            link = self._chain.root(c.tool, c.arguments, c.probability, now_turn)
+            self._start(link, self._clock)
+            return True
+
+        fire_by_value(turn.candidates, self.cost, self.budget, fire, self._running(self._clock))
+        if chaining:
+            self._chain_ready(key, session, turn.ask)
+
+    def _chain_ready(self, key: SessionKey, session: ReplaySession, until: float) -> None:
+        """Chain from every early result that exists before `until` and that the model
+        does not hold yet, in the order they exist (each may start calls whose results
+        exist sooner than the next)."""
+        assert isinstance(self.model, PatternModel)
+        mem = self.model.memory(key)
+        answered = {r.key for r in mem.calls if r.has_result}
+        while True:
+            ready = [
+                e
+                for e in self._early.values()
+                if not e.link.chained
+                and e.ready < until
+                and e.link.depth < self.budget.max_chain_depth
+                and e.link.key not in answered
+                and self._known.get(e.link.key, (0, None, False))[2]
+            ]
+            if not ready:
+                return
+            early = min(ready, key=lambda e: (e.ready, e.link.key))
+            self._chain_from(key, early, session)
+
+    def _chain_from(self, key: SessionKey, parent: _Early, session: ReplaySession) -> None:
+        link = parent.link
+        link.chained, link.has_result = True, True
+        link.result = self._known[link.key][1]
+        assert isinstance(self.model, PatternModel)
+        called = self.model.memory(key).called
+        layers = self._chain.layers(link, called)
+        candidates = chain_candidates(
+            continuation(self.model, key, layers, limit=self.budget.max_per_turn + 3),
+            link.probability,
         )
-        fired = {c.key: c for c in started}
-        self.totals.prefired += len(fired)
-        for c in fired.values():
-            self._row(c.tool).prefired += 1
-        return fired
+
+        def fire(c: Candidate) -> bool:
+            if c.key in self._chain.links or not self.eligible(c.tool, session):
+                return False
+            self._start(self._chain.child(link, c), parent.ready)
+            return True
+
+        fire_by_value(candidates, self.cost, self.budget, fire, self._running(parent.ready))
+
+    def _start(self, link: Link, at: float) -> None:
+        latency = self._known.get(link.key, (self._expected_s(link.tool), None, False))[0]
+        self._early[link.key] = _Early(link, at, at + latency, link.turn + link.depth)
+        self.totals.prefired += 1
+        self._row(link.tool).prefired += 1
+        self.totals.depth_fired[link.depth] = self.totals.depth_fired.get(link.depth, 0) + 1
+        if link.depth:
+            self.totals.chained_fired += 1
+
+    def _expected_s(self, tool: str) -> float:
+        if isinstance(self.model, PatternModel):
+            return self.model.latency.tool_s(self._app, tool)
+        return self.tool_latency
+
+    def _running(self, t: float) -> int:
+        """Early calls in flight at time `t`, for the concurrency cap."""
+        return sum(1 for e in self._early.values() if e.start <= t < e.ready)
 
     def _score_call(self, call: ToolCall, session: ReplaySession, turn: _Turn) -> None:
         t = self.totals
@@ -257,13 +393,17 @@ class Simulation:
             row.eligible += 1
             self._curve[2] += 1
             t.eligible_tool_time_s += latency
-            if turn.fired.pop(key, None) is not None:
+            early = self._early.pop(key, None)
+            if early is not None:
                 t.hits += 1
                 t.prefired_used += 1
                 self._curve[3] += 1
                 row.hits += 1
                 row.used += 1
-                wait = max(0.0, latency - turn.llm_s)
+                depth = early.link.depth
+                t.depth_used[depth] = t.depth_used.get(depth, 0) + 1
+                t.chained_used += depth > 0
+                wait = max(0.0, min(latency, early.ready - turn.ask))
                 t.hidden_tool_time_s += latency - wait
                 row.hidden_s += latency - wait
             else:
@@ -311,6 +451,7 @@ class Simulation:
         spec = turn.llm_s + max((wait for _, wait in turn.waits), default=0.0)
         self.totals.e2e_time_s += base
         self.totals.e2e_time_spec_s += spec
+        self._clock += spec
 
     def _row(self, tool: str) -> ToolRow:
         row = self.totals.tools.get(tool)

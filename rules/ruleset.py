@@ -83,11 +83,13 @@ class Budgets:
     min_waste_samples bind the live speculator only."""
 
     max_concurrent: int = 4  # speculative calls in flight at once
-    max_per_turn: int = 3  # calls fired at one decision point
+    max_per_turn: int = 3  # calls fired at one decision point (or from one chained result)
     # Deprecated (rule files from before `cost`): a floor under the expected-value rule.
     min_probability: float = 0.0
     max_waste_share: float = 0.5  # a tool wasting more of its early calls is backed off
     min_waste_samples: int = 10  # early calls of a tool before its waste share is judged
+    # steps past a decision point an early call may chain (patterns/chain.py); 0: no chaining
+    max_chain_depth: int = 2
 
     def backs_off(self, fired: int, wasted: int) -> bool:
         """Whether a tool with this record should stop being fired early. Judging after
@@ -389,6 +391,7 @@ class _Loader:
             "min_probability": (False, 0, 1),
             "max_waste_share": (False, 0, 1),
             "min_waste_samples": (True, 1, None),
+            "max_chain_depth": (True, 0, None),
         }
         self._unknown(b, tuple(limits), "budgets.")
         if "min_probability" in b:

@@ -243,7 +243,8 @@ async def test_codex_shaped_chains_are_predicted_and_served(
     counters = (await stats(proxy))["tools"]
     for tool in ("get_doc", "get_team"):
         name = tool if tool in counters else f"{NS}__{tool}"
-        assert counters[name]["predicted"] >= 2, counters
+        # predicted at a decision point, or chained from an early result (patterns/chain.py)
+        assert counters[name]["predicted"] + counters[name]["chained"] >= 2, counters
         assert counters[name]["used"] >= 2, counters
     # the last task's details and owner ran once each: early, then served
     last = TOPICS[-1]

@@ -329,6 +329,7 @@ async def test_predicted_call_learned_from_earlier_sessions(tmp_path: Path, monk
     counters = (await stats(proxy))["tools"]
     # after a few sessions the id flowing from search into get_item is predicted while the
     # LLM thinks, and the agent's get_item is served from it
-    assert counters["get_item"]["predicted"] >= 2
+    # predicted at a decision point, or chained from search's early result
+    assert counters["get_item"]["predicted"] + counters["get_item"]["chained"] >= 2
     assert counters["get_item"]["used"] >= 2
     assert server.calls.count(("get_item", "belts-0")) == 1

@@ -309,7 +309,8 @@ def test_every_problem_is_reported_with_its_line_and_key() -> None:
         "r.yaml:26: budgets.max_concurrent: must be at least 1, not 0",
         "r.yaml:27: budgets.min_probability: must be between 0 and 1, not 1.5",
         "r.yaml:28: budgets.max_waste: unknown key (did you mean max_waste_share?); known keys "
-        "here: max_concurrent, max_per_turn, min_probability, max_waste_share, min_waste_samples",
+        "here: max_concurrent, max_per_turn, min_probability, max_waste_share, min_waste_samples, "
+        "max_chain_depth",
     ]
 
 

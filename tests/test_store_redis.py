@@ -486,10 +486,12 @@ async def test_a_pattern_learned_through_one_replica_predicts_on_the_other(
     assert got == [{"ids": ["belts-0", "belts-1", "belts-2"]}, {"id": "belts-0", "price": 7}]
     sb = (await stats(b))["tools"]["get_item"]
     # B had seen nothing itself: the id flowing from search into get_item was learned on A
-    assert sb["predicted"] >= 1 and sb["used"] == 1
+    # (predicted at the decision point, or chained from search's early result)
+    guesses = sb["predicted"] + sb["chained"]
+    assert guesses >= 1 and sb["used"] == 1
     # the agent's own get_item was served, never sent: every one that reached the server was
     # a guess (at cost 0 a later, unlikely repeat may be guessed too)
-    assert 1 <= server.calls.count(("get_item", "belts-0")) <= sb["predicted"]
+    assert 1 <= server.calls.count(("get_item", "belts-0")) <= guesses
 
 
 async def test_a_conversation_spread_over_replicas_stays_one(replicas: Replicas) -> None:

@@ -46,6 +46,7 @@ def run(
     warmup: int = 12,
     workload: str = "mixed",
     capture: Path | None = None,
+    chain_depth: int | None = None,
 ) -> int:
     """Run the demo and print the comparison (a table, or one JSON object). Exit status."""
     missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
@@ -69,7 +70,17 @@ def run(
         summary = asyncio.run(
             _bounded(
                 timeout_s,
-                _demo(tasks, seed, concurrency, think_s, warmup, workload, progress, capture),
+                _demo(
+                    tasks,
+                    seed,
+                    concurrency,
+                    think_s,
+                    warmup,
+                    workload,
+                    progress,
+                    capture,
+                    chain_depth,
+                ),
             )
         )
     except DemoError as exc:
@@ -141,6 +152,7 @@ async def _demo(
     workload: str,
     progress: Callable[[str], None],
     capture: Path | None = None,
+    chain_depth: int | None = None,
 ) -> dict[str, Any]:
     # Imported here so that a missing extra is reported above, not as a traceback.
     from prefire.proxy.demo.llm_server import GAVE_UP, ScriptedLLM, make_tasks
@@ -163,7 +175,7 @@ async def _demo(
             serve_mcp(build_mcp(world)) as mcp_url,
         ):
             rules = tmp / "rules.yaml"
-            rules.write_text(rules_yaml(rest_url))
+            rules.write_text(rules_yaml(rest_url, chain_depth))
             task_file = tmp / "tasks.json"
             task_file.write_text(json.dumps(make_tasks(n, seed, sorted(world.users), workload)))
             agent_args = [
@@ -239,6 +251,8 @@ async def _demo(
         "gave_up": sum(t["answer"].startswith(GAVE_UP) for t in both),
         "fired": totals["fired"] if totals else None,
         "promotions": totals["promotions"] if totals else None,
+        "chained": totals.get("chained") if totals else None,
+        "chained_used": totals.get("chained_used") if totals else None,
         "saved_s": totals["saved_s"] if totals else None,
         "stats_error": stats_error,
         "upstream_calls": {
@@ -255,10 +269,11 @@ async def _demo(
     }
 
 
-def rules_yaml(rest_url: str) -> str:
+def rules_yaml(rest_url: str, chain_depth: int | None = None) -> str:
     """Reads may run early; writes never, and they drop the cached reads they change. The
     REST reads come with a declared binding, so prefire can call them from the first task
-    on rather than after learning their URLs from traffic."""
+    on rather than after learning their URLs from traffic. `chain_depth`: the budget
+    max_chain_depth (None: the default)."""
     from prefire.proxy.demo.tools import INVALIDATES, READ_TOOLS, REST_TOOLS, WRITE_TOOLS
 
     rest = {t.name: t for t in REST_TOOLS}
@@ -273,6 +288,8 @@ def rules_yaml(rest_url: str) -> str:
         lines += [f"  - match: {{tool: {name}}}", "    prefire: false"]
         if INVALIDATES[name]:
             lines.append(f"    invalidates: {json.dumps(list(INVALIDATES[name]))}")
+    if chain_depth is not None:
+        lines += ["budgets:", f"  max_chain_depth: {chain_depth}"]
     return "\n".join(lines) + "\n"
 
 
