@@ -161,16 +161,33 @@ class DataFlowLLM:
         )
 
 
+def _as_sent(_tool: str, text: str) -> str:
+    return text
+
+
 async def agent_loop(
-    llm_base: str, mcp_url: str, question: str, *, api_key: str, mcp_token: str
+    llm_base: str,
+    mcp_url: str,
+    question: str,
+    *,
+    api_key: str,
+    mcp_token: str,
+    mcp_http: httpx.AsyncClient | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    shown: Callable[[str, str], str] = _as_sent,
+    turns: int = 5,
 ) -> list[Any]:
-    """Run the LLM's calls on the MCP server until it answers; returns the results."""
+    """Run the LLM's calls on the MCP server until it answers (at most `turns` turns),
+    showing it each result as `shown(tool, text)`; returns the results' texts as the server
+    sent them."""
     results: list[Any] = []
-    async with mcp_session(mcp_url, mcp_token) as session:
+    async with mcp_session(mcp_url, mcp_token, mcp_http) as session:
         tools = await session.list_tools()
-        client = openai.AsyncOpenAI(base_url=llm_base + "/v1", api_key=api_key)
+        client = openai.AsyncOpenAI(
+            base_url=llm_base + "/v1", api_key=api_key, http_client=http_client
+        )
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
-        for _ in range(5):
+        for _ in range(turns):
             resp = await client.chat.completions.create(
                 model="m", messages=messages, tools=[function_tool(t.name) for t in tools.tools]
             )
@@ -182,6 +199,7 @@ async def agent_loop(
                 out = await session.call_tool(tc.function.name, json.loads(tc.function.arguments))
                 text = "\n".join(c.text for c in out.content if c.type == "text")
                 results.append(text)
-                messages.append({"role": "tool", "tool_call_id": tc.id, "content": text})
+                content = shown(tc.function.name, text)
+                messages.append({"role": "tool", "tool_call_id": tc.id, "content": content})
         await client.close()
     return results

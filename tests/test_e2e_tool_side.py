@@ -13,16 +13,14 @@ from typing import Any
 
 import httpcore
 import httpx
-import openai
 import pytest
 from aiohttp import web
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
-from tests.agent_script import function_tool
 from tests.conftest import RunningProxy, point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
-from tests.spec_fixtures import mcp_session
+from tests.spec_fixtures import agent_loop
 from tests.test_e2e_speculation import stats
 from tests.upstreams import serve
 
@@ -125,34 +123,17 @@ async def prose_agent(
 ) -> list[str]:
     """Runs the model's calls on the MCP server, shows it their results as prose; returns
     the results' texts as the server sent them."""
-    results: list[str] = []
-    async with mcp_session(mcp_url, mcp_token, mcp_http) as session:
-        tools = await session.list_tools()
-        client = openai.AsyncOpenAI(
-            base_url=llm_base + "/v1", api_key=api_key, http_client=http_client
-        )
-        messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
-        for _ in range(4):
-            resp = await client.chat.completions.create(
-                model="m", messages=messages, tools=[function_tool(t.name) for t in tools.tools]
-            )
-            msg = resp.choices[0].message
-            if not msg.tool_calls:
-                break
-            messages.append(msg.model_dump(exclude_none=True))
-            for tc in msg.tool_calls:
-                out = await session.call_tool(tc.function.name, json.loads(tc.function.arguments))
-                text = "\n".join(c.text for c in out.content if c.type == "text")
-                results.append(text)
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": tc.id,
-                        "content": prose(tc.function.name, text),
-                    }
-                )
-        await client.close()
-    return results
+    return await agent_loop(
+        llm_base,
+        mcp_url,
+        question,
+        api_key=api_key,
+        mcp_token=mcp_token,
+        mcp_http=mcp_http,
+        http_client=http_client,
+        shown=prose,
+        turns=4,
+    )
 
 
 async def proxy_for_shop(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> RunningProxy:
