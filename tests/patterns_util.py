@@ -15,6 +15,7 @@ from prefire.patterns.events import (
     ToolSpec,
     UserMessage,
 )
+from prefire.patterns.model import Candidate, PatternModel
 
 _ids = itertools.count()
 
@@ -49,3 +50,17 @@ class Script:
             self.events.append(ToolResult(session=self.key, t=self.t, call_id=cid, content=result))
         self.events.append(LLMRequest(session=self.key, t=self.t, api="test"))
         return self
+
+
+def feed(model: PatternModel, script: Script, predict_at: int | None = None) -> list[Candidate]:
+    """Feed a session; return the predictions made at decision point `predict_at` (0-based)."""
+    got: list[Candidate] = []
+    dp = -1
+    for e in script.events:
+        model.observe(e)
+        if isinstance(e, LLMRequest):
+            dp += 1
+            if dp == predict_at:
+                got = model.predict(e.session)
+    model.end_session(script.key)
+    return got

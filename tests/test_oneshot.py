@@ -7,26 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefire.patterns.dataflow import ArgHypotheses, discover
-from prefire.patterns.events import LLMRequest
 from prefire.patterns.memory import SessionMemory
 from prefire.patterns.model import Candidate, PatternModel
 from prefire.patterns.oneshot import OneShot, kind
-from tests.patterns_util import Script
+from tests.patterns_util import Script, feed
 
 TOOLS = ["lookup_order", "get_item", "refund"]
-
-
-def feed(model: PatternModel, script: Script, predict_at: int | None = None) -> list[Candidate]:
-    got: list[Candidate] = []
-    dp = -1
-    for e in script.events:
-        model.observe(e)
-        if isinstance(e, LLMRequest):
-            dp += 1
-            if dp == predict_at:
-                got = model.predict(e.session)
-    model.end_session(script.key)
-    return got
 
 
 def order_session(sid: str, order: str, item: str, scope: str = "s") -> Script:

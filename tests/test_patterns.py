@@ -4,25 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefire.patterns.events import LLMRequest
 from prefire.patterns.model import Candidate, PatternModel
-from tests.patterns_util import Script
+from tests.patterns_util import Script, feed
 
 TOOLS = ["search", "details", "weather", "book"]
-
-
-def feed(model: PatternModel, script: Script, *, predict_at: int | None = None) -> list[Candidate]:
-    """Feed a session; return the predictions made at decision point `predict_at` (0-based)."""
-    got: list[Candidate] = []
-    dp = -1
-    for e in script.events:
-        model.observe(e)
-        if isinstance(e, LLMRequest):
-            dp += 1
-            if dp == predict_at:
-                got = model.predict(e.session)
-    model.end_session(script.key)
-    return got
 
 
 def flight_session(i: int, city: str, ids: list[str], *, pick: int = 0) -> Script:
