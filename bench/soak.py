@@ -121,7 +121,13 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         learner = Learner(Path(tmp))
         listeners: list[Any] = [learner]
-        observer = Observer(lambda e: [f(e) for f in listeners])
+        observer = Observer()
+
+        def feed(events: list[Any]) -> None:
+            for event in events:
+                for listener in listeners:
+                    listener(event)
+
         speculator = Speculator(learner.model, RulesWatcher(None), observer, Accounting())
         listeners.append(speculator)
         synth = Synth(args.seed, args.tenants, args.apps)
@@ -137,8 +143,10 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
                 url = "https://api.example.com/v1/chat/completions"
                 client = f"10.0.{n % 50}.1"
                 path = "/v1/chat/completions"
-                observer.request(str(xid), "POST", url, path, headers.items(), body, t, client)
-                observer.response(str(xid), 200, "application/json", response, t + 0.5)
+                feed(
+                    observer.request(str(xid), "POST", url, path, headers.items(), body, t, client)
+                )
+                feed(observer.response(str(xid), 200, "application/json", response, t + 0.5))
             if (n + 1) % args.every == 0 or n + 1 == args.sessions:
                 gc.collect()
                 rss, peak = rss_mb()
