@@ -31,8 +31,12 @@ from typing import Any
 
 import orjson
 
-WORDS = [f"w{n:04d}" for n in range(3000)]
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+# the bench helpers are imported by name, also when a test loads this file by its path
+sys.path.insert(0, BENCH_DIR)
+import fake_wire  # noqa: E402
+
+WORDS = [f"w{n:04d}" for n in range(3000)]
 
 
 def rss_mb(pid: int | str = "self") -> tuple[float, float]:
@@ -97,14 +101,7 @@ class Synth:
 
 
 def completion(message: dict[str, Any], finish: str) -> bytes:
-    return orjson.dumps(
-        {
-            "id": "chatcmpl-x",
-            "object": "chat.completion",
-            "model": "m",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        }
-    )
+    return orjson.dumps(fake_wire.completion(message, finish))
 
 
 # -- in-process ------------------------------------------------------------------------------
@@ -174,10 +171,8 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
 
 async def live(args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
-    from aiohttp import web
-
-    sys.path.insert(0, BENCH_DIR)
     import proxy_overhead as po
+    from aiohttp import web
 
     synth = Synth(args.seed, args.tenants, args.apps)
     answers: dict[str, bytes] = {}
