@@ -19,6 +19,7 @@ from prefire.replay.report import _rules_eligible
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession, read
 from prefire.rules.files import read_rules
+from tests import openai_wire
 from tests.conftest import point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import agent_loop
@@ -99,20 +100,8 @@ class ChainLLM:
                 }
                 for i, (name, args) in enumerate(calls)
             ]
-        choice = {
-            "index": 0,
-            "message": message,
-            "finish_reason": "tool_calls" if calls else "stop",
-        }
-        return web.json_response(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "m",
-                "choices": [choice],
-            }
-        )
+        finish = "tool_calls" if calls else "stop"
+        return web.json_response(openai_wire.completion(message, finish))
 
 
 CITIES = ["Lyon", "Porto", "Graz", "Turin", "Ghent", "Bergen"]
