@@ -1,5 +1,6 @@
-"""No function in the shipped packages (patterns, rules, wire, replay, cli) is longer than
-MAX_LINES, so each says one thing. Read from the source with ast, like the import floors.
+"""No function in the shipped packages (patterns, rules, wire, replay, cli), nor in the
+benchmarks, is longer than MAX_LINES, so each says one thing. Read from the source with
+ast, like the import floors.
 
 Argument-parser tables are exempt by name (PARSER_TABLES): a long list of add_argument
 calls is a table, not logic. LONG_FUNCTIONS lists the functions still over the limit, to
@@ -12,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("patterns", "rules", "wire", "replay", "cli")
+PACKAGES = ("patterns", "rules", "wire", "replay", "cli", "bench")
 MAX_LINES = 60
 # "path:function" of argument-parser tables
 PARSER_TABLES = {"cli/main.py:build_parser"}
