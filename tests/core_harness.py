@@ -229,6 +229,12 @@ class Core:
         await self.mcp("tools/list", {}, session=sid, token=token)
         return sid
 
+    async def close_session(self, session: str, token: str = "tok") -> None:
+        """The agent ends its MCP session (DELETE)."""
+        headers = {"authorization": f"Bearer {token}", "mcp-session-id": session}
+        request = http.Request.make("DELETE", MCP_URL, b"", headers)
+        await self.flow(request, self._server)
+
     async def call(
         self, tool: str, args: dict[str, Any], session: str, token: str = "tok"
     ) -> http.HTTPFlow:
@@ -244,7 +250,7 @@ class Core:
         request = http.Request.make("POST", LLM_URL, json.dumps(body).encode(), headers)
         message: dict[str, Any] = {"role": "assistant", "content": None if calls else "done"}
         if calls:
-            message["tool_calls"] = _calls(calls)
+            message["tool_calls"] = tool_calls(calls)
         answer = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -273,7 +279,7 @@ class Core:
             await self.llm(messages, calls)
             if not calls:
                 return got
-            messages.append({"role": "assistant", "content": None, "tool_calls": _calls(calls)})
+            messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls(calls)})
             for cid, name, args in calls:
                 flow = await self.call(name, args, session)
                 got.append(tool_value(flow))
@@ -288,7 +294,7 @@ class Core:
             await asyncio.sleep(0)
 
 
-def _calls(calls: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def tool_calls(calls: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     return [
         {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
         for cid, name, args in calls

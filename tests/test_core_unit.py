@@ -12,7 +12,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from tests.core_harness import Core, FakeMcp, core, tool_value
+from tests.core_harness import Core, FakeMcp, core, tool_calls, tool_value
 
 
 def weather(args: dict[str, Any]) -> dict[str, Any]:
@@ -207,3 +207,150 @@ async def test_a_call_predicted_from_earlier_tasks_is_fired_while_the_llm_thinks
         last = {"search": {"q": "scarves"}, "get_item": {"id": "scarves-0"}}
         assert [(k.tool, k.args) for k in c.server.agents_calls() if k.args in last.values()] == []
         assert {k.tool for k in c.server.early_calls() if last.get(k.tool) == k.args} == set(last)
+
+
+# -- chained calls (patterns/chain.py) ------------------------------------------------------
+
+CHAIN_RULES = """
+rules:
+  - match: {tool: [search, details, forecast]}
+    prefire: true
+    cost: 0
+"""
+
+
+def places() -> FakeMcp:
+    def search(a: dict[str, Any]) -> dict[str, Any]:
+        q = a["q"]
+        return {"places": [{"id": f"{q[:3].lower()}{len(q)}-{k}"} for k in range(2)]}
+
+    def details(a: dict[str, Any]) -> dict[str, Any]:
+        k = int(a["id"].rsplit("-", 1)[1])
+        return {"id": a["id"], "lat": 40 + len(a["id"]) + k, "lon": 3 + 2 * k}
+
+    def forecast(a: dict[str, Any]) -> dict[str, Any]:
+        return {"sky": "sun" if (a["lat"] + a["lon"]) % 2 else "rain"}
+
+    return FakeMcp(tools={"search": search, "details": details, "forecast": forecast})
+
+
+def tourist(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """search(q) -> details of each place -> forecast of each -> answer. q is the last
+    word; "near X" searches "X centre", which no earlier task did."""
+    results = [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
+    if not results:
+        words = messages[0]["content"].split()
+        return [("search", {"q": f"{words[-1]} centre" if words[-2] == "near" else words[-1]})]
+    if "places" in results[-1]:
+        return [("details", {"id": p["id"]}) for p in results[-1]["places"]]
+    if "lat" in results[-1]:
+        return [("forecast", {"lat": p["lat"], "lon": p["lon"]}) for p in results if "lat" in p]
+    return []
+
+
+def direct(server: FakeMcp, question: str, think: Any) -> list[Any]:
+    """What the agent's tools give it with no proxy at all."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+    got: list[Any] = []
+    while calls := think(messages):
+        for name, args in calls:
+            got.append(server.tools[name](args))
+            messages.append({"role": "tool", "content": json.dumps(got[-1])})
+    return got
+
+
+CITIES = ["Lyon", "Porto", "Graz", "Turin", "Ghent"]
+
+
+async def test_a_chain_serves_every_call_of_a_task_early(tmp_path: Path) -> None:
+    async with core(tmp_path, places(), rules=CHAIN_RULES) as c:
+        sid = await c.open_session()
+        for city in CITIES:
+            await c.task(f"weather at the cafes in {city}", tourist, sid)
+        before = len(c.server.agents_calls())
+        got = await c.task("weather at the cafes in Bergen", tourist, sid)
+        assert got == direct(places(), "weather at the cafes in Bergen", tourist)
+        assert len(got) == 5 and c.server.agents_calls()[before:] == []  # all served early
+        # the details of both places were chained from search's early result
+        assert c.counters("details").chained_used >= 2
+
+
+async def test_children_of_a_parent_never_called_are_dropped_and_counted_wasted(
+    tmp_path: Path,
+) -> None:
+    async with core(tmp_path, places(), rules=CHAIN_RULES) as c:
+        sid = await c.open_session()
+        for city in CITIES:
+            await c.task(f"weather at the cafes in {city}", tourist, sid)
+        details = c.counters("details")
+        wasted = details.wasted
+        got = await c.task("weather near Bergen", tourist, sid)
+        # prefire searched "Bergen" and chained the details of what it found; the agent
+        # searched "Bergen centre": those details are never served, and counted wasted
+        early = [k for k in c.server.early_calls() if k.tool == "details"]
+        orphans = [k.args["id"] for k in early if k.args["id"].startswith("ber6-")]
+        assert ("search", {"q": "Bergen"}) in [(k.tool, k.args) for k in c.server.early_calls()]
+        assert sorted(orphans) == ["ber6-0", "ber6-1"]
+        assert details.wasted - wasted >= len(orphans)
+        assert got == direct(places(), "weather near Bergen", tourist)  # as without prefire
+
+
+# -- whose MCP session an early call rides on ------------------------------------------------
+
+SESSION_AGENT = """
+rules:
+  - match: {tool: "get_*"}
+    prefire: true
+    session: agent
+"""
+
+
+async def test_session_agent_rides_only_the_conversations_own_open_session(
+    tmp_path: Path,
+) -> None:
+    async with core(tmp_path, server(), rules=SESSION_AGENT) as c:
+        sid = await c.open_session()
+        messages = [{"role": "user", "content": "weather?"}]
+        await c.llm(messages, [("c1", "get_weather", {"city": "Oslo"})])
+        await c.settle()
+        # the join has not seen this conversation's session yet: nothing rides on a guess
+        assert c.server.early_calls() == [] and c.skipped == {"agent_session_unknown": 1}
+        flow = await c.call("get_weather", {"city": "Oslo"}, sid)  # joins it to sid
+        messages += [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": tool_calls([("c1", "get_weather", {"city": "Oslo"})]),
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": json.dumps(value(flow))},
+        ]
+        await c.llm(messages, [("c2", "get_weather", {"city": "Rome"})])
+        await c.settle()
+        (early,) = c.server.early_calls()
+        assert (early.args, early.session) == ({"city": "Rome"}, sid)
+        await c.close_session(sid)
+        await c.llm(messages, [("c3", "get_weather", {"city": "Lima"})])
+        await c.settle()
+        assert len(c.server.early_calls()) == 1  # the session is closed: nothing rides on it
+        assert c.skipped == {"agent_session_unknown": 2}
+
+
+BACK_OFF = """
+rules:
+  - match: {tool: "get_*"}
+    prefire: true
+budgets:
+  min_waste_samples: 2
+  max_waste_share: 0.5
+"""
+
+
+async def test_a_tool_whose_early_calls_keep_failing_is_backed_off(tmp_path: Path) -> None:
+    async with core(tmp_path, server(fail=500), rules=BACK_OFF) as c:
+        await c.open_session()
+        for n, city in enumerate(["A", "B", "C"]):
+            await ask(c, (f"c{n}", "get_weather", {"city": city}))
+            await c.settle()
+        assert [k.args["city"] for k in c.server.early_calls()] == ["A", "B"]
+        w = c.counters("get_weather")
+        assert (w.fired, w.failed) == (2, 2) and c.skipped == {"backed_off": 1}
