@@ -55,7 +55,7 @@ class ProxyConfig:
     # early calls; None: where the request says. Live playback sets them.
     connect_to: ConnectTo | None = None
     speculative_connect_to: ConnectTo | None = None
-    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store.py
+    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store/
     store_url: str | None = None
     store_prefix: str = "prefire"
     store_wait_s: float = 5.0
