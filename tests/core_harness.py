@@ -98,12 +98,14 @@ class FakeMcp:
     """A streamable-HTTP MCP server in memory: sessions, tools/list, tools/call.
 
     `tools`: name -> (arguments -> result value); `gate`: tools/call waits for it;
-    `fail`: tools/call answers with this HTTP status instead."""
+    `fail`: tools/call answers with this HTTP status instead; `tool_error`: the tool
+    raises (a JSON-RPC result with isError)."""
 
     tools: dict[str, Callable[[dict[str, Any]], Any]]
     read_only: set[str] = field(default_factory=set)
     gate: asyncio.Event | None = None
     fail: int = 0
+    tool_error: bool = False
     calls: list[ToolCall] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -129,6 +131,9 @@ class FakeMcp:
             await self.gate.wait()
         if self.fail:
             return _result(self.fail, b'{"error": "down"}', {})
+        if self.tool_error:
+            content = [{"type": "text", "text": "upstream hiccup"}]
+            return _result(200, _rpc(rpc, {"content": content, "isError": True}), {})
         value = self.tools[params["name"]](params["arguments"])
         content = [{"type": "text", "text": json.dumps(value)}]
         echo = {"mcp-session-id": session} if session else {}  # as servers answer in a session

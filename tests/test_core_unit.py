@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mitmproxy import http
 
 from tests.core_harness import Core, FakeMcp, core, tool_calls, tool_value
@@ -92,8 +93,9 @@ async def test_rules_refuse_a_write(tmp_path: Path) -> None:
         assert c.server.early_calls() == []
         assert c.skipped == {"rule_denied": 1}
         flow = await c.call("book_trip", {"id": "x"}, sid)
-        assert "prefire.served" not in flow.metadata
-        assert [k.tool for k in c.server.agents_calls()] == ["book_trip"]
+        assert "prefire.served" not in flow.metadata and value(flow) == {"booked": True}
+        assert [k.tool for k in c.server.calls] == ["book_trip"]  # only the agent's own call
+        assert "book_trip" not in c.speculator.accounting.tools
 
 
 async def test_a_write_drops_the_reads_it_may_change(tmp_path: Path) -> None:
@@ -104,23 +106,28 @@ async def test_a_write_drops_the_reads_it_may_change(tmp_path: Path) -> None:
         await c.call("book_trip", {"id": "x"}, sid)  # invalidates get_*
         flow = await c.call("get_weather", {"city": "Oslo"}, sid)
         assert "prefire.served" not in flow.metadata  # fetched before the write: stale
+        ran = [(k.tool, k.args) for k in c.server.calls]
+        read = ("get_weather", {"city": "Oslo"})
+        assert ran == [read, ("book_trip", {"id": "x"}), read]
         w = c.counters("get_weather")
         assert (w.fired, w.used, w.wasted) == (1, 0, 1)
 
 
+@pytest.mark.parametrize("failure", [{"fail": 500}, {"tool_error": True}])
 async def test_a_failed_early_call_is_counted_failed_and_the_agent_goes_upstream(
-    tmp_path: Path,
+    tmp_path: Path, failure: dict[str, Any]
 ) -> None:
-    async with core(tmp_path, server(fail=500)) as c:
+    async with core(tmp_path, server(**failure)) as c:
         sid = await c.open_session()
         await ask(c, ("call_1", "get_weather", {"city": "Oslo"}))
         await c.settle()
-        c.server.fail = 0  # the agent's own call succeeds
+        c.server.fail, c.server.tool_error = 0, False  # the agent's own call succeeds
         flow = await c.call("get_weather", {"city": "Oslo"}, sid)
-        assert "prefire.served" not in flow.metadata
+        assert "prefire.served" not in flow.metadata  # errors are never served
         assert value(flow) == {"city": "Oslo", "temp_c": 21}
+        assert len(c.server.calls) == 2  # the early call, then the agent's own
         w = c.counters("get_weather")
-        assert (w.fired, w.used, w.failed) == (1, 0, 1)
+        assert (w.fired, w.used, w.failed, w.wasted) == (1, 0, 1, 0)
 
 
 async def test_other_credentials_never_get_the_result(tmp_path: Path) -> None:
@@ -131,7 +138,10 @@ async def test_other_credentials_never_get_the_result(tmp_path: Path) -> None:
         other = await c.open_session(token="someone-else")
         flow = await c.call("get_weather", {"city": "Oslo"}, other, token="someone-else")
         assert "prefire.served" not in flow.metadata
-        assert len(c.server.agents_calls()) == 1
+        assert len(c.server.early_calls()) == len(c.server.agents_calls()) == 1
+        await c.speculator.close()  # the first tenant's result was never used
+        w = c.counters("get_weather")
+        assert (w.fired, w.used, w.wasted) == (1, 0, 1)
 
 
 async def test_an_expired_result_is_not_served_and_counted_expired(tmp_path: Path) -> None:
@@ -142,8 +152,9 @@ async def test_an_expired_result_is_not_served_and_counted_expired(tmp_path: Pat
         c.clock.now += 31  # the rule's ttl is 30 s
         flow = await c.call("get_weather", {"city": "Oslo"}, sid)
         assert "prefire.served" not in flow.metadata
+        assert len(c.server.calls) == 2
         w = c.counters("get_weather")
-        assert (w.fired, w.used, w.expired) == (1, 0, 1)
+        assert (w.fired, w.used, w.expired, w.wasted) == (1, 0, 1, 0)
 
 
 async def test_the_concurrency_budget_holds_guesses_not_eager_calls(tmp_path: Path) -> None:
