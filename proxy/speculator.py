@@ -1,6 +1,6 @@
 """Decides what to run early and fires it.
 
-Two ways to start early:
+Three ways to start early:
 - eager: an LLM response has just finished emitting a tool call (the stream is
   still running); the call is certain, so it starts now;
 - predicted: a request carrying tool results or a user message went to the LLM;
@@ -11,7 +11,8 @@ Nothing starts unless a rule allows the tool and the proxy knows exactly how the
 agent reaches it (a binding: proxy/bindings.py, proxy/mcpclient.py); whatever stops a
 call is logged as speculate.skipped with its reason and counted.
 
-The parts it drives: the caller makes the calls (proxy/caller.py, over a transport), the
+The parts it drives: the planner turns a wanted call into one it can make, or says why
+not (proxy/planner.py); the caller makes the calls (proxy/caller.py, over a transport), the
 result cache holds them (proxy/cache.py), the responder answers the agent from them
 (proxy/responder.py), the store shares them with other replicas (proxy/store/: a call
 is claimed there before it is made, and one this replica has no binding for is relayed
@@ -22,10 +23,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from lru import LRU
@@ -37,35 +36,19 @@ from prefire.patterns.model import Candidate, PatternModel, call_key
 from prefire.patterns.policy import fire_by_value
 from prefire.proxy.accounting import Accounting, Ended, Fact, Fired, Skipped
 from prefire.proxy.bindings import Bindings, NoTarget, Target
-from prefire.proxy.cache import CacheKey, Clock, Entry, Fetch, Result, ResultCache
+from prefire.proxy.cache import Clock, Entry, Fetch, Result, ResultCache
 from prefire.proxy.caller import Caller
 from prefire.proxy.calljoin import Ambiguous, CallJoin, Joined, ModelCall
+from prefire.proxy.planner import Plan, Planner, Skip
 from prefire.proxy.responder import Responder
 from prefire.proxy.rest import RestLearner
 from prefire.proxy.store import Store
 from prefire.proxy.transport import AiohttpTransport, ConnectTo, Transport
-from prefire.rules import rest
 from prefire.rules.files import RulesWatcher
-from prefire.rules.rest import RestRequest
-from prefire.rules.ruleset import Rule
 from prefire.wire.observer import Observer
 from prefire.wire.providers import mcp
-from prefire.wire.sessions import tool_scope_of
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How an allowed call is made: its cache key, the name it is counted and served
-    under (the server's, for MCP), its tags (scope, server) and the call itself."""
-
-    key: CacheKey
-    name: str
-    tags: tuple[str, str]
-    rule: Rule
-    call: Fetch
-    is_mcp: bool
 
 
 class Speculator:
@@ -92,22 +75,23 @@ class Speculator:
         self.cache = ResultCache(on_end=self._ended, clock=clock)
         self.caller = Caller(transport or AiohttpTransport(verify_tls, connect_to, clock), clock)
         self.store = store or Store()
+        self.planner = Planner(rules, self.bindings, self.rest, self.caller)
         # pairs each model-side tool call with the tools/call that runs it
         self.join = CallJoin()
         self._chains: LRU = LRU(10_000)  # session -> Chain of its early calls
         self.on_join: list[Callable[[Joined], None]] = [self.bindings.learn]
         self.responder = Responder(
-            self.bindings,
-            self.rest,
-            self.join,
-            self._joined,
-            self.cache,
-            self.store,
-            rules,
-            self.caller.usual,
-            self.note,
-            enabled,
-            clock,
+            bindings=self.bindings,
+            rest=self.rest,
+            join=self.join,
+            joined=self._joined,
+            cache=self.cache,
+            store=self.store,
+            rules=rules,
+            usual=self.caller.usual,
+            note=self.note,
+            enabled=enabled,
+            clock=clock,
         )
 
     @property
@@ -318,17 +302,11 @@ class Speculator:
     ) -> bool:
         """Fire a call for `session` (None: asked for by another replica); `tool` is the
         name the model calls it by. Whatever stops it is logged and counted."""
-        target = self.bindings.resolve(client, tool)
-        if isinstance(target, Target):
-            plan = self._plan_mcp(target, tool, args, kind, session)
-        elif (planned := self._plan_rest(client, tool, args)) is not None:
-            plan = self._plan_http(*planned, tool, kind, session)
-        elif relay and self._relay(client, tool, args, kind, session):
-            return True
-        else:
-            return self._skip(target.reason, tool, kind, session, **target.detail)
-        if plan is None:
-            return False
+        plan = self.planner.plan(client, tool, args, session)
+        if isinstance(plan, Skip):
+            if plan.relayable and relay and self._relay(client, tool, args, kind, session):
+                return True
+            return self._skip(plan.reason, tool, kind, session, **plan.detail)
         budgets = self.rules.current.budgets
         counters = self.accounting.tool(plan.name)
         if budgets.backs_off(counters.fired, counters.unused):
@@ -340,86 +318,6 @@ class Speculator:
         if kind != "eager" and self._in_flight >= budgets.max_concurrent:
             return self._skip("budget", tool, kind, session, in_flight=self._in_flight)
         return self._start(plan, tool, args, kind, session)
-
-    def _plan_mcp(
-        self,
-        target: Target,
-        tool: str,
-        args: dict[str, Any],
-        kind: str,
-        session: SessionKey | None,
-    ) -> Plan | None:
-        """The plan of an MCP call, if a rule allows it (None: skipped, said why)."""
-        server, name = target.server, target.tool
-        decision = self.rules.current.decide(
-            (tool, name), server=server.url, annotations=server.annotations.get(name)
-        )
-        if not decision.allowed or decision.rule is None:
-            self._skip("rule_denied", tool, kind, session, why=decision.reason)
-            return None
-        agent_session = None
-        if decision.rule.session == "agent" and not server.sessionless:
-            # the conversation's own session, if the join has seen it and it is open
-            if session is not None:
-                agent_session = self.bindings.agent_session(session, server)
-            if agent_session is None:
-                self._skip("agent_session_unknown", tool, kind, session, server=server.url)
-                return None
-        binding = f"{server.id}|{server.protocol}"
-        if agent_session is not None:
-            binding += "|" + agent_session
-        return Plan(
-            CacheKey.mcp(server.scope, binding, name, args),
-            name,
-            (server.scope, server.url),
-            decision.rule,
-            partial(self.caller.call_mcp, server, name, args, agent_session),
-            is_mcp=True,
-        )
-
-    def _plan_http(
-        self,
-        request: RestRequest,
-        headers: dict[str, str],
-        scope: str,
-        tool: str,
-        kind: str,
-        session: SessionKey | None,
-    ) -> Plan | None:
-        """The plan of a REST call, if a rule allows it (None: skipped, said why)."""
-        decision = self.rules.current.decide(
-            tool, method=request.method, host=urlsplit(request.url).hostname
-        )
-        if not decision.allowed or decision.rule is None:
-            self._skip("rule_denied", tool, kind, session, why=decision.reason)
-            return None
-        return Plan(
-            CacheKey.rest(scope, request.method, request.url, request.body),
-            tool,
-            (scope, rest.origin(request.url)),
-            decision.rule,
-            partial(self.caller.call_rest, request, headers, tool),
-            is_mcp=False,
-        )
-
-    def _plan_rest(
-        self, client: str, tool: str, args: dict[str, Any]
-    ) -> tuple[RestRequest, dict[str, str], str] | None:
-        """The request a REST tool call becomes, the headers to send and its scope: from a
-        binding declared in the rules, or one learned from this client's traffic."""
-        declared = self.rules.current.decide(tool).rule
-        template = declared.rest if declared is not None and declared.rest is not None else None
-        template = template or self.rest.binding(client, tool)
-        if template is None:
-            return None
-        try:
-            request = template.render(args)
-        except KeyError:
-            return None
-        headers = self.rest.headers_for(client, request.url)
-        if headers is None:
-            return None  # this client sent that host more than one set of credentials
-        return request, headers, tool_scope_of(headers, request.url)
 
     def _start(
         self, plan: Plan, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None
