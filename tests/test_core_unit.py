@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
+from prefire.proxy.cache import Result
+from prefire.proxy.store import Store
 from tests.core_harness import Core, FakeMcp, core, tool_calls, tool_value
 
 
@@ -365,3 +367,65 @@ async def test_a_tool_whose_early_calls_keep_failing_is_backed_off(tmp_path: Pat
         assert [k.args["city"] for k in c.server.early_calls()] == ["A", "B"]
         w = c.counters("get_weather")
         assert (w.fired, w.failed) == (2, 2) and c.skipped == {"backed_off": 1}
+
+
+# -- with a shared store (the Lua protocol itself: tests/test_store_redis.py) --------------
+
+
+class OneOtherReplica(Store):
+    """A shared store as seen from this replica: `claims` answers its claims (False:
+    another replica has the call in flight or ready), and it records what is shared."""
+
+    shared = True
+
+    def __init__(self, claims: bool) -> None:
+        super().__init__("here")
+        self.claims = claims
+        self.settled: list[tuple[str, bytes | None]] = []
+        self.consumed: list[str] = []
+
+    async def claim(
+        self, h: str, scope: str, tool: str, tag: str, reuse: int, ttl_s: float
+    ) -> bool | None:
+        return self.claims
+
+    def settle(self, h: str, result: Result | None, tool: str = "", kind: str = "") -> None:
+        self.settled.append((h, None if result is None else result.body))
+
+    async def consume(self, h: str) -> bool | None:
+        self.consumed.append(h)
+        return False  # served by the other replica already
+
+
+async def test_a_call_another_replica_makes_is_never_made_nor_counted_here(
+    tmp_path: Path,
+) -> None:
+    store = OneOtherReplica(claims=False)
+    async with core(tmp_path, server(), store=store) as c:
+        await c.open_session()
+        await ask(c, ("call_1", "get_weather", {"city": "Oslo"}))
+        await c.settle()
+        assert c.server.early_calls() == [] and store.settled == []
+        await c.speculator.close()
+        w = c.counters("get_weather")
+        assert (w.fired, w.eager, w.wasted) == (0, 0, 0)
+
+
+async def test_a_claimed_call_is_shared_and_its_serves_are_counted_in_the_store(
+    tmp_path: Path,
+) -> None:
+    store = OneOtherReplica(claims=True)
+    async with core(tmp_path, server(), store=store) as c:
+        sid = await c.open_session()
+        await ask(c, ("call_1", "get_weather", {"city": "Oslo"}))
+        await c.settle()
+        ((name, body),) = store.settled  # the result went to the store
+        assert body is not None and b"Oslo" in body
+        # the other replica served it already: this one does not serve it again
+        flow = await c.call("get_weather", {"city": "Oslo"}, sid)
+        assert "prefire.served" not in flow.metadata and store.consumed == [name]
+        # told that it was used there, this replica counts it neither used nor wasted
+        c.speculator.used_elsewhere(name)
+        await c.speculator.close()
+        w = c.counters("get_weather")
+        assert (w.fired, w.used, w.wasted) == (1, 0, 0)
