@@ -713,3 +713,42 @@ def test_codec_shape() -> None:
     assert CODEC.api == "anthropic"
     decoder = CODEC.stream_decoder(ParsedRequest(api="anthropic"))
     assert decoder.feed(b"") == [] and decoder.close() == []
+
+
+def test_message_thread_continue_joins_the_conversation_of_its_reply() -> None:
+    """The beta message threads (anthropic 2.x's tool runner uses them): a request that
+    continues a thread sends only its new messages, no system prompt and no tools; it
+    belongs to the conversation of the reply it names, and to no other."""
+    first = {
+        "model": "m",
+        "max_tokens": 9,
+        "thread": {"type": "create"},
+        "system": "Be brief.",
+        "tools": [{"name": "get_doc", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "Find the billing doc"}],
+    }
+    parsed = CODEC.parse_request(first, "/v1/messages")
+    assert parsed.previous_response_id == ""
+    sessions = Sessions()
+    session, _ = sessions.request_events("scope", parsed, 1.0)
+    sessions.response_done(session, "msg_1")
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "{}"}
+    later = {
+        "model": "m",
+        "max_tokens": 9,
+        "thread": {"type": "continue", "previous_message_id": "msg_1"},
+        "messages": [{"role": "user", "content": [result]}],
+    }
+    parsed = CODEC.parse_request(later, "/v1/messages")
+    assert parsed.previous_response_id == "msg_1"
+    assert parsed.items == (Item(TOOL_RESULT, call_id="toolu_1", content={}),)
+    assert sessions.request_events("scope", parsed, 2.0)[0] == session
+    # another scope never continues it; an unknown reply id starts a conversation of its own
+    assert sessions.request_events("other", parsed, 2.0)[0].conversation != session.conversation
+    unknown = {**later, "thread": {"type": "continue", "previous_message_id": "msg_9"}}
+    parsed = CODEC.parse_request(unknown, "/v1/messages")
+    assert sessions.request_events("scope", parsed, 3.0)[0] != session
+    # a thread that is created (or none) continues nothing
+    assert (
+        CODEC.parse_request({**later, "thread": {"type": "create"}}, "/").previous_response_id == ""
+    )

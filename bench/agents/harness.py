@@ -80,6 +80,15 @@ CLIENTS = {
             ("--stream", "--chain", "previous"),
         ),
         Client("langgraph", "mcp1", "langgraph_agent.py", "OpenAI Chat Completions"),
+        # the providers' own SDKs on mcp 2.x (setup part sdks)
+        Client("anthropic-sdk", "sdks", "anthropic_agent.py", "Anthropic Messages"),
+        Client(
+            "anthropic-sdk-streamed",
+            "sdks",
+            "anthropic_agent.py",
+            "Anthropic Messages, streamed",
+            ("--stream",),
+        ),
         # the Node clients from npm, against the FastMCP server (mcp 1.x)
         *(
             Client(name, "mcp1", "node_agent.py", api, ("--client", name, *extra), (part,))

@@ -3,10 +3,11 @@
 # bench/agents.py. Users' agents live in their own venvs with the newest SDKs, never in
 # prefire's, and so do ours: under .venv-agents/ at the repo root.
 #
-#   bash bench/agents/setup.sh [PART...]     parts: mcp2 mcp1 node (default: all)
+#   bash bench/agents/setup.sh [PART...]     parts: mcp2 mcp1 node sdks (default: all)
 #
 #   mcp2  openai-agents with what its default install brings (mcp 2.x, openai 3.x)
 #   mcp1  openai-agents on mcp 1.x, LangGraph with LangChain's MCP adapters
+#   sdks  the providers' own SDKs on mcp 2.x: anthropic 2.x, google-genai 3.x, openai 3.x
 #   node  the Node clients from npm (Claude Code cli.js, Codex) under .venv-agents/node,
 #         and the native Claude Code build under .venv-agents/claude-native
 #
@@ -88,12 +89,12 @@ node_part() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} == 0 ]] && parts=(mcp2 mcp1 node)
+[[ ${#parts[@]} == 0 ]] && parts=(mcp2 mcp1 node sdks)
 for part in "${parts[@]}"; do
   case $part in
-    mcp2 | mcp1) python_part "$part" ;;
+    mcp2 | mcp1 | sdks) python_part "$part" ;;
     node) node_part ;;
-    *) echo "agents setup: unknown part $part (parts: mcp2 mcp1 node)" >&2 ;;
+    *) echo "agents setup: unknown part $part (parts: mcp2 mcp1 node sdks)" >&2 ;;
   esac
 done
 exit 0

@@ -1,5 +1,6 @@
-"""A scripted model behind three wire formats: OpenAI Chat Completions, OpenAI Responses and
-Anthropic Messages, streaming and not. It stands in for the LLM provider of a real agent.
+"""A scripted model behind four wire formats: OpenAI Chat Completions, OpenAI Responses,
+Anthropic Messages and Gemini generateContent, streaming and not. It stands in for the LLM
+provider of a real agent.
 
 Each request is read into the same few facts whatever its format: the user's words, the
 tool-call turns so far and what each tool returned (parsed out of however the client shows
@@ -276,6 +277,38 @@ def read_anthropic(body: dict[str, Any]) -> Conversation:
     return conv
 
 
+def read_gemini(body: dict[str, Any]) -> Conversation:
+    """Gemini contents; its function calls carry no id, so a call is named by where it sits
+    (content index, part index) and a functionResponse answers by its id when it has one,
+    else the earliest unanswered call of its name, as Gemini clients pair them."""
+    conv = Conversation()
+    for tool in body.get("tools") or []:
+        decls = tool.get("functionDeclarations") or tool.get("function_declarations") or []
+        for decl in decls if isinstance(tool, dict) else []:
+            conv.offer(str(decl.get("name", "")))
+    pending: list[tuple[str, str]] = []  # (call id, name) not answered yet
+    for index, content in enumerate(body.get("contents") or []):
+        parts = [p for p in content.get("parts") or [] if isinstance(p, dict)]
+        calls = []
+        for k, part in enumerate(parts):
+            call = part.get("functionCall") or part.get("function_call")
+            response = part.get("functionResponse") or part.get("function_response")
+            if call:
+                calls.append((str(call.get("id") or f"{index}-{k}"), str(call.get("name"))))
+            elif response:
+                name, rid = str(response.get("name")), str(response.get("id") or "")
+                match = next((c for c in pending if (c[0] == rid if rid else c[1] == name)), None)
+                if match:
+                    pending.remove(match)
+                conv.result(match[0] if match else rid, response.get("response"))
+            elif content.get("role", "user") == "user":
+                conv.user_text(part.get("text"))
+        if calls:
+            conv.tool_turn(calls)
+            pending = calls
+    return conv
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
@@ -295,7 +328,8 @@ class Reply:
 
 
 class ScriptedLLM:
-    """The aiohttp app: POST /v1/chat/completions, /v1/responses, /v1/messages.
+    """The aiohttp app: POST /v1/chat/completions, /v1/responses, /v1/messages and
+    /v1beta/models/MODEL:generateContent (or :streamGenerateContent).
 
     `requests` counts the requests served by their shape (API, streamed or not, and for
     Responses whether they chain with previous_response_id), and `replies` keeps every
@@ -310,15 +344,20 @@ class ScriptedLLM:
         self.requests: Counter[str] = Counter()
         self.replies: list[tuple[str | None, int, Turn]] = []
         self._responses: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._threads: OrderedDict[str, dict[str, Any]] = OrderedDict()  # Anthropic's
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/responses", self.responses)
         self.app.router.add_post("/v1/messages", self.messages)
+        self.app.router.add_post("/v1beta/models/{action}", self.gemini)
 
-    def _count(self, api: str, body: dict[str, Any]) -> None:
-        shape = [api, "streamed" if body.get("stream") else "whole"]
+    def _count(self, api: str, body: dict[str, Any], stream: bool | None = None) -> None:
+        streamed = bool(body.get("stream")) if stream is None else stream
+        shape = [api, "streamed" if streamed else "whole"]
         if body.get("previous_response_id"):
             shape.append("previous_response_id")
+        if isinstance(body.get("thread"), dict) and body["thread"].get("type") == "continue":
+            shape.append("thread")
         self.requests[" ".join(shape)] += 1
 
     def think_time(self, prompt: str, step: int) -> float:
@@ -433,6 +472,7 @@ class ScriptedLLM:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self._count("messages", body)
+        body = self._in_thread(body)
         reply = self.reply(read_anthropic(body), "OK.")
         content: list[dict[str, Any]] = []
         if reply.text is not None:
@@ -451,10 +491,62 @@ class ScriptedLLM:
             "stop_sequence": None,
             "usage": {"input_tokens": 1, "output_tokens": 1},
         }
+        if body.get("thread"):  # the server holds the conversation under the reply's id
+            turn = {"role": "assistant", "content": content}
+            self._threads[message["id"]] = {**body, "messages": [*body["messages"], turn]}
+            while len(self._threads) > _KEPT_RESPONSES:
+                self._threads.popitem(last=False)
         if not body.get("stream"):
             await asyncio.sleep(reply.think_s)
             return web.json_response(message)
         return await _stream(request, reply.think_s, _anthropic_events(message))
+
+    def _in_thread(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A message thread's request (beta message-threads) as the whole conversation: one
+        that continues a thread sends only its new messages, the server holds the rest (the
+        earlier messages, the system prompt, the tools)."""
+        thread = body.get("thread") or {}
+        held = self._threads.get(str(thread.get("previous_message_id") or ""))
+        if thread.get("type") != "continue" or held is None:
+            return body
+        messages = [*held["messages"], *(body.get("messages") or [])]
+        return {**held, **body, "messages": messages}
+
+    # -- Gemini -----------------------------------------------------------------------------
+
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model, _, action = request.match_info["action"].partition(":")
+        if action not in ("generateContent", "streamGenerateContent"):
+            raise web.HTTPNotFound(text=f"unknown action {action!r}")
+        stream = action == "streamGenerateContent"
+        if stream and request.query.get("alt") != "sse":
+            raise web.HTTPBadRequest(text="streamGenerateContent: only alt=sse is scripted")
+        self._count("gemini", body, stream)
+        reply = self.reply(read_gemini(body), "OK.")
+        head = {"modelVersion": model, "responseId": secrets.token_hex(12)}
+        usage = {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}
+        parts: list[dict[str, Any]] = [
+            {"functionCall": {"name": n, "args": a}} for n, _, a in reply.calls
+        ]
+        if reply.text is not None:
+            parts = (
+                [{"text": p} for p in pieces(reply.text, 6)] if stream else [{"text": reply.text}]
+            )
+
+        def chunk(part: list[dict[str, Any]], last: bool) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": part}, "index": 0}
+            if last:
+                candidate["finishReason"] = "STOP"
+            return {"candidates": [candidate], **head, **({"usageMetadata": usage} if last else {})}
+
+        if not stream:
+            await asyncio.sleep(reply.think_s)
+            return web.json_response(chunk(parts, True))
+        # alt=sse: one part per event, as Gemini streams them (a function call whole)
+        chunks = [chunk([p], i == len(parts) - 1) for i, p in enumerate(parts)]
+        frames = [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
+        return await _stream(request, reply.think_s, frames)
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:

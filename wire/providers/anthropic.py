@@ -3,6 +3,11 @@
 Vertex AI serves the same body at .../models/claude-...:rawPredict and
 :streamRawPredict, with the model in the path instead of the body.
 
+A message thread (beta message-threads) holds the conversation at Anthropic: a request
+with `thread: {"type": "continue", "previous_message_id": ID}` carries only its new
+messages (no system prompt, no tools) and continues the conversation of reply ID, as a
+Responses request with `previous_response_id` does.
+
 Only client tools matter to the proxy: `tool_use` blocks the agent must run.
 Server tools (`server_tool_use`, `web_search_tool_result`, ...) and thinking
 blocks run or live at Anthropic and are skipped.
@@ -78,6 +83,7 @@ class AnthropicCodec:
             tools=_tools(body.get("tools")),
             items=tuple(items),
             turns=len(messages),
+            previous_response_id=_thread_continues(body.get("thread")),
         )
 
     def parse_response(self, body: Any, request: ParsedRequest) -> list[Output]:
@@ -195,6 +201,13 @@ class AnthropicStreamDecoder:
             block = self._blocks.get(index) if index is not None else None
             if block is not None:
                 block.parts.append(as_str(delta.get("partial_json")))
+
+
+def _thread_continues(thread: Any) -> str:
+    """The reply a message-thread request continues from, or ""."""
+    if isinstance(thread, dict) and thread.get("type") == "continue":
+        return as_str(thread.get("previous_message_id"))
+    return ""
 
 
 def _vertex_model(path: str) -> str:
