@@ -1,11 +1,14 @@
-"""The Python SDK agents people run, through a real `prefire run`: the OpenAI Agents SDK on
-mcp 2.x (also streamed, chaining turns with previous_response_id) and on mcp 1.x, and
+"""The Python SDK agents people run, through a real `prefire run`: the OpenAI Agents SDK on mcp
+2.x (also streamed, chaining turns with previous_response_id) and on mcp 1.x, and
 LangGraph's prebuilt ReAct agent with LangChain's MCP adapters (a new MCP session per tool
-call), each running two tasks at once in its own venv (.venv-agents/, made by
-bench/agents/setup.sh) against the scripted model and a real MCP server. Without
-speculation prefire runs nothing itself; with it (after a warm-up it learns from) early
-calls are fired and served, the agent sees exactly the same answers and tool results, no
-write runs early, and no early call runs in an MCP session an agent task used.
+call), and the providers' own SDKs on mcp 2.x (anthropic's beta tool runner with its MCP
+helpers, on message threads; google-genai's automatic function calling with an MCP session
+as a tool, on the Gemini API), streamed or not, each running two tasks at once in its own
+venv (.venv-agents/, made by bench/agents/setup.sh) against the scripted model and a real
+MCP server. Without speculation prefire runs nothing itself; with it (after a warm-up it
+learns from) early calls are fired and served, the agent sees exactly the same answers and
+tool results, no write runs early, and no early call runs in an MCP session an agent task
+used.
 
 Wall time is measured by bench/agents.py, not here."""
 
@@ -28,6 +31,12 @@ SHAPES = {
         "responses streamed previous_response_id",
     },
     "langgraph": {"chat whole"},
+    # anthropic 2.x's tool runner: message threads, each turn sending only its new messages
+    "anthropic-sdk": {"messages whole", "messages whole thread"},
+    "anthropic-sdk-streamed": {"messages streamed", "messages streamed thread"},
+    # google-genai 3.x, automatic function calling with the MCP session as a tool
+    "genai": {"gemini whole"},
+    "genai-streamed": {"gemini streamed"},
 }
 
 

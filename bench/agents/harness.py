@@ -89,6 +89,14 @@ CLIENTS = {
             "Anthropic Messages, streamed",
             ("--stream",),
         ),
+        Client("genai", "sdks", "genai_agent.py", "Gemini generateContent"),
+        Client(
+            "genai-streamed",
+            "sdks",
+            "genai_agent.py",
+            "Gemini streamGenerateContent (SSE)",
+            ("--stream",),
+        ),
         # the Node clients from npm, against the FastMCP server (mcp 1.x)
         *(
             Client(name, "mcp1", "node_agent.py", api, ("--client", name, *extra), (part,))

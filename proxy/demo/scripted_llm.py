@@ -124,11 +124,14 @@ def structured(value: Any) -> Any:
     if isinstance(value, dict):
         if isinstance(value.get("text"), str) and str(value.get("type", "text")).endswith("text"):
             return structured(value["text"])
+        if isinstance(value.get("content"), list) and value.keys() & {"isError", "is_error"}:
+            # an MCP CallToolResult shown as it is (google-genai: {"result": <it>})
+            return structured(value["content"])
         if len(value) == 1:
             (inner,) = value.values()
-            if isinstance(inner, str):
+            if isinstance(inner, str | dict):
                 parsed = structured(inner)
-                if isinstance(parsed, dict | list):
+                if isinstance(parsed, dict | list) and parsed is not inner:
                     return parsed
     return value
 
@@ -287,10 +290,13 @@ def read_gemini(body: dict[str, Any]) -> Conversation:
         for decl in decls if isinstance(tool, dict) else []:
             conv.offer(str(decl.get("name", "")))
     pending: list[tuple[str, str]] = []  # (call id, name) not answered yet
+    calls: list[tuple[str, str]] = []  # of the model turn being read
     for index, content in enumerate(body.get("contents") or []):
-        parts = [p for p in content.get("parts") or [] if isinstance(p, dict)]
-        calls = []
-        for k, part in enumerate(parts):
+        if content.get("role") != "model" and calls:
+            # consecutive model contents are one turn (a client may keep each streamed chunk)
+            conv.tool_turn(calls)
+            pending, calls = calls, []
+        for k, part in enumerate(p for p in content.get("parts") or [] if isinstance(p, dict)):
             call = part.get("functionCall") or part.get("function_call")
             response = part.get("functionResponse") or part.get("function_response")
             if call:
@@ -303,9 +309,8 @@ def read_gemini(body: dict[str, Any]) -> Conversation:
                 conv.result(match[0] if match else rid, response.get("response"))
             elif content.get("role", "user") == "user":
                 conv.user_text(part.get("text"))
-        if calls:
-            conv.tool_turn(calls)
-            pending = calls
+    if calls:
+        conv.tool_turn(calls)
     return conv
 
 
@@ -329,7 +334,7 @@ class Reply:
 
 class ScriptedLLM:
     """The aiohttp app: POST /v1/chat/completions, /v1/responses, /v1/messages and
-    /v1beta/models/MODEL:generateContent (or :streamGenerateContent).
+    /v1beta/models/MODEL:generateContent (or /v1/..., or :streamGenerateContent).
 
     `requests` counts the requests served by their shape (API, streamed or not, and for
     Responses whether they chain with previous_response_id), and `replies` keeps every
@@ -349,7 +354,8 @@ class ScriptedLLM:
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/responses", self.responses)
         self.app.router.add_post("/v1/messages", self.messages)
-        self.app.router.add_post("/v1beta/models/{action}", self.gemini)
+        for version in ("v1", "v1beta"):
+            self.app.router.add_post(f"/{version}/models/{{action}}", self.gemini)
 
     def _count(self, api: str, body: dict[str, Any], stream: bool | None = None) -> None:
         streamed = bool(body.get("stream")) if stream is None else stream
