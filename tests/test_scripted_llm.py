@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -271,3 +272,95 @@ def test_results_are_read_in_call_order() -> None:
                 {"role": "user", "content": results},
             ]
     assert len(answers) == 1 and "is owned by" in answers.pop()
+
+
+async def _post(url: str, body: dict[str, Any]) -> Any:
+    """POST JSON; the JSON reply, or the JSON objects of an SSE reply's data lines."""
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        if resp.content_type != "text/event-stream":
+            return await resp.json()
+        text = await resp.text()
+        return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+async def test_anthropic_message_thread_holds_the_conversation() -> None:
+    """anthropic 2.x's tool runner: `thread: create`, then each turn `continue`s from the
+    previous reply with only its new messages (no system prompt, no tools)."""
+    tools = [{"name": t, "input_schema": {"type": "object"}} for t in ("search_docs", "get_doc")]
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    async with serve_app(llm.app) as url:
+        body: dict[str, Any] = {"model": "m", "max_tokens": 9, "tools": tools}
+        body |= {"messages": [{"role": "user", "content": PROMPT}], "thread": {"type": "create"}}
+        names = []
+        for _ in range(2):
+            reply = await _post(url + "/v1/messages", body)
+            uses = [b for b in reply["content"] if b["type"] == "tool_use"]
+            names.append(sorted({u["name"] for u in uses}))
+            results = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": u["id"],
+                    "content": _run_tool(u["name"], u["input"]),
+                }
+                for u in uses
+            ]
+            thread = {"type": "continue", "previous_message_id": reply["id"]}
+            body = {"model": "m", "max_tokens": 9, "thread": thread}
+            body["messages"] = [{"role": "user", "content": results}]
+        assert names == [["search_docs"], ["get_doc"]]
+        assert llm.requests == {"messages whole": 1, "messages whole thread": 1}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gemini_chain_streaming_and_not(stream: bool) -> None:
+    """generateContent / streamGenerateContent?alt=sse: function calls without ids, answered
+    by name; a streamed model turn kept as one content per chunk is still one turn; a result
+    shown as the MCP CallToolResult it is (google-genai) is read."""
+    names = ("search_docs", "get_doc", "get_team")
+    tools = [{"functionDeclarations": [{"name": t, "parameters": {}} for t in names]}]
+    llm = ScriptedLLM(SCRIPT, 1, THINK)
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    async with serve_app(llm.app) as url:
+        contents: list[dict[str, Any]] = [{"role": "user", "parts": [{"text": PROMPT}]}]
+        seen = []
+        for _ in range(4):
+            reply = await _post(
+                f"{url}/v1beta/models/gemini-3:{action}", {"contents": contents, "tools": tools}
+            )
+            chunks = reply if stream else [reply]
+            parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+            assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+            calls = [p["functionCall"] for p in parts if "functionCall" in p]
+            if not calls:
+                assert "is owned by" in "".join(p["text"] for p in parts)
+                break
+            seen.append(sorted({c["name"] for c in calls}))
+            contents += [{"role": "model", "parts": [{"functionCall": c}]} for c in calls]
+            mcp_result = {"content": [{"type": "text", "text": ""}], "is_error": False}
+            contents.append(
+                {
+                    "role": "user",
+                    "parts": [
+                        {
+                            "functionResponse": {
+                                "name": c["name"],
+                                "response": {
+                                    "result": {
+                                        **mcp_result,
+                                        "content": [
+                                            {
+                                                "type": "text",
+                                                "text": _run_tool(c["name"], c["args"]),
+                                            }
+                                        ],
+                                    }
+                                },
+                            }
+                        }
+                        for c in calls
+                    ],
+                }
+            )
+        assert seen == [["search_docs"], ["get_doc"], ["get_team"]]
+        assert llm.requests == {f"gemini {'streamed' if stream else 'whole'}": 4}
