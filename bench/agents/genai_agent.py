@@ -44,7 +44,7 @@ async def run_task(task: Task, llm: str, mcp: str, args: argparse.Namespace) -> 
             stream = await model.aio.models.generate_content_stream(
                 model=MODEL,
                 contents=task["prompt"],
-                config=config,  # type: ignore[arg-type]
+                config=config,
             )
             async for chunk in stream:
                 answer += chunk.text or ""
@@ -53,7 +53,7 @@ async def run_task(task: Task, llm: str, mcp: str, args: argparse.Namespace) -> 
             response = await model.aio.models.generate_content(
                 model=MODEL,
                 contents=task["prompt"],
-                config=config,  # type: ignore[arg-type]
+                config=config,
             )
             answer, history = response.text or "", response.automatic_function_calling_history
     return {"answer": answer, "tool_calls": _calls(history or [])}
