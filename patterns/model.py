@@ -40,7 +40,7 @@ from prefire.patterns.latency import Latencies, ewma
 from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, SessionMemory
 from prefire.patterns.oneshot import OneShot
 from prefire.patterns.priors import Priors
-from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
+from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool, snap
 from prefire.patterns.typed import reference_day, stated_count, stated_date
 from prefire.patterns.values import at_path
 
@@ -108,8 +108,8 @@ class PatternModel:
         self.trust: LRU[str, list[float]] = LRU(max_arg_keys)
         # (app, tool, arg name) and (app, previous tool, tool, arg name) -> ArgHypotheses
         self.args: LRU[tuple[str, ...], ArgHypotheses] = LRU(max_arg_keys)
-        # (app, tool) -> Counter of argument-name tuples
-        self.keysets: LRU[tuple[str, str], Counter[tuple[str, ...]]] = LRU(max_arg_keys)
+        # (app, tool) and (app, previous tool, tool) -> Counter of argument-name tuples
+        self.keysets: LRU[tuple[str, ...], Counter[tuple[str, ...]]] = LRU(max_arg_keys)
         self.offered: LRU[str, frozenset[str]] = LRU(max_arg_keys)  # app -> frozenset of tool names
         # app -> [calls that repeated one, calls]
         self.repeats: LRU[str, list[float]] = LRU(max_arg_keys)
@@ -289,6 +289,10 @@ class PatternModel:
                     )
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
+            after = self.keysets.get((app, prev, event.name))
+            if after is None:
+                after = self.keysets[(app, prev, event.name)] = Counter()
+            after[tuple(sorted(args))] += 1
             for name, value in args.items():
                 if schema is not None and _before_evidence(self.args.get((app, event.name, name))):
                     self.priors.observe(event.name, name, schema.args.get(name), value, mem)
@@ -377,7 +381,10 @@ class PatternModel:
     def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
         app = self._args_app(mem.app, tool)
         schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
-        counts = self.keysets.get((app, tool))
+        prev = mem.names[-1] if mem.names else START
+        # the names sent after the previous tool where they are as sure as in general (a
+        # tool is called with other optional arguments at another step)
+        counts = _sharper_keys(self.keysets.get((app, prev, tool)), self.keysets.get((app, tool)))
         if counts:
             names, seen = counts.most_common(1)[0]
             p_keyset = seen / sum(counts.values())
@@ -387,7 +394,6 @@ class PatternModel:
         else:
             return []
         options: list[list[tuple[str, Any, float, bool]]] = []
-        prev = mem.names[-1] if mem.names else START
         prior = functools.partial(self.one_shot.prior, (app, tool))
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
@@ -406,6 +412,7 @@ class PatternModel:
                     if identity(v[0]) not in known
                 ]
             if spec is not None:
+                values = [(_snapped(v, fan, spec), p, fan) for v, p, fan in values]
                 values = [v for v in values if _fits(v[0], v[2], spec)]
             values = [v for v in values if fans_out or not v[2]]
             if not values:
@@ -482,12 +489,32 @@ def _before_evidence(hyps: ArgHypotheses | None) -> bool:
     return hyps.stats[hyps.ranked[0][0]].trials < PRIOR_UNTIL
 
 
+def _snapped(value: Any, fans_out: bool, spec: ArgSpec) -> Any:
+    """The value (each element, for a fan-out) as the enum member it names."""
+    if fans_out and isinstance(value, list):
+        return [snap(v, spec) for v in value]
+    return snap(value, spec)
+
+
 def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
     """Whether a predicted value (each element, for a fan-out) has a JSON type the
     schema allows, in the form it states."""
     if fans_out:
         return isinstance(value, list) and all(conforms(v, spec) for v in value)
     return conforms(value, spec)
+
+
+def _sharper_keys(
+    specific: Counter[tuple[str, ...]] | None, general: Counter[tuple[str, ...]] | None
+) -> Counter[tuple[str, ...]] | None:
+    """The argument names counted after the previous tool where their likeliest set is
+    at least as likely as the likeliest set counted for the tool in general."""
+    if not specific:
+        return general
+    if not general:
+        return specific
+    share = max(specific.values()) / sum(specific.values())
+    return specific if share >= max(general.values()) / sum(general.values()) else general
 
 
 def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:
