@@ -18,6 +18,7 @@ from typing import Any
 
 from lru import LRU
 
+from prefire.patterns.affordance import Affordance
 from prefire.patterns.calibration import Calibrator, ToolCalibration
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.context import MAX_TEXTS_SEEN, REPEATED_IN, split_context
@@ -89,6 +90,8 @@ class _Decision:
     predicted: list[tuple[int, float, bytes, str, float]] | None = None
     # the two experts' tool distributions at this point, computed once
     experts: tuple[dict[str, float], dict[str, float]] | None = None
+    # tools the application never called that the latest results make callable
+    afforded: tuple[str, ...] = ()
 
 
 class PatternModel:
@@ -125,6 +128,7 @@ class PatternModel:
         self.priors = Priors()
         self.one_shot = OneShot()
         self.fanout = FanOut(max_arg_keys)
+        self.affordance = Affordance()
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
@@ -159,7 +163,10 @@ class PatternModel:
             self._close_turn(event.session, mem)
             mem.turn += 1
             self._decisions[event.session] = _Decision(
-                contexts(mem.app, list(mem.names)), event.t, words=mem.new_words
+                contexts(mem.app, list(mem.names)),
+                event.t,
+                words=mem.new_words,
+                afforded=self._afforded(mem),
             )
             mem.new_words = None
         elif isinstance(event, ToolCall):
@@ -221,6 +228,8 @@ class PatternModel:
                 if called:
                     self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
+            for tool in decision.afforded:
+                self.affordance.observe(tool in called)
             text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
@@ -313,6 +322,14 @@ class PatternModel:
         mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
+    def _afforded(self, mem: SessionMemory) -> tuple[str, ...]:
+        schemas = self.schemas.get(mem.app)
+        if not schemas:
+            return ()
+        return self.affordance.afforded(
+            schemas, mem, lambda tool: (self._args_app(mem.app, tool), tool) not in self.keysets
+        )
+
     def _args_app(self, app: Any, tool: str) -> Any:
         """Whose argument sources a tool's calls learn from and predict with: the
         application in its scope, or, for a tool the rules share, in every scope."""
@@ -331,11 +348,16 @@ class PatternModel:
     def predict_after(self, mem: SessionMemory, limit: int = 8) -> list[Candidate]:
         """Candidates for a decision point after what `mem` holds, which may be a
         provisional continuation (patterns/chain.py): nothing is learned or recorded."""
-        decision = _Decision(contexts(mem.app, list(mem.names)), 0.0, predicted=[])
+        decision = _Decision(
+            contexts(mem.app, list(mem.names)), 0.0, predicted=[], afforded=self._afforded(mem)
+        )
         return self._rank(mem, decision, limit)
 
     def _rank(self, mem: SessionMemory, decision: _Decision, limit: int) -> list[Candidate]:
         probs = self._tool_probabilities(mem.app, decision)
+        if decision.afforded:
+            p_afforded = self.affordance.probability()
+            probs = {**probs, **{t: max(probs.get(t, 0.0), p_afforded) for t in decision.afforded}}
         offered = self.offered.get(mem.app)
         tools = sorted(
             (

@@ -81,3 +81,51 @@ def test_the_argument_names_a_tool_takes_after_the_previous_tool_are_predicted()
     assert find(got, "search_catalog", {"query": "Austen", "limit": 3}) is got[0], got
     first = feed(m, catalog("again", "Ulysses", "Joyce"), predict_at=0)
     assert find(first, "search_catalog", {"query": "Ulysses", "format": "print"}) is not None, first
+
+
+def _schema(*required: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {r: {"type": "string"} for r in required},
+        "required": list(required),
+    }
+
+
+def patron(sid: str, email: str, pid: str, scope: str = "s", app: str = "") -> Script:
+    s = Script(sid, [], scope=scope)
+    s.events[0] = ToolsOffered(
+        session=s.key,
+        t=0.0,
+        tools=(
+            ToolSpec(f"find_patron{app}", parameters=_schema("email")),
+            ToolSpec(f"list_loans{app}", parameters=_schema("patron_id")),
+            ToolSpec(f"get_branch{app}", parameters=_schema("branch_id")),
+        ),
+    )
+    s.user(f"renew my books, I am {email}")
+    s.turn((f"find_patron{app}", {"email": email}, {"patron": {"patron_id": pid}}))
+    s.turn((f"list_loans{app}", {"patron_id": pid}, {"loans": []}))
+    return s
+
+
+def test_a_tool_never_called_is_predicted_when_the_latest_result_fills_its_arguments() -> None:
+    m = PatternModel()
+    # another application taught how often an afforded tool is called next
+    for i in range(4):
+        feed(m, patron(f"o{i}", f"u{i}@x.org", f"PT-{i}", app="_v1"))
+    got = feed(m, patron("new", "ana@x.org", "PT-77"), predict_at=1)
+    c = find(got, "list_loans", {"patron_id": "PT-77"})
+    assert c is not None and c is got[0], got
+    assert c.probability > 0.3
+    # a tool whose required argument no result names is not proposed
+    assert not any(c.tool == "get_branch" for c in got)
+
+
+def test_the_affordance_rate_falls_when_afforded_tools_are_not_called() -> None:
+    m = PatternModel()
+    before = m.affordance.probability()
+    for i in range(6):
+        s = patron(f"n{i}", f"u{i}@x.org", f"PT-{i}", app=f"_{i}")
+        s.events = s.events[:-3]  # the agent stops after find_patron: list_loans not called
+        feed(m, s)
+    assert m.affordance.probability() < before / 2
