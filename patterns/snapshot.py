@@ -53,6 +53,7 @@ def dump(model: PatternModel) -> bytes:
         # counts per kind of schema prior and of stated fan-out count: no values
         "priors": [[k, st.hits, st.trials] for k, st in model.priors.stats.items()],
         "keyset_prior": [model.priors.keyset.hits, model.priors.keyset.trials],
+        "affordance": [model.affordance.stat.hits, model.affordance.stat.trials],
         "fanout": [
             [model.fanout.stated.hits, model.fanout.stated.trials],
             [model.fanout.every.hits, model.fanout.every.trials],
@@ -115,6 +116,7 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
         for kind, hits, trials in state.get("priors", []):
             m.priors.stats[kind] = Stat(hits, trials)
         m.priors.keyset = Stat(*state.get("keyset_prior", [0.0, 0.0]))
+        m.affordance.stat = Stat(*state.get("affordance", [0.0, 0.0]))
         stated, every = state.get("fanout", [[0.0, 0.0], [0.0, 0.0]])
         m.fanout.stated, m.fanout.every = Stat(*stated), Stat(*every)
         for key, counts in state.get("taken", []):

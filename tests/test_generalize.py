@@ -129,3 +129,14 @@ def test_the_affordance_rate_falls_when_afforded_tools_are_not_called() -> None:
         s.events = s.events[:-3]  # the agent stops after find_patron: list_loans not called
         feed(m, s)
     assert m.affordance.probability() < before / 2
+
+
+def test_a_snapshot_keeps_the_affordance_rate() -> None:
+    from prefire.patterns import snapshot
+
+    m = PatternModel()
+    for i in range(3):
+        feed(m, patron(f"o{i}", f"u{i}@x.org", f"PT-{i}", app=f"_{i}"))
+    again = snapshot.load(snapshot.dump(m))
+    assert again.affordance.stat.trials == m.affordance.stat.trials > 0
+    assert again.affordance.probability() == m.affordance.probability()
