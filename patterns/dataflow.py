@@ -72,7 +72,7 @@ class Stat:
 
 def resolve(source: Source, mem: SessionMemory) -> Any:
     """The value `source` gives in this session now; a list for fan-out; None if it cannot."""
-    resolved = mem.resolved_now()
+    resolved = mem.text_resolved_now() if source[0] in _TEXT_KINDS else mem.resolved_now()
     value = resolved.get(source, _UNRESOLVED)
     if value is _UNRESOLVED:
         value = resolved[source] = _resolve(source, mem)
@@ -80,6 +80,8 @@ def resolve(source: Source, mem: SessionMemory) -> Any:
 
 
 _UNRESOLVED = object()
+# sources that read only the user's words, the client's context, the day, or nothing
+_TEXT_KINDS = frozenset({"user", "ctx", "typed", "const"})
 
 
 def _resolve(source: Source, mem: SessionMemory) -> Any:

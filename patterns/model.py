@@ -45,10 +45,10 @@ from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool, s
 from prefire.patterns.typed import reference_day, stated_count, stated_date
 from prefire.patterns.values import at_path
 
-MIN_TOOL_PROBABILITY = 0.02
+MIN_TOOL_PROBABILITY = 0.05
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
-TOOLS_CONSIDERED = 6
+TOOLS_CONSIDERED = 4
 FAN_OUT_LIMIT = 8
 PRIOR_UNTIL = 3  # trials of an argument's best learned source after which priors are quiet
 MAX_COMBINATIONS = 64  # of argument values, ranked to find the likeliest
@@ -188,13 +188,14 @@ class PatternModel:
         texts, mem.pending_texts = mem.pending_texts, []
         for i, text in enumerate(texts):
             user, blocks = split_context(text)
-            mem.context_texts.extend(blocks)
+            for block in blocks:
+                mem.add_text(block, context=True)
             if not user.strip():
                 continue
             if self._repeated(mem.app, session, user) and i < len(texts) - 1:
-                mem.context_texts.append(user)
+                mem.add_text(user, context=True)
             else:
-                mem.user_texts.append(user)
+                mem.add_text(user, context=False)
                 mem.new_words = tokens(user)
 
     def _repeated(self, app: Any, session: SessionKey, text: str) -> bool:

@@ -338,6 +338,12 @@ def parse_as(kind: str, target: Any) -> Any:
         return target if _EMAIL.fullmatch(target) else None
     if not _LOOKS[kind].fullmatch(target):
         return None
+    return _parsed(kind, target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(kind: str, target: str) -> Any:
+    """A date or time string parsed (strptime is slow; the same values recur)."""
     formats = DATE_FORMATS if kind == "date" else TIME_FORMATS
     for fmt in formats:
         try:

@@ -140,3 +140,19 @@ def test_a_snapshot_keeps_the_affordance_rate() -> None:
     again = snapshot.load(snapshot.dump(m))
     assert again.affordance.stat.trials == m.affordance.stat.trials > 0
     assert again.affordance.probability() == m.affordance.probability()
+
+
+def test_sources_read_from_the_users_words_follow_a_new_message_and_outlive_the_turn() -> None:
+    from prefire.patterns.dataflow import resolve
+    from prefire.patterns.memory import SessionMemory
+
+    mem = SessionMemory()
+    mem.add_text("rename 'a.txt' please", context=False)
+    source = ("user", 0, "quoted", 0, None)
+    assert resolve(source, mem) == "a.txt"
+    mem.turn += 1  # a turn that answers tool results: the words are the same
+    assert resolve(source, mem) == "a.txt"
+    assert source in mem.text_resolved
+    mem.add_text("now 'b.txt'", context=False)
+    assert resolve(source, mem) == "b.txt"
+    assert resolve(("user", 1, "quoted", 0, None), mem) == "a.txt"
