@@ -38,9 +38,10 @@ from prefire.patterns.events import (
 from prefire.patterns.fanout import FanOut
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
-from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, SessionMemory
+from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, CallRecord, SessionMemory
 from prefire.patterns.oneshot import OneShot
 from prefire.patterns.priors import Priors
+from prefire.patterns.reread import Rereads
 from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool, snap
 from prefire.patterns.typed import reference_day, stated_count, stated_date
 from prefire.patterns.values import at_path
@@ -92,6 +93,8 @@ class _Decision:
     experts: tuple[dict[str, float], dict[str, float]] | None = None
     # tools the application never called that the latest results make callable
     afforded: tuple[str, ...] = ()
+    # (touching tool, earlier call) for earlier calls the latest turn touched (reread.py)
+    touched: tuple[tuple[str, CallRecord], ...] = ()
 
 
 class PatternModel:
@@ -129,6 +132,7 @@ class PatternModel:
         self.one_shot = OneShot()
         self.fanout = FanOut(max_arg_keys)
         self.affordance = Affordance()
+        self.rereads = Rereads(max_arg_keys)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
@@ -167,6 +171,7 @@ class PatternModel:
                 event.t,
                 words=mem.new_words,
                 afforded=self._afforded(mem),
+                touched=self.rereads.touched(mem),
             )
             mem.new_words = None
         elif isinstance(event, ToolCall):
@@ -231,6 +236,9 @@ class PatternModel:
             self.flow.observe(decision.keys, set(called))
             for tool in decision.afforded:
                 self.affordance.observe(tool in called)
+            keys = {c.key for c in mem.turn_calls}
+            for toucher, rec in decision.touched:
+                self.rereads.observe(mem.app, toucher, rec.name, rec.key in keys)
             text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
@@ -387,6 +395,12 @@ class PatternModel:
                     cand = Candidate(tool, args, p, p * saving, cand.key)
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
+        for toucher, rec in decision.touched:
+            # a record the latest turn touched, read again as it was
+            p = self.rereads.probability(mem.app, toucher, rec.name)
+            if p > 0 and (rec.key not in out or out[rec.key].probability < p):
+                saving = min(llm_s, self.latency.tool_s(mem.app, rec.name))
+                out[rec.key] = Candidate(rec.name, rec.arguments, p, p * saving, rec.key)
         raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]
         first = decision.predicted is None
         predicted: list[tuple[int, float, bytes, str, float]] = []

@@ -54,6 +54,10 @@ def dump(model: PatternModel) -> bytes:
         "priors": [[k, st.hits, st.trials] for k, st in model.priors.stats.items()],
         "keyset_prior": [model.priors.keyset.hits, model.priors.keyset.trials],
         "affordance": [model.affordance.stat.hits, model.affordance.stat.trials],
+        "rereads": [
+            [model.rereads.shared.hits, model.rereads.shared.trials],
+            [[k, st.hits, st.trials] for k, st in model.rereads.pairs.items()],
+        ],
         "fanout": [
             [model.fanout.stated.hits, model.fanout.stated.trials],
             [model.fanout.every.hits, model.fanout.every.trials],
@@ -117,6 +121,10 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.priors.stats[kind] = Stat(hits, trials)
         m.priors.keyset = Stat(*state.get("keyset_prior", [0.0, 0.0]))
         m.affordance.stat = Stat(*state.get("affordance", [0.0, 0.0]))
+        shared, pairs = state.get("rereads", [[0.0, 0.0], []])
+        m.rereads.shared = Stat(*shared)
+        for key, hits, trials in pairs:
+            m.rereads.pairs[_tuple(key)] = Stat(hits, trials)
         stated, every = state.get("fanout", [[0.0, 0.0], [0.0, 0.0]])
         m.fanout.stated, m.fanout.every = Stat(*stated), Stat(*every)
         for key, counts in state.get("taken", []):

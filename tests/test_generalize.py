@@ -156,3 +156,75 @@ def test_sources_read_from_the_users_words_follow_a_new_message_and_outlive_the_
     mem.add_text("now 'b.txt'", context=False)
     assert resolve(source, mem) == "b.txt"
     assert resolve(("user", 1, "quoted", 0, None), mem) == "a.txt"
+
+
+def renewal(sid: str, pid: str, loan: str, reread: bool = True) -> Script:
+    s = Script(sid, ["list_loans", "renew_loan", "get_patron"]).user(f"renew my loans, id {pid}")
+    s.turn(("list_loans", {"patron_id": pid}, {"loans": [{"loan_id": loan, "due": "soon"}]}))
+    s.turn(("renew_loan", {"loan_id": loan}, {"ok": True}))
+    if reread:
+        s.turn(("list_loans", {"patron_id": pid}, {"loans": [{"loan_id": loan, "due": "later"}]}))
+    return s
+
+
+def test_the_records_a_call_touches_are_those_it_sends_an_id_of() -> None:
+    from prefire.patterns.memory import SessionMemory
+    from prefire.patterns.reread import Rereads
+
+    mem = SessionMemory()
+    mem.turn = 1
+    for cid, name, args, result in (
+        ("1", "list_loans", {"patron_id": "PT-1"}, {"loans": [{"loan_id": "L-100"}]}),
+        ("2", "get_branch", {"branch": "main"}, {"open": True}),
+    ):
+        mem.add_call(cid, name, args, name.encode() + cid.encode())
+        mem.add_result(cid, result)
+    mem.turn = 2
+    mem.add_call("3", "renew_loan", {"loan_id": "L-100", "branch": "main"}, b"renew")
+    mem.turn = 3
+    touched = Rereads().touched(mem)
+    # the loan id reaches the list that returned it; a word ("main") touches nothing
+    assert [(t, r.name) for t, r in touched] == [("renew_loan", "list_loans")]
+
+
+def renewal_after(sid: str, pid: str, loan: str, step: str) -> Script:
+    """The same renewal, with another lookup before the write: a context control flow
+    has not seen."""
+    s = Script(sid, ["list_loans", "renew_loan", "get_patron", "get_fees"])
+    s.user(f"renew my loans, id {pid}")
+    s.turn(("list_loans", {"patron_id": pid}, {"loans": [{"loan_id": loan}]}))
+    s.turn((step, {"patron_id": pid}, {"ok": True}))
+    s.turn(("renew_loan", {"loan_id": loan}, {"ok": True}))
+    s.turn(("list_loans", {"patron_id": pid}, {"loans": [{"loan_id": loan}]}))
+    return s
+
+
+def test_a_record_touched_by_the_latest_call_is_read_again_after_one_example() -> None:
+    m = PatternModel()
+    feed(m, renewal_after("a", "PT-1", "L-100", "get_patron"))
+    got = feed(m, renewal_after("b", "PT-2", "L-200", "get_fees"), predict_at=3)
+    c = find(got, "list_loans", {"patron_id": "PT-2"})
+    assert c is not None and c is got[0] and c.probability > 0.3, got
+    # the renewal does not touch another patron's records
+    assert not any(c.arguments == {"patron_id": "PT-1"} for c in got)
+
+
+def test_a_re_read_that_stops_happening_loses_its_probability() -> None:
+    m = PatternModel()
+    feed(m, renewal("a", "PT-1", "L-100"))
+    p1 = m.rereads.probability(m.memory(Script("x", []).key).app, "renew_loan", "list_loans")
+    for i in range(8):
+        feed(m, renewal(f"n{i}", f"PT-{i + 5}", f"L-{i + 500}", reread=False))
+    app = next(iter(m.rereads.pairs.keys()))[0]
+    assert m.rereads.probability(app, "renew_loan", "list_loans") < 0.25
+    assert p1 == 0.0 or p1 > 0.25
+
+
+def test_a_snapshot_keeps_the_re_read_rates() -> None:
+    from prefire.patterns import snapshot
+
+    m = PatternModel()
+    feed(m, renewal("a", "PT-1", "L-100"))
+    again = snapshot.load(snapshot.dump(m))
+    assert dict(again.rereads.pairs.items()).keys() == dict(m.rereads.pairs.items()).keys()
+    assert again.rereads.shared.trials == m.rereads.shared.trials > 0
