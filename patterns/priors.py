@@ -158,7 +158,9 @@ def _folded(text: str) -> str:
 
 
 def _word_in(words: str, folded: str) -> bool:
-    return " " + " ".join(re.findall(r"\w+", words)) + " " in folded
+    """Whether `words` stand in the folded text, their "_" and "-" read as spaces (the
+    member "oil_change" is written "an oil change")."""
+    return _folded(words) in folded
 
 
 class Priors:

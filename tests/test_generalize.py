@@ -228,3 +228,15 @@ def test_a_snapshot_keeps_the_re_read_rates() -> None:
     again = snapshot.load(snapshot.dump(m))
     assert dict(again.rereads.pairs.items()).keys() == dict(m.rereads.pairs.items()).keys()
     assert again.rereads.shared.trials == m.rereads.shared.trials > 0
+
+
+def test_an_enum_member_with_separators_is_found_in_the_users_words() -> None:
+    from prefire.patterns.memory import SessionMemory
+    from prefire.patterns.priors import proposals
+
+    spec = parse_tool(
+        {"properties": {"service": {"type": "string", "enum": ["oil_change", "tires"]}}}
+    ).args["service"]  # type: ignore[union-attr]
+    mem = SessionMemory()
+    mem.add_text("truck 7 needs an oil change tomorrow", context=False)
+    assert ("enum_text", ("const", '"oil_change"')) in proposals("service", spec, mem)
