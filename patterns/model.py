@@ -380,14 +380,17 @@ class PatternModel:
         out: dict[bytes, Candidate] = {}
         for p_tool, tool in tools:
             # a tool's candidates are no likelier than the tool: once `limit` candidates
-            # beat it, no later tool can enter the answer
-            if len(out) >= limit and sorted(c.probability for c in out.values())[-limit] >= p_tool:
+            # beat it, no later tool can enter the answer; nor can a call of it less
+            # likely than the limit-th candidate, so its arguments stop being worked out
+            # as soon as they cannot beat that
+            floor = sorted(c.probability for c in out.values())[-limit] if len(out) >= limit else 0
+            if floor >= p_tool:
                 break
             saving = min(llm_s, self.latency.tool_s(mem.app, tool))
             repeats, calls = self.repeats.get(mem.app) or [0.0, 0.0]
             # how often this application repeats a call it already made in a session
             repeat_rate = (repeats + 0.5) / (calls + 1.0)
-            for args, p_args in self._arguments(mem, tool):
+            for args, p_args in self._arguments(mem, tool, floor / p_tool):
                 p = p_tool * p_args
                 cand = Candidate.of(tool, args, p, p * saving)
                 if cand.key in mem.called:
@@ -415,7 +418,11 @@ class PatternModel:
             decision.predicted = predicted
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
-    def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
+    def _arguments(
+        self, mem: SessionMemory, tool: str, floor: float = 0.0
+    ) -> list[tuple[Any, float]]:
+        """The likeliest arguments of a call of `tool`, each with P(arguments | tool);
+        none whose probability is under `floor`."""
         app = self._args_app(mem.app, tool)
         schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
         prev = mem.names[-1] if mem.names else START
@@ -431,6 +438,7 @@ class PatternModel:
         else:
             return []
         options: list[list[tuple[str, Any, float, bool]]] = []
+        bound = p_keyset  # the likeliest combination's probability, so far
         prior = functools.partial(self.one_shot.prior, (app, tool))
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
@@ -453,6 +461,9 @@ class PatternModel:
                 values = [v for v in values if _fits(v[0], v[2], spec)]
             values = [v for v in values if fans_out or not v[2]]
             if not values:
+                return []
+            bound *= max(p for _, p, _ in values)
+            if bound < floor:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         results: list[tuple[Any, float]] = []

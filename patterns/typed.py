@@ -265,15 +265,26 @@ def _numbers(text: str) -> list[tuple[int, int | float]]:
     return [(m.start(), n) for m, n in _number_matches(text)]
 
 
-@functools.lru_cache(maxsize=512)
 def extract(text: str, ref: dt.date | None) -> dict[str, tuple[Any, ...]]:
     """The typed values in `text`, per kind, in order of appearance."""
-    return {
-        "date": tuple(d for _, d in _dates(text, ref)),
-        "time": tuple(t for _, t in _times(text)),
-        "number": tuple(n for _, n in _numbers(text)),
-        "email": tuple(m.group() for m in _EMAIL.finditer(text)),
-    }
+    return {kind: extract_kind(text, ref, kind) for kind in KINDS}
+
+
+def extract_kind(text: str, ref: dt.date | None, kind: str) -> tuple[Any, ...]:
+    """The values of one kind in `text`, in order of appearance: a source that reads
+    one kind does not pay for finding the others."""
+    return _extract_kind(text, ref if kind == "date" else None, kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _extract_kind(text: str, ref: dt.date | None, kind: str) -> tuple[Any, ...]:
+    if kind == "date":
+        return tuple(d for _, d in _dates(text, ref))
+    if kind == "time":
+        return tuple(t for _, t in _times(text))
+    if kind == "number":
+        return tuple(n for _, n in _numbers(text))
+    return tuple(m.group() for m in _EMAIL.finditer(text))
 
 
 def stated_date(text: str) -> dt.date | None:
