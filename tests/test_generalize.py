@@ -240,3 +240,12 @@ def test_an_enum_member_with_separators_is_found_in_the_users_words() -> None:
     mem = SessionMemory()
     mem.add_text("truck 7 needs an oil change tomorrow", context=False)
     assert ("enum_text", ("const", '"oil_change"')) in proposals("service", spec, mem)
+
+
+def test_a_title_the_user_wrote_in_lower_case_is_sent_as_a_title() -> None:
+    from prefire.patterns.values import apply, transform_between
+
+    assert transform_between("salt and signal", "Salt and Signal") == "headline"
+    assert apply("headline", "a map of small rivers") == "A Map of Small Rivers"
+    # plain title case still wins where it is what was sent
+    assert transform_between("maria garcia", "Maria Garcia") == "title"
