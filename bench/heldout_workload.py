@@ -268,13 +268,12 @@ def library_session(t: Trace, ref: dt.date) -> None:
         email = said.replace(" ", ".") + "@mail.example"
         when, day = _day(ref, rnd)
         t.user(
-            f"hi, {_said(said, rnd)} here ({email}). please renew whatever i have that is due before {when}"
+            f"hi, {_said(said, rnd)} here ({email}). "
+            f"please renew whatever i have that is due before {when}"
         )
         t.scratch(0.4, "find patron; list loans; renew the ones due soon")
         pid = _id(rnd, "PT-")
-        (patron,) = t.turn(
-            [("find_patron", {"email": email}, {"patron_id": pid, "name": said.title()})]
-        )
+        t.turn([("find_patron", {"email": email}, {"patron_id": pid, "name": said.title()})])
         loans = [
             {
                 "loan_id": _id(rnd, "L", 6),
@@ -448,7 +447,8 @@ def clinic_session(t: Trace, ref: dt.date) -> None:
         words, hhmm = _time(rnd)
         doc = rnd.choice(LAST)
         t.user(
-            f"this is {_said(said, rnd)}, born {dob.strftime('%B')} {dob.day}, {dob.year}. i need to move my "
+            f"this is {_said(said, rnd)}, born {dob.strftime('%B')} {dob.day}, {dob.year}. "
+            "i need to move my "
             f"appointment with dr {doc} to {when}, after {words} if possible"
         )
         t.scratch(0.5, "identify patient; find the appointment; find a slot; move it")
@@ -539,7 +539,8 @@ def clinic_session(t: Trace, ref: dt.date) -> None:
         )
         since = ref - dt.timedelta(days=when[1]) if when[1] else ref.replace(day=1)
         t.user(
-            f"Are my lab results in yet? My patient number is {pid.lower() if rnd.random() < 0.4 else pid}, "
+            "Are my lab results in yet? My patient number is "
+            f"{pid.lower() if rnd.random() < 0.4 else pid}, "
             f"the tests were {when[0]}."
         )
         t.turn(
@@ -586,7 +587,8 @@ def clinic_session(t: Trace, ref: dt.date) -> None:
     n = rnd.choice([2, 3])
     plan = _id(rnd, "PL", 3)
     t.user(
-        f"I need someone for {spec} near {zipc}. My plan is {plan}. Which are the {NUMWORDS[n]} closest?"
+        f"I need someone for {spec} near {zipc}. My plan is {plan}. "
+        f"Which are the {NUMWORDS[n]} closest?"
     )
     docs = [{"clinician_id": _id(rnd, "C", 3)} for _ in range(n + 2)]
     t.turn(
@@ -686,7 +688,8 @@ SERVICES = {
 
 
 def _plate(rnd: random.Random) -> str:
-    return f"{''.join(rnd.choice('ABCDEFGHJKLMNPRSTUVWXYZ') for _ in range(2))}-{rnd.randrange(1000, 9999)}"
+    letters = "".join(rnd.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(2))
+    return f"{letters}-{rnd.randrange(1000, 9999)}"
 
 
 def fleet_session(t: Trace, ref: dt.date) -> None:
@@ -698,7 +701,8 @@ def fleet_session(t: Trace, ref: dt.date) -> None:
         when, day = _day(ref, rnd)
         tw, hhmm = _time(rnd)
         t.user(
-            f"truck {plate.lower()} needs {words}. find a shop in {city.lower()} that can take it {when} at {tw}"
+            f"truck {plate.lower()} needs {words}. "
+            f"find a shop in {city.lower()} that can take it {when} at {tw}"
         )
         t.scratch(0.4, "look up the truck; find shops; check times; book")
         vid = _id(rnd, "V", 4)
@@ -761,7 +765,8 @@ def fleet_session(t: Trace, ref: dt.date) -> None:
         said, _ = _person(rnd)
         email = said.replace(" ", "_") + "@fleet.example"
         t.user(
-            f"how far did {_said(said, rnd)} drive this week? email is {email.upper() if rnd.random() < 0.2 else email}"
+            f"how far did {_said(said, rnd)} drive this week? "
+            f"email is {email.upper() if rnd.random() < 0.2 else email}"
         )
         monday = ref - dt.timedelta(days=ref.weekday())
         did = _id(rnd, "D", 4)
@@ -795,7 +800,8 @@ def fleet_session(t: Trace, ref: dt.date) -> None:
     n = rnd.choice([1, 2, 3])
     since = ref - dt.timedelta(days=7 * n)
     t.user(
-        f"compare fuel use of unit {units[0]} and unit {units[1]} over the last {NUMWORDS[n]} week{'s' * (n > 1)}"
+        f"compare fuel use of unit {units[0]} and unit {units[1]} "
+        f"over the last {NUMWORDS[n]} week{'s' * (n > 1)}"
     )
     vids = [_id(rnd, "V", 4) for _ in units]
     t.turn(
