@@ -100,6 +100,12 @@ _RELATIVE = re.compile(
     rf"|in\s+(\d+|{_NUMWORD_RE}|a)\s+(days?|weeks?)|(next|last)\s+week)\b",
     re.IGNORECASE,
 )
+# days counted back: "two weeks ago", "over the last 3 days", "this week" (its Monday)
+_PAST = re.compile(
+    rf"\b(?:(\d+|{_NUMWORD_RE}|a)\s+(days?|weeks?)\s+ago|(?:last|past)\s+(\d+|{_NUMWORD_RE})"
+    rf"\s+(days?|weeks?)|(this\s+week))\b",
+    re.IGNORECASE,
+)
 _TIME = re.compile(
     r"\b(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?\s*([ap])\.?\s?m\b\.?|\b(\d{1,2}):(\d{2})(?::(\d{2}))?\b"
     r"|\b(noon|midday|midnight)\b",
@@ -222,7 +228,22 @@ def _dates(text: str, ref: dt.date | None) -> list[tuple[int, dt.date]]:
                 add(m.start(), m.end(), _relative(m, ref))
             except OverflowError:  # past the last day datetime knows
                 continue
+        for m in _PAST.finditer(text):
+            add(m.start(), m.end(), _past(m, ref))
     return sorted((s, d) for s, (_, d) in found.items())
+
+
+def _past(m: re.Match[str], ref: dt.date) -> dt.date | None:
+    n_word, unit = (m[1], m[2]) if m[1] else (m[3], m[4])
+    if m[5]:
+        return ref - dt.timedelta(days=ref.weekday())
+    n = _count(n_word)
+    if n is None:
+        return None
+    try:
+        return ref - dt.timedelta(days=n * (7 if unit.lower().startswith("week") else 1))
+    except OverflowError:  # before the first day datetime knows
+        return None
 
 
 def _times(text: str) -> list[tuple[int, dt.time]]:

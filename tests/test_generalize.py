@@ -249,3 +249,23 @@ def test_a_title_the_user_wrote_in_lower_case_is_sent_as_a_title() -> None:
     assert apply("headline", "a map of small rivers") == "A Map of Small Rivers"
     # plain title case still wins where it is what was sent
     assert transform_between("maria garcia", "Maria Garcia") == "title"
+
+
+def test_dates_counted_back_from_the_day() -> None:
+    import datetime as dt
+
+    from prefire.patterns.typed import extract
+
+    today = dt.date(2026, 1, 7)  # a Wednesday, a week into the year
+
+    def dates(text: str) -> tuple[dt.date, ...]:
+        return extract(text, today)["date"]
+
+    assert dates("two weeks ago") == (dt.date(2025, 12, 24),)
+    assert dates("over the last 10 days") == (dt.date(2025, 12, 28),)
+    assert dates("in the past three weeks") == (dt.date(2025, 12, 17),)
+    assert dates("a day ago") == (dt.date(2026, 1, 6),)
+    assert dates("how far did she drive this week?") == (dt.date(2026, 1, 5),)
+    assert dates("the last one, please") == ()
+    assert dates("99999999999 weeks ago") == ()  # before the first day there is
+    assert extract("two weeks ago", None)["date"] == ()  # no day to count from
