@@ -7,7 +7,8 @@ real agents, in domains none of prefire's workloads cover.
 
 Split: `library` is the tuning set (its misses may be read while developing);
 `clinic` and `fleet` are the report set (only their summary figures are looked at,
-to keep or drop a change). Each session is an OpenAI-messages JSONL line with
+to keep or drop a change); `grocery` was written after the mechanisms were frozen
+and measured once, before and after. Each session is an OpenAI-messages JSONL line with
 recorded timings and write labels, as the importers write them.
 
 What makes these traces messy, as real agents are:
@@ -824,12 +825,132 @@ def fleet_session(t: Trace, ref: dt.date) -> None:
     t.say("Unit comparison done.")
 
 
+# -- grocery (final check: written after the mechanisms were frozen, measured once) ----
+
+GROCERY_TOOLS = [
+    _tool(
+        "find_customer",
+        "A customer by phone number.",
+        {"phone": _s("Phone, digits only")},
+        ["phone"],
+    ),
+    _tool(
+        "list_orders",
+        "A customer's orders placed since a day.",
+        {"customer_id": _s("Customer id"), "since": _s("YYYY-MM-DD", format="date")},
+        ["customer_id"],
+    ),
+    _tool("get_order", "One order with its lines.", {"order_id": _s("Order id")}, ["order_id"]),
+    _tool(
+        "search_products",
+        "Search the catalogue.",
+        {
+            "query": _s("Words to search for"),
+            "category": _s("Aisle", enum=["produce", "dairy", "bakery", "pantry", "frozen"]),
+            "max_price": {"type": "number", "description": "Highest unit price"},
+            "sort": _s("Order", enum=["relevance", "price_asc", "rating"]),
+        },
+        ["query"],
+    ),
+    _tool("get_product", "A product's details.", {"sku": _s("SKU")}, ["sku"]),
+    _tool(
+        "check_stock",
+        "Units on the shelf at a store.",
+        {"sku": _s("SKU"), "store": _s("Store", enum=["Elm Street", "Harbor View", "Old Town"])},
+        ["sku", "store"],
+    ),
+    _tool("get_cart", "The customer's cart.", {"customer_id": _s("Customer id")}, ["customer_id"]),
+    _tool(
+        "add_to_cart",
+        "Add units of a product.",
+        {"customer_id": _s("Customer id"), "sku": _s("SKU"), "quantity": _i("Units")},
+        ["customer_id", "sku", "quantity"],
+    ),
+    _tool(
+        "delivery_slots",
+        "Free delivery slots from a store on a day.",
+        {"store": _s("Store"), "day": _s("YYYY-MM-DD", format="date")},
+        ["store", "day"],
+    ),
+    *SCRATCH,
+]
+GROCERY_WRITES = ("add_to_cart", "todo_write")
+FOODS = [
+    ("oat milk", "dairy"),
+    ("sourdough bread", "bakery"),
+    ("frozen peas", "frozen"),
+    ("basmati rice", "pantry"),
+    ("green apples", "produce"),
+    ("greek yogurt", "dairy"),
+]
+STORES = ["Elm Street", "Harbor View", "Old Town"]
+
+
+def grocery_session(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    kind = rnd.choice(["reorder", "shop", "deliver"])
+    phone = "".join(str(rnd.randrange(10)) for _ in range(10))
+    said_phone = f"({phone[:3]}) {phone[3:6]}-{phone[6:]}" if rnd.random() < 0.5 else phone
+    cid = _id(rnd, "CU", 5)
+    if kind == "reorder":
+        when, day = rnd.choice([("last week", 7), ("two weeks ago", 14), ("3 days ago", 3)])
+        t.user(f"hey, phone {said_phone}. can you add what i ordered {when} to my cart again?")
+        t.scratch(0.4, "find customer; find the order; add its lines")
+        t.turn([("find_customer", {"phone": phone}, {"customer_id": cid})])
+        since = (ref - dt.timedelta(days=day)).isoformat()
+        orders = [{"order_id": _id(rnd, "O", 6)} for _ in range(rnd.randrange(1, 3))]
+        t.turn([("list_orders", {"customer_id": cid, "since": since}, {"orders": orders})])
+        lines = [{"sku": _id(rnd, "SKU", 5), "quantity": rnd.randrange(1, 4)} for _ in range(2)]
+        t.turn([("get_order", {"order_id": o["order_id"]}, {**o, "lines": lines}) for o in orders])
+        t.turn([("add_to_cart", {"customer_id": cid, **ln}, {"ok": True}) for ln in lines])
+        t.turn([("get_cart", {"customer_id": cid}, {"lines": lines})])
+        t.say("Added to your cart.")
+        return
+    food, aisle = rnd.choice(FOODS)
+    store = rnd.choice(STORES)
+    if kind == "shop":
+        n = rnd.choice([2, 3])
+        price = rnd.choice([3, 4, 5])
+        t.user(
+            f"find me the {NUMWORDS[n]} cheapest {food} under {NUMWORDS[price]} dollars "
+            f"and check they're in stock at {store.lower()}"
+        )
+        found = [{"sku": _id(rnd, "SKU", 5), "price": price - 1} for _ in range(n + 1)]
+        args = {"query": food, "category": aisle, "max_price": price, "sort": "price_asc"}
+        t.turn([("search_products", args, {"products": found})])
+        t.turn([("get_product", {"sku": p["sku"]}, p) for p in found[:n]])
+        stock = [rnd.choice([0, 4]) for _ in found[:n]]
+        t.turn(
+            [
+                ("check_stock", {"sku": p["sku"], "store": store}, {"units": u})
+                for p, u in zip(found[:n], stock, strict=True)
+            ]
+        )
+        if not any(stock):  # none there: the next store over
+            other = rnd.choice([s for s in STORES if s != store])
+            t.turn([("check_stock", {"sku": found[0]["sku"], "store": other}, {"units": 2})])
+        t.scratch(0.3, "summarize prices and stock")
+        t.say("Here they are.")
+        return
+    when, day = _day(ref, rnd)
+    t.user(f"phone is {said_phone}. when can {store} deliver {when}? and what's in my cart")
+    t.turn([("find_customer", {"phone": phone}, {"customer_id": cid})])
+    t.turn(
+        [
+            ("delivery_slots", {"store": store, "day": day.isoformat()}, {"slots": ["10:00"]}),
+            ("get_cart", {"customer_id": cid}, {"lines": []}),
+        ]
+    )
+    t.say("Slots and cart above.")
+
+
 DOMAINS: dict[
     str, tuple[list[dict[str, Any]], tuple[str, ...], str, Callable[[Trace, dt.date], None]]
 ] = {
     "library": (LIBRARY_TOOLS, LIBRARY_WRITES, "a public library's assistant", library_session),
     "clinic": (CLINIC_TOOLS, CLINIC_WRITES, "a clinic's front-desk assistant", clinic_session),
     "fleet": (FLEET_TOOLS, FLEET_WRITES, "a fleet dispatcher's assistant", fleet_session),
+    "grocery": (GROCERY_TOOLS, GROCERY_WRITES, "a grocery store's assistant", grocery_session),
 }
 
 
