@@ -418,6 +418,48 @@ class PatternModel:
             decision.predicted = predicted
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
+    def _keyset(
+        self, app: Any, prev: str, tool: str, schema: ToolSchema | None
+    ) -> tuple[tuple[str, ...], float] | None:
+        """The argument names a call of `tool` likely sends, and how likely."""
+        # the names sent after the previous tool where they are as sure as in general (a
+        # tool is called with other optional arguments at another step)
+        counts = _sharper_keys(self.keysets.get((app, prev, tool)), self.keysets.get((app, tool)))
+        if counts:
+            names, seen = counts.most_common(1)[0]
+            return names, seen / sum(counts.values())
+        if schema is not None and schema.required:
+            # never called here: the schema's required names, as often as first calls send them
+            return tuple(sorted(schema.required)), self.priors.keyset_weight()
+        return None
+
+    def _values(
+        self,
+        mem: SessionMemory,
+        key: tuple[Any, str, str, str],
+        schema: ToolSchema | None,
+        prior: Callable[[tuple[Any, ...]], float],
+    ) -> list[tuple[Any, float, bool]]:
+        """One argument's likeliest values: from its learned sources (after the previous
+        tool or in general, the sharper), then the schema's priors for what they leave,
+        as the schema allows them. `key` is (app, previous tool, tool, argument name)."""
+        app, _, tool, name = key
+        hyps = _sharper(self.args.get(key), self.args.get((app, tool, name)))
+        values = hyps.values(mem, prior=prior) if hyps is not None else []
+        spec = schema.args.get(name) if schema is not None else None
+        remaining = 1.0 - sum(p for _, p, _ in values)
+        if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
+            known = {identity(v) for v, _, _ in values}
+            values += [
+                v
+                for v in self.priors.values(tool, name, spec, mem, remaining)
+                if identity(v[0]) not in known
+            ]
+        if spec is not None:
+            values = [(_snapped(v, fan, spec), p, fan) for v, p, fan in values]
+            values = [v for v in values if _fits(v[0], v[2], spec)]
+        return values
+
     def _arguments(
         self, mem: SessionMemory, tool: str, floor: float = 0.0
     ) -> list[tuple[Any, float]]:
@@ -426,39 +468,17 @@ class PatternModel:
         app = self._args_app(mem.app, tool)
         schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
         prev = mem.names[-1] if mem.names else START
-        # the names sent after the previous tool where they are as sure as in general (a
-        # tool is called with other optional arguments at another step)
-        counts = _sharper_keys(self.keysets.get((app, prev, tool)), self.keysets.get((app, tool)))
-        if counts:
-            names, seen = counts.most_common(1)[0]
-            p_keyset = seen / sum(counts.values())
-        elif schema is not None and schema.required:
-            # never called here: the schema's required names, as often as first calls send them
-            names, p_keyset = tuple(sorted(schema.required)), self.priors.keyset_weight()
-        else:
+        keyset = self._keyset(app, prev, tool, schema)
+        if keyset is None:
             return []
+        names, p_keyset = keyset
         options: list[list[tuple[str, Any, float, bool]]] = []
         bound = p_keyset  # the likeliest combination's probability, so far
         prior = functools.partial(self.one_shot.prior, (app, tool))
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:
-            hyps = _sharper(
-                self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
-            )
-            values = hyps.values(mem, prior=prior) if hyps is not None else []
-            spec = schema.args.get(name) if schema is not None else None
-            remaining = 1.0 - sum(p for _, p, _ in values)
-            if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
-                known = {identity(v) for v, _, _ in values}
-                values += [
-                    v
-                    for v in self.priors.values(tool, name, spec, mem, remaining)
-                    if identity(v[0]) not in known
-                ]
-            if spec is not None:
-                values = [(_snapped(v, fan, spec), p, fan) for v, p, fan in values]
-                values = [v for v in values if _fits(v[0], v[2], spec)]
+            values = self._values(mem, (app, prev, tool, name), schema, prior)
             values = [v for v in values if fans_out or not v[2]]
             if not values:
                 return []
