@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefire.patterns.events import ToolsOffered, ToolSpec
+from prefire.patterns.events import LLMRequest, ToolsOffered, ToolSpec
 from prefire.patterns.model import Candidate, PatternModel
 from prefire.patterns.schema import conforms, parse_tool, snap
 from tests.patterns_util import Script, feed
@@ -269,3 +269,31 @@ def test_dates_counted_back_from_the_day() -> None:
     assert dates("the last one, please") == ()
     assert dates("99999999999 weeks ago") == ()  # before the first day there is
     assert extract("two weeks ago", None)["date"] == ()  # no day to count from
+
+
+class _Unpruned(PatternModel):
+    """The model without the floor on a tool's arguments: every combination worked out."""
+
+    def _arguments(self, mem: Any, tool: str, floor: float = 0.0) -> list[tuple[Any, float]]:
+        return super()._arguments(mem, tool, 0.0)
+
+
+def test_pruning_arguments_that_cannot_beat_the_limit_keeps_the_same_candidates() -> None:
+    sessions = [catalog(f"c{i}", f"Book{i}", f"Author{i}") for i in range(4)]
+    sessions += [renewal_after(f"r{i}", f"PT-{i}", f"L-{i}", "get_patron") for i in range(4)]
+    sessions += [patron(f"p{i}", f"u{i}@x.org", f"PT-{i}") for i in range(4)]
+    pruned, full = PatternModel(), _Unpruned()
+    compared = 0
+    for s in sessions:
+        for e in s.events:
+            pruned.observe(e)
+            full.observe(e)
+            if isinstance(e, LLMRequest):
+                for limit in (8, 2, 1):
+                    a = [(c.key, round(c.probability, 12)) for c in pruned.predict(s.key, limit)]
+                    b = [(c.key, round(c.probability, 12)) for c in full.predict(s.key, limit)]
+                    assert a == b
+                    compared += len(a) > limit - 1
+        pruned.end_session(s.key)
+        full.end_session(s.key)
+    assert compared > 10
