@@ -262,85 +262,93 @@ TITLES = [
 
 
 def library_session(t: Trace, ref: dt.date) -> None:
+    kind = t.rnd.choice(["renew", "find", "events"])
+    {"renew": _library_renew, "find": _library_find, "events": _library_events}[kind](t, ref)
+
+
+def _library_renew(t: Trace, ref: dt.date) -> None:
     rnd = t.rnd
-    kind = rnd.choice(["renew", "find", "events"])
-    if kind == "renew":
-        said, _ = _person(rnd)
-        email = said.replace(" ", ".") + "@mail.example"
-        when, day = _day(ref, rnd)
-        t.user(
-            f"hi, {_said(said, rnd)} here ({email}). "
-            f"please renew whatever i have that is due before {when}"
-        )
-        t.scratch(0.4, "find patron; list loans; renew the ones due soon")
-        pid = _id(rnd, "PT-")
-        t.turn([("find_patron", {"email": email}, {"patron_id": pid, "name": said.title()})])
-        loans = [
-            {
-                "loan_id": _id(rnd, "L", 6),
-                "due": (ref + dt.timedelta(days=rnd.randrange(1, 30))).isoformat(),
-            }
-            for _ in range(rnd.randrange(1, 5))
+    said, _ = _person(rnd)
+    email = said.replace(" ", ".") + "@mail.example"
+    when, day = _day(ref, rnd)
+    t.user(
+        f"hi, {_said(said, rnd)} here ({email}). "
+        f"please renew whatever i have that is due before {when}"
+    )
+    t.scratch(0.4, "find patron; list loans; renew the ones due soon")
+    pid = _id(rnd, "PT-")
+    t.turn([("find_patron", {"email": email}, {"patron_id": pid, "name": said.title()})])
+    loans = [
+        {
+            "loan_id": _id(rnd, "L", 6),
+            "due": (ref + dt.timedelta(days=rnd.randrange(1, 30))).isoformat(),
+        }
+        for _ in range(rnd.randrange(1, 5))
+    ]
+    t.turn([("list_loans", {"patron_id": pid}, {"loans": loans})])
+    t.scratch(0.3, "check each loan's due date")
+    t.turn(
+        [
+            ("get_loan", {"loan_id": ln["loan_id"]}, {**ln, "title_id": _id(rnd, "T", 4)})
+            for ln in loans
         ]
-        t.turn([("list_loans", {"patron_id": pid}, {"loans": loans})])
-        t.scratch(0.3, "check each loan's due date")
-        t.turn(
-            [
-                ("get_loan", {"loan_id": ln["loan_id"]}, {**ln, "title_id": _id(rnd, "T", 4)})
-                for ln in loans
-            ]
-        )
-        due = [ln for ln in loans if ln["due"] < day.isoformat()]
-        if due:
-            t.turn([("renew_loan", {"loan_id": ln["loan_id"]}, {"ok": True}) for ln in due])
-            t.turn(
-                [("list_loans", {"patron_id": pid}, {"loans": loans})]
-            )  # re-read after the write
-        t.say(f"Renewed {len(due)} loans.")
-        return
+    )
+    due = [ln for ln in loans if ln["due"] < day.isoformat()]
+    if due:
+        t.turn([("renew_loan", {"loan_id": ln["loan_id"]}, {"ok": True}) for ln in due])
+        t.turn([("list_loans", {"patron_id": pid}, {"loans": loans})])  # re-read after the write
+    t.say(f"Renewed {len(due)} loans.")
+
+
+def _library_find(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
     title, author = rnd.choice(TITLES)
     branch = rnd.choice(["Central", "Eastside", "Harbor"])
-    if kind == "find":
-        fmt = rnd.choice(["print", "ebook", "audio"])
-        n = rnd.choice([2, 3])
-        t.user(
-            f"Do you have {title.lower()} by {author}? I'd like the {fmt} at {branch.lower()}, and "
-            f"{NUMWORDS[n]} similar books please."
-        )
-        tid = _id(rnd, "T", 4)
-        t.turn(
-            [
-                (
-                    "search_catalog",
-                    {"query": title, "format": fmt},
-                    {"results": [{"title_id": tid, "title": title}]},
-                )
-            ]
-        )
-        t.turn(
-            [
-                (
-                    "get_title",
-                    {"title_id": tid},
-                    {"title_id": tid, "title": title, "author": author, "subjects": ["fiction"]},
-                )
-            ]
-        )
-        copies = rnd.choice([0, 1, 2])
-        t.turn([("check_availability", {"title_id": tid, "branch": branch}, {"copies": copies})])
-        if copies == 0:  # a branch tried, then another, then a hold
-            other = rnd.choice([b for b in ("Central", "Eastside", "Harbor") if b != branch])
-            t.turn([("check_availability", {"title_id": tid, "branch": other}, {"copies": 0})])
-        similar = [{"title_id": _id(rnd, "T", 4)} for _ in range(n + 2)]
-        t.turn([("search_catalog", {"query": author, "limit": n}, {"results": similar[:n]})])
-        t.turn(
-            [
-                ("get_title", {"title_id": s["title_id"]}, {"title_id": s["title_id"]})
-                for s in similar[:n]
-            ]
-        )
-        t.say("Here is what I found.")
-        return
+    fmt = rnd.choice(["print", "ebook", "audio"])
+    n = rnd.choice([2, 3])
+    t.user(
+        f"Do you have {title.lower()} by {author}? I'd like the {fmt} at {branch.lower()}, and "
+        f"{NUMWORDS[n]} similar books please."
+    )
+    tid = _id(rnd, "T", 4)
+    t.turn(
+        [
+            (
+                "search_catalog",
+                {"query": title, "format": fmt},
+                {"results": [{"title_id": tid, "title": title}]},
+            )
+        ]
+    )
+    t.turn(
+        [
+            (
+                "get_title",
+                {"title_id": tid},
+                {"title_id": tid, "title": title, "author": author, "subjects": ["fiction"]},
+            )
+        ]
+    )
+    copies = rnd.choice([0, 1, 2])
+    t.turn([("check_availability", {"title_id": tid, "branch": branch}, {"copies": copies})])
+    if copies == 0:  # a branch tried, then another, then a hold
+        other = rnd.choice([b for b in ("Central", "Eastside", "Harbor") if b != branch])
+        t.turn([("check_availability", {"title_id": tid, "branch": other}, {"copies": 0})])
+    similar = [{"title_id": _id(rnd, "T", 4)} for _ in range(n + 2)]
+    t.turn([("search_catalog", {"query": author, "limit": n}, {"results": similar[:n]})])
+    t.turn(
+        [
+            ("get_title", {"title_id": s["title_id"]}, {"title_id": s["title_id"]})
+            for s in similar[:n]
+        ]
+    )
+    t.say("Here is what I found.")
+
+
+def _library_events(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    rnd.choice(TITLES)  # drawn for every catalog task, as the seed's sessions were
+    branch = rnd.choice(["Central", "Eastside", "Harbor"])
     when, day = _day(ref, rnd)
     n = rnd.choice([2, 3])
     t.user(f"what's on at the {branch} branch {when}? show me the {NUMWORDS[n]} best for kids")
@@ -439,150 +447,108 @@ SPECIALTIES = ["dermatology", "cardiology", "physical therapy", "pediatrics", "o
 
 
 def clinic_session(t: Trace, ref: dt.date) -> None:
+    kind = t.rnd.choice(["move", "labs", "find"])
+    {"move": _clinic_move, "labs": _clinic_labs, "find": _clinic_find}[kind](t, ref)
+
+
+def _clinic_move(t: Trace, ref: dt.date) -> None:
     rnd = t.rnd
-    kind = rnd.choice(["move", "labs", "find"])
-    if kind == "move":
-        said, name = _person(rnd)
-        dob = dt.date(rnd.randrange(1950, 2004), rnd.randrange(1, 13), rnd.randrange(1, 28))
-        when, day = _day(ref, rnd)
-        words, hhmm = _time(rnd)
-        doc = rnd.choice(LAST)
-        t.user(
-            f"this is {_said(said, rnd)}, born {dob.strftime('%B')} {dob.day}, {dob.year}. "
-            "i need to move my "
-            f"appointment with dr {doc} to {when}, after {words} if possible"
-        )
-        t.scratch(0.5, "identify patient; find the appointment; find a slot; move it")
-        pid = _id(rnd, "P-")
-        t.turn([("find_patient", {"full_name": name, "dob": dob.isoformat()}, {"patient_id": pid})])
-        appts = [
-            {"appointment_id": _id(rnd, "A", 6), "clinician_id": _id(rnd, "C", 3)}
-            for _ in range(rnd.randrange(1, 4))
+    said, name = _person(rnd)
+    dob = dt.date(rnd.randrange(1950, 2004), rnd.randrange(1, 13), rnd.randrange(1, 28))
+    when, day = _day(ref, rnd)
+    words, hhmm = _time(rnd)
+    doc = rnd.choice(LAST)
+    t.user(
+        f"this is {_said(said, rnd)}, born {dob.strftime('%B')} {dob.day}, {dob.year}. "
+        "i need to move my "
+        f"appointment with dr {doc} to {when}, after {words} if possible"
+    )
+    t.scratch(0.5, "identify patient; find the appointment; find a slot; move it")
+    pid = _id(rnd, "P-")
+    t.turn([("find_patient", {"full_name": name, "dob": dob.isoformat()}, {"patient_id": pid})])
+    appts = [
+        {"appointment_id": _id(rnd, "A", 6), "clinician_id": _id(rnd, "C", 3)}
+        for _ in range(rnd.randrange(1, 4))
+    ]
+    listed = {"appointments": appts}
+    t.turn([("list_appointments", {"patient_id": pid, "status": "upcoming"}, listed)])
+    seen = {"clinician": f"Dr. {doc.title()}"}
+    t.turn(
+        [("get_appointment", {"appointment_id": a["appointment_id"]}, {**a, **seen}) for a in appts]
+    )
+    appt = appts[0]
+    slot = _find_slot(t, appt["clinician_id"], day, hhmm)
+    t.scratch(0.3, "confirm with the user")
+    moved = {"appointment_id": appt["appointment_id"], "slot_id": slot["slot_id"]}
+    t.turn([("reschedule_appointment", moved, {"ok": True})])
+    again = {"appointment_id": appt["appointment_id"]}
+    t.turn([("get_appointment", again, {**appt, "slot": slot})])  # re-read after the write
+    t.say("Done, your appointment is moved.")
+
+
+def _find_slot(t: Trace, clinician: str, day: dt.date, hhmm: str) -> dict[str, str]:
+    """A slot on the day asked for, or (an abandoned branch) on the next day."""
+    rnd = t.rnd
+    slots = [] if rnd.random() < 0.35 else [{"slot_id": _id(rnd, "S", 5), "time": hhmm}]
+    ask = {"clinician_id": clinician, "day": day.isoformat(), "not_before": hhmm}
+    t.turn([("search_slots", ask, {"slots": slots})])
+    if not slots:  # nothing that day: the next day, same time
+        nxt = day + dt.timedelta(days=1)
+        slots = [{"slot_id": _id(rnd, "S", 5), "time": hhmm}]
+        ask = {"clinician_id": clinician, "day": nxt.isoformat(), "not_before": hhmm}
+        t.turn([("search_slots", ask, {"slots": slots})])
+    return slots[0]
+
+
+def _clinic_labs(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    pid = _id(rnd, "P-")
+    when = rnd.choice([("last week", 7), ("two weeks ago", 14), ("since the 1st", 0)])
+    since = ref - dt.timedelta(days=when[1]) if when[1] else ref.replace(day=1)
+    t.user(
+        "Are my lab results in yet? My patient number is "
+        f"{pid.lower() if rnd.random() < 0.4 else pid}, "
+        f"the tests were {when[0]}."
+    )
+    t.turn(
+        [
+            (
+                "get_patient",
+                {"patient_id": pid},
+                {"patient_id": pid, "plan_code": _id(rnd, "PL", 3)},
+            )
         ]
-        t.turn(
-            [
-                (
-                    "list_appointments",
-                    {"patient_id": pid, "status": "upcoming"},
-                    {"appointments": appts},
-                )
-            ]
-        )
-        t.turn(
-            [
-                (
-                    "get_appointment",
-                    {"appointment_id": a["appointment_id"]},
-                    {**a, "clinician": f"Dr. {doc.title()}"},
-                )
-                for a in appts
-            ]
-        )
-        appt = appts[0]
-        slots: list[dict[str, str]] = (
-            [] if rnd.random() < 0.35 else [{"slot_id": _id(rnd, "S", 5), "time": hhmm}]
-        )
-        t.turn(
-            [
-                (
-                    "search_slots",
-                    {
-                        "clinician_id": appt["clinician_id"],
-                        "day": day.isoformat(),
-                        "not_before": hhmm,
-                    },
-                    {"slots": slots},
-                )
-            ]
-        )
-        if not slots:  # nothing that day: the next day, same time
-            nxt = day + dt.timedelta(days=1)
-            slots = [{"slot_id": _id(rnd, "S", 5), "time": hhmm}]
-            t.turn(
-                [
-                    (
-                        "search_slots",
-                        {
-                            "clinician_id": appt["clinician_id"],
-                            "day": nxt.isoformat(),
-                            "not_before": hhmm,
-                        },
-                        {"slots": slots},
-                    )
-                ]
+    )
+    orders = [{"order_id": _id(rnd, "LO", 5)} for _ in range(rnd.randrange(1, 4))]
+    t.turn(
+        [
+            (
+                "list_lab_orders",
+                {"patient_id": pid, "since": since.isoformat()},
+                {"orders": orders},
             )
-        t.scratch(0.3, "confirm with the user")
+        ]
+    )
+    t.turn(
+        [("get_lab_result", {"order_id": o["order_id"]}, {**o, "status": "final"}) for o in orders]
+    )
+    t.scratch(0.4, "summarize results")
+    if rnd.random() < 0.5:  # the user asks again about the first; the agent re-reads it
+        t.user("can you double check the first one?")
         t.turn(
             [
                 (
-                    "reschedule_appointment",
-                    {"appointment_id": appt["appointment_id"], "slot_id": slots[0]["slot_id"]},
-                    {"ok": True},
+                    "get_lab_result",
+                    {"order_id": orders[0]["order_id"]},
+                    {**orders[0], "status": "final"},
                 )
             ]
         )
-        t.turn(
-            [
-                (
-                    "get_appointment",
-                    {"appointment_id": appt["appointment_id"]},
-                    {**appt, "slot": slots[0]},
-                )
-            ]
-        )
-        t.say("Done, your appointment is moved.")
-        return
-    if kind == "labs":
-        pid = _id(rnd, "P-")
-        when, day = (
-            rnd.choice([("last week", 7), ("two weeks ago", 14), ("since the 1st", 0)]),
-            None,
-        )
-        since = ref - dt.timedelta(days=when[1]) if when[1] else ref.replace(day=1)
-        t.user(
-            "Are my lab results in yet? My patient number is "
-            f"{pid.lower() if rnd.random() < 0.4 else pid}, "
-            f"the tests were {when[0]}."
-        )
-        t.turn(
-            [
-                (
-                    "get_patient",
-                    {"patient_id": pid},
-                    {"patient_id": pid, "plan_code": _id(rnd, "PL", 3)},
-                )
-            ]
-        )
-        orders = [{"order_id": _id(rnd, "LO", 5)} for _ in range(rnd.randrange(1, 4))]
-        t.turn(
-            [
-                (
-                    "list_lab_orders",
-                    {"patient_id": pid, "since": since.isoformat()},
-                    {"orders": orders},
-                )
-            ]
-        )
-        t.turn(
-            [
-                ("get_lab_result", {"order_id": o["order_id"]}, {**o, "status": "final"})
-                for o in orders
-            ]
-        )
-        t.scratch(0.4, "summarize results")
-        if rnd.random() < 0.5:  # the user asks again about the first; the agent re-reads it
-            t.user("can you double check the first one?")
-            t.turn(
-                [
-                    (
-                        "get_lab_result",
-                        {"order_id": orders[0]["order_id"]},
-                        {**orders[0], "status": "final"},
-                    )
-                ]
-            )
-        t.say("Your results are in.")
-        return
+    t.say("Your results are in.")
+
+
+def _clinic_find(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
     spec = rnd.choice(SPECIALTIES)
     zipc = str(rnd.randrange(10000, 99999))
     n = rnd.choice([2, 3])
@@ -694,109 +660,96 @@ def _plate(rnd: random.Random) -> str:
 
 
 def fleet_session(t: Trace, ref: dt.date) -> None:
+    kind = t.rnd.choice(["service", "trips", "fuel"])
+    {"service": _fleet_service, "trips": _fleet_trips, "fuel": _fleet_fuel}[kind](t, ref)
+
+
+def _fleet_service(t: Trace, ref: dt.date) -> None:
     rnd = t.rnd
-    kind = rnd.choice(["service", "trips", "fuel"])
-    if kind == "service":
-        plate, city = _plate(rnd), rnd.choice(CITIES)
-        words, service = rnd.choice(list(SERVICES.items()))
-        when, day = _day(ref, rnd)
-        tw, hhmm = _time(rnd)
-        t.user(
-            f"truck {plate.lower()} needs {words}. "
-            f"find a shop in {city.lower()} that can take it {when} at {tw}"
+    plate, city = _plate(rnd), rnd.choice(CITIES)
+    words, service = rnd.choice(list(SERVICES.items()))
+    when, day = _day(ref, rnd)
+    tw, hhmm = _time(rnd)
+    t.user(
+        f"truck {plate.lower()} needs {words}. "
+        f"find a shop in {city.lower()} that can take it {when} at {tw}"
+    )
+    t.scratch(0.4, "look up the truck; find shops; check times; book")
+    vid = _id(rnd, "V", 4)
+    if rnd.random() < 0.5:  # the two lookups are independent: parallel
+        t.turn(
+            [
+                ("get_vehicle", {"plate": plate}, {"vehicle_id": vid, "plate": plate}),
+                ("search_shops", {"city": city, "service": service}, {"shops": []}),
+            ]
         )
-        t.scratch(0.4, "look up the truck; find shops; check times; book")
-        vid = _id(rnd, "V", 4)
-        if rnd.random() < 0.5:  # the two lookups are independent: parallel
-            t.turn(
-                [
-                    ("get_vehicle", {"plate": plate}, {"vehicle_id": vid, "plate": plate}),
-                    ("search_shops", {"city": city, "service": service}, {"shops": []}),
-                ]
-            )
-        else:
-            t.turn([("get_vehicle", {"plate": plate}, {"vehicle_id": vid, "plate": plate})])
-        shops = [
-            {"shop_id": _id(rnd, "SH", 3), "rating": rnd.randrange(3, 6)}
-            for _ in range(rnd.randrange(2, 5))
+    else:
+        t.turn([("get_vehicle", {"plate": plate}, {"vehicle_id": vid, "plate": plate})])
+    shops = [
+        {"shop_id": _id(rnd, "SH", 3), "rating": rnd.randrange(3, 6)}
+        for _ in range(rnd.randrange(2, 5))
+    ]
+    t.turn([("search_shops", {"city": city, "service": service}, {"shops": shops})])
+    free = [rnd.random() < 0.6 for _ in shops[:3]]
+    at = {"date": day.isoformat(), "time": hhmm}
+    t.turn(
+        [
+            ("check_shop", {"shop_id": s["shop_id"], **at}, {"free": f})
+            for s, f in zip(shops[:3], free, strict=False)
         ]
-        t.turn([("search_shops", {"city": city, "service": service}, {"shops": shops})])
-        free = [rnd.random() < 0.6 for _ in shops[:3]]
-        t.turn(
-            [
-                (
-                    "check_shop",
-                    {"shop_id": s["shop_id"], "date": day.isoformat(), "time": hhmm},
-                    {"free": f},
-                )
-                for s, f in zip(shops[:3], free, strict=False)
-            ]
-        )
-        pick = next((s for s, f in zip(shops, free, strict=False) if f), None)
-        if pick is None:
-            t.say("No shop is free then.")
-            return
-        t.turn([("note", {"text": f"booking {plate} at {pick['shop_id']}"}, {"ok": True})])
-        t.turn(
-            [
-                (
-                    "book_service",
-                    {
-                        "shop_id": pick["shop_id"],
-                        "vehicle_id": vid,
-                        "date": day.isoformat(),
-                        "time": hhmm,
-                    },
-                    {"booking_id": _id(rnd, "B", 5)},
-                )
-            ]
-        )
-        t.turn(
-            [
-                (
-                    "get_vehicle",
-                    {"plate": plate},
-                    {"vehicle_id": vid, "plate": plate, "next_service": day.isoformat()},
-                )
-            ]
-        )
-        t.say("Booked.")
+    )
+    pick = next((s for s, f in zip(shops, free, strict=False) if f), None)
+    if pick is None:
+        t.say("No shop is free then.")
         return
-    if kind == "trips":
-        said, _ = _person(rnd)
-        email = said.replace(" ", "_") + "@fleet.example"
-        t.user(
-            f"how far did {_said(said, rnd)} drive this week? "
-            f"email is {email.upper() if rnd.random() < 0.2 else email}"
-        )
-        monday = ref - dt.timedelta(days=ref.weekday())
-        did = _id(rnd, "D", 4)
-        t.turn([("find_driver", {"email": email}, {"driver_id": did})])
-        trips = [
-            {"trip_id": _id(rnd, "TR", 5), "vehicle_id": _id(rnd, "V", 4)}
-            for _ in range(rnd.randrange(1, 5))
+    t.turn([("note", {"text": f"booking {plate} at {pick['shop_id']}"}, {"ok": True})])
+    when_at = {"date": day.isoformat(), "time": hhmm}
+    booking = {"booking_id": _id(rnd, "B", 5)}
+    t.turn([("book_service", {"shop_id": pick["shop_id"], "vehicle_id": vid, **when_at}, booking)])
+    after = {"vehicle_id": vid, "plate": plate, "next_service": day.isoformat()}
+    t.turn([("get_vehicle", {"plate": plate}, after)])  # re-read after the write
+    t.say("Booked.")
+
+
+def _fleet_trips(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    said, _ = _person(rnd)
+    email = said.replace(" ", "_") + "@fleet.example"
+    t.user(
+        f"how far did {_said(said, rnd)} drive this week? "
+        f"email is {email.upper() if rnd.random() < 0.2 else email}"
+    )
+    monday = ref - dt.timedelta(days=ref.weekday())
+    did = _id(rnd, "D", 4)
+    t.turn([("find_driver", {"email": email}, {"driver_id": did})])
+    trips = [
+        {"trip_id": _id(rnd, "TR", 5), "vehicle_id": _id(rnd, "V", 4)}
+        for _ in range(rnd.randrange(1, 5))
+    ]
+    t.turn([("list_trips", {"driver_id": did, "since": monday.isoformat()}, {"trips": trips})])
+    t.turn(
+        [
+            ("get_trip", {"trip_id": tr["trip_id"]}, {**tr, "miles": rnd.randrange(5, 400)})
+            for tr in trips
         ]
-        t.turn([("list_trips", {"driver_id": did, "since": monday.isoformat()}, {"trips": trips})])
+    )
+    t.scratch(0.5, "add up the miles")
+    if rnd.random() < 0.5:
+        t.user("and fuel for the vehicle of the first trip, same period?")
         t.turn(
             [
-                ("get_trip", {"trip_id": tr["trip_id"]}, {**tr, "miles": rnd.randrange(5, 400)})
-                for tr in trips
+                (
+                    "get_fuel_log",
+                    {"vehicle_id": trips[0]["vehicle_id"], "since": monday.isoformat()},
+                    {"fills": []},
+                )
             ]
         )
-        t.scratch(0.5, "add up the miles")
-        if rnd.random() < 0.5:
-            t.user("and fuel for the vehicle of the first trip, same period?")
-            t.turn(
-                [
-                    (
-                        "get_fuel_log",
-                        {"vehicle_id": trips[0]["vehicle_id"], "since": monday.isoformat()},
-                        {"fills": []},
-                    )
-                ]
-            )
-        t.say("Here is the total.")
-        return
+    t.say("Here is the total.")
+
+
+def _fleet_fuel(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
     units = rnd.sample(range(2, 40), 2)
     n = rnd.choice([1, 2, 3])
     since = ref - dt.timedelta(days=7 * n)
@@ -886,52 +839,69 @@ FOODS = [
 STORES = ["Elm Street", "Harbor View", "Old Town"]
 
 
-def grocery_session(t: Trace, ref: dt.date) -> None:
-    rnd = t.rnd
-    kind = rnd.choice(["reorder", "shop", "deliver"])
+def _customer(rnd: random.Random) -> tuple[str, str, str]:
+    """A customer's phone (digits), as they write it, and their id."""
     phone = "".join(str(rnd.randrange(10)) for _ in range(10))
     said_phone = f"({phone[:3]}) {phone[3:6]}-{phone[6:]}" if rnd.random() < 0.5 else phone
-    cid = _id(rnd, "CU", 5)
-    if kind == "reorder":
-        when, day = rnd.choice([("last week", 7), ("two weeks ago", 14), ("3 days ago", 3)])
-        t.user(f"hey, phone {said_phone}. can you add what i ordered {when} to my cart again?")
-        t.scratch(0.4, "find customer; find the order; add its lines")
-        t.turn([("find_customer", {"phone": phone}, {"customer_id": cid})])
-        since = (ref - dt.timedelta(days=day)).isoformat()
-        orders = [{"order_id": _id(rnd, "O", 6)} for _ in range(rnd.randrange(1, 3))]
-        t.turn([("list_orders", {"customer_id": cid, "since": since}, {"orders": orders})])
-        lines = [{"sku": _id(rnd, "SKU", 5), "quantity": rnd.randrange(1, 4)} for _ in range(2)]
-        t.turn([("get_order", {"order_id": o["order_id"]}, {**o, "lines": lines}) for o in orders])
-        t.turn([("add_to_cart", {"customer_id": cid, **ln}, {"ok": True}) for ln in lines])
-        t.turn([("get_cart", {"customer_id": cid}, {"lines": lines})])
-        t.say("Added to your cart.")
-        return
+    return phone, said_phone, _id(rnd, "CU", 5)
+
+
+def grocery_session(t: Trace, ref: dt.date) -> None:
+    kind = t.rnd.choice(["reorder", "shop", "deliver"])
+    {"reorder": _grocery_reorder, "shop": _grocery_shop, "deliver": _grocery_deliver}[kind](t, ref)
+
+
+def _grocery_reorder(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    phone, said_phone, cid = _customer(rnd)
+    when, day = rnd.choice([("last week", 7), ("two weeks ago", 14), ("3 days ago", 3)])
+    t.user(f"hey, phone {said_phone}. can you add what i ordered {when} to my cart again?")
+    t.scratch(0.4, "find customer; find the order; add its lines")
+    t.turn([("find_customer", {"phone": phone}, {"customer_id": cid})])
+    since = (ref - dt.timedelta(days=day)).isoformat()
+    orders = [{"order_id": _id(rnd, "O", 6)} for _ in range(rnd.randrange(1, 3))]
+    t.turn([("list_orders", {"customer_id": cid, "since": since}, {"orders": orders})])
+    lines = [{"sku": _id(rnd, "SKU", 5), "quantity": rnd.randrange(1, 4)} for _ in range(2)]
+    t.turn([("get_order", {"order_id": o["order_id"]}, {**o, "lines": lines}) for o in orders])
+    t.turn([("add_to_cart", {"customer_id": cid, **ln}, {"ok": True}) for ln in lines])
+    t.turn([("get_cart", {"customer_id": cid}, {"lines": lines})])
+    t.say("Added to your cart.")
+
+
+def _grocery_shop(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    _customer(rnd)  # drawn for every grocery task, as the seed's sessions were
     food, aisle = rnd.choice(FOODS)
     store = rnd.choice(STORES)
-    if kind == "shop":
-        n = rnd.choice([2, 3])
-        price = rnd.choice([3, 4, 5])
-        t.user(
-            f"find me the {NUMWORDS[n]} cheapest {food} under {NUMWORDS[price]} dollars "
-            f"and check they're in stock at {store.lower()}"
-        )
-        found = [{"sku": _id(rnd, "SKU", 5), "price": price - 1} for _ in range(n + 1)]
-        args = {"query": food, "category": aisle, "max_price": price, "sort": "price_asc"}
-        t.turn([("search_products", args, {"products": found})])
-        t.turn([("get_product", {"sku": p["sku"]}, p) for p in found[:n]])
-        stock = [rnd.choice([0, 4]) for _ in found[:n]]
-        t.turn(
-            [
-                ("check_stock", {"sku": p["sku"], "store": store}, {"units": u})
-                for p, u in zip(found[:n], stock, strict=True)
-            ]
-        )
-        if not any(stock):  # none there: the next store over
-            other = rnd.choice([s for s in STORES if s != store])
-            t.turn([("check_stock", {"sku": found[0]["sku"], "store": other}, {"units": 2})])
-        t.scratch(0.3, "summarize prices and stock")
-        t.say("Here they are.")
-        return
+    n = rnd.choice([2, 3])
+    price = rnd.choice([3, 4, 5])
+    t.user(
+        f"find me the {NUMWORDS[n]} cheapest {food} under {NUMWORDS[price]} dollars "
+        f"and check they're in stock at {store.lower()}"
+    )
+    found = [{"sku": _id(rnd, "SKU", 5), "price": price - 1} for _ in range(n + 1)]
+    args = {"query": food, "category": aisle, "max_price": price, "sort": "price_asc"}
+    t.turn([("search_products", args, {"products": found})])
+    t.turn([("get_product", {"sku": p["sku"]}, p) for p in found[:n]])
+    stock = [rnd.choice([0, 4]) for _ in found[:n]]
+    t.turn(
+        [
+            ("check_stock", {"sku": p["sku"], "store": store}, {"units": u})
+            for p, u in zip(found[:n], stock, strict=True)
+        ]
+    )
+    if not any(stock):  # none there: the next store over
+        other = rnd.choice([s for s in STORES if s != store])
+        t.turn([("check_stock", {"sku": found[0]["sku"], "store": other}, {"units": 2})])
+    t.scratch(0.3, "summarize prices and stock")
+    t.say("Here they are.")
+
+
+def _grocery_deliver(t: Trace, ref: dt.date) -> None:
+    rnd = t.rnd
+    phone, said_phone, cid = _customer(rnd)
+    rnd.choice(FOODS)  # drawn for every grocery task
+    store = rnd.choice(STORES)
     when, day = _day(ref, rnd)
     t.user(f"phone is {said_phone}. when can {store} deliver {when}? and what's in my cart")
     t.turn([("find_customer", {"phone": phone}, {"customer_id": cid})])
