@@ -397,7 +397,7 @@ async def core(
         model.observe(event)
 
     addon.listeners += [learn, speculator]
-    addon.observer.on_call_closed = speculator.eager
+    addon.on_call_closed = speculator.eager
     addon.responder = speculator.responder
     with taddons.context(addon):
         try:
