@@ -38,11 +38,14 @@ class ToolCounters:
     chained: int = 0  # fired from an early call's result (patterns/chain.py)
     used: int = 0
     chained_used: int = 0
+    eager_used: int = 0  # used, started only once the LLM emitted the call (not predicted)
     promotions: int = 0
     wasted: int = 0
     failed: int = 0
     expired: int = 0
     saved_s: float = 0.0
+    eager_saved_s: float = 0.0  # of saved_s, by eager starts
+    chained_saved_s: float = 0.0  # of saved_s, by chained starts
 
     @property
     def unused(self) -> int:
@@ -116,7 +119,12 @@ class Accounting:
             if first:
                 c.used += 1
                 c.chained_used += kind == "chained"
+                c.eager_used += kind == "eager"
             c.saved_s += saved_s
+            if kind == "eager":
+                c.eager_saved_s += saved_s
+            elif kind == "chained":
+                c.chained_saved_s += saved_s
             if promoted:
                 c.promotions += 1
 
@@ -137,9 +145,10 @@ class Accounting:
         for c in tools.values():
             for k, v in c.items():
                 totals[k] += v
-        totals["saved_s"] = round(totals["saved_s"], 3)
-        for c in tools.values():
-            c["saved_s"] = round(c["saved_s"], 3)
+        seconds = ("saved_s", "eager_saved_s", "chained_saved_s")
+        for c in [totals, *tools.values()]:
+            for k in seconds:
+                c[k] = round(c[k], 3)
         ended = totals["used"] + totals["wasted"] + totals["failed"] + totals["expired"]
         totals["in_flight"] = totals["fired"] - ended  # 0 once the proxy has stopped
         return {

@@ -247,10 +247,11 @@ class Speculator:
         if link.depth >= budgets.max_chain_depth:
             return
         mem = self.model.memory(session)
-        if any(r.key == link.key and r.has_result for r in mem.calls):
+        answered = {r.key for r in mem.calls if r.has_result}
+        if link.key in answered:
             return  # the agent has the result already: its own next request predicts
         link.chained = True
-        layers = chain.layers(link, mem.called)
+        layers = chain.layers(link, mem.called, answered)
         candidates = chain_candidates(
             continuation(self.model, session, layers, limit=budgets.max_per_turn + 3),
             link.probability,
