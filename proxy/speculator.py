@@ -98,6 +98,7 @@ class _Served:
     first: bool = True  # the call's first answer to the agent
     remote: bool = False  # fetched by another replica
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
+    depth: int = 0  # steps of a chain past its decision point
 
 
 class Speculator:
@@ -260,7 +261,7 @@ class Speculator:
         def fire(c: Candidate) -> bool:
             if c.key in chain.links or not isinstance(c.arguments, dict):
                 return False
-            if not self._fire(session, c.tool, c.arguments, "chained"):
+            if not self._fire(session, c.tool, c.arguments, "chained", link.depth + 1):
                 return False
             child = chain.child(link, c)
             log.info(
@@ -307,11 +308,13 @@ class Speculator:
 
     # -- firing ---------------------------------------------------------------------
 
-    def _fire(self, session: SessionKey, tool: str, args: dict[str, Any], kind: str) -> bool:
+    def _fire(
+        self, session: SessionKey, tool: str, args: dict[str, Any], kind: str, depth: int = 0
+    ) -> bool:
         origin = self.observer.origin(session)
         if origin is None:
             return False
-        return self._fire_for(origin[0], tool, args, kind, session, relay=True)
+        return self._fire_for(origin[0], tool, args, kind, session, relay=True, depth=depth)
 
     def _fire_requested(self, request: dict[str, Any]) -> None:
         """Another replica asks for a call it cannot make (no binding for the client):
@@ -331,9 +334,11 @@ class Speculator:
         kind: str,
         session: SessionKey | None,
         relay: bool,
+        depth: int = 0,
     ) -> bool:
         """Fire a call for `session` (None: asked for by another replica); `tool` is the
-        name the model calls it by. Whatever stops it is logged and counted."""
+        name the model calls it by; `depth`: steps of a chain past its decision point.
+        Whatever stops it is logged and counted."""
         ruleset = self.rules.current
         target = self.bindings.resolve(client, tool)
         name = tool  # the name it is counted and served under: the server's, for MCP
@@ -409,7 +414,7 @@ class Speculator:
             return False  # the same call is in flight or fetched already
         entry.called_as = tool
         if kind == "chained":
-            entry.link = call_key(tool, args)
+            entry.link, entry.depth = call_key(tool, args), depth
         cell.append(entry)
         self.accounting.fired(name, session, kind)
         log.info(
@@ -675,6 +680,7 @@ class Speculator:
                 in_flight,
                 first=entry.used == 1,
                 session=entry.session,
+                depth=entry.depth,
             )
         if not self.store.shared:
             return None
@@ -708,6 +714,7 @@ class Speculator:
         )
         flow.metadata["prefire.served"] = served.kind
         flow.metadata["prefire.promoted"] = served.promoted
+        flow.metadata["prefire.depth"] = served.depth  # in-process only, never sent
         log.info(
             "speculate.served",
             tool=served.tool,

@@ -427,6 +427,7 @@ def build_report(
                 "reduction": _ratio(b_s - s_s, b_s),
                 "hits": len(served),
                 "eager_hits": sum(kind == "eager" for kind, _ in served),
+                "chained_hits": sum(kind == "chained" for kind, _ in served),
                 "promotions": sum(promoted for _, promoted in served),
                 "fired": counters.get("fired", 0),
                 "wasted": _unused(counters),
@@ -458,6 +459,9 @@ def build_report(
             "reduction": _ratio(base.wall_s - spec.wall_s, base.wall_s),
             "hits": totals_spec["used"],
             "eager_hits": sum(s["eager_hits"] for s in sessions),
+            "chained_hits": sum(s["chained_hits"] for s in sessions),
+            # hits by the depth of the early call that served them (0: a decision point)
+            "depth_used": _depths(spec, fg),
             "promotions": totals_spec["promotions"],
             "fired": totals_spec["fired"],
             "wasted": _unused(totals_spec),
@@ -734,6 +738,13 @@ def _notes(plan: Plan, passes: dict[str, PassResult]) -> list[str]:
     return notes
 
 
+def _depths(p: PassResult, steps: list[Step]) -> dict[str, int]:
+    """Served requests by the chain depth of the early call that answered them, as
+    offline replay's `depth_used` counts them (eager starts are depth 0 here)."""
+    counts = Counter(p.state.depth.get(s.index, 0) for s in steps if s.index in p.state.served)
+    return {str(d): n for d, n in sorted(counts.items())}
+
+
 def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]]:
     """What the HTML draws, per session and pass: each request (sent, headers, end,
     relative to the session's first request in that pass), and prefire's early calls."""
@@ -764,6 +775,7 @@ def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
                         "recorded_s": round(s.rec.duration_s, 4),
                         "served": served[0] if served else None,
                         "promoted": bool(served and served[1]),
+                        "depth": p.state.depth.get(i, 0) if served else None,
                     }
                 )
             early = [
@@ -772,6 +784,9 @@ def _timelines(plan: Plan, passes: dict[str, PassResult]) -> list[dict[str, Any]
                     "start": round(d.t_start - origin, 4),
                     "end": round(d.t_end - origin, 4),
                     "recorded": d.step is not None,
+                    # how the early call started, known once it served the agent's request
+                    "served": p.state.served[d.step][0] if d.step in p.state.served else None,
+                    "depth": p.state.depth.get(d.step) if d.step is not None else None,
                 }
                 for d in early_of.get((p.name, sid), [])
             ]
