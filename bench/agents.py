@@ -1,7 +1,8 @@
 """Real agents through prefire, without and with speculation: one command per client.
 
     python bench/agents.py --client CLIENT [--tasks 6] [--warmup 6] [--concurrency 2]
-        [--think 1.25] [--latency-scale 1] [--seed 1] [--kinds KIND...] [--json] [--keep DIR]
+        [--think 1.25] [--latency-scale 1] [--seed 1] [--kinds KIND...] [--chain-depth N]
+        [--json] [--keep DIR]
 
 CLIENT: agents-sdk-mcp2, agents-sdk-mcp2-streamed (Runner.run_streamed, turns chained with
 previous_response_id), agents-sdk-mcp1, langgraph; from npm: claude-code (2.1.112, cli.js),
@@ -51,6 +52,12 @@ def main() -> int:
         help="kinds of task the tasks cycle through (default: all; owners offsite: the "
         "tool-heavy ones, whose calls fan out, without the write)",
     )
+    p.add_argument(
+        "--chain-depth",
+        type=int,
+        help="the rules' budget max_chain_depth for every pass (0: no chaining; default: "
+        "the rules' default)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument(
         "--keep", type=Path, help="keep every pass's files (logs, tool records) in this dir"
@@ -75,6 +82,7 @@ def main() -> int:
                 latency_scale=args.latency_scale,
                 concurrency=args.concurrency,
                 kinds=tuple(args.kinds),
+                chain_depth=args.chain_depth,
             )
         )
     print(json.dumps(summary) if args.json else table(summary))
@@ -96,6 +104,11 @@ def table(s: dict[str, Any]) -> str:
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
         ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
+        (
+            "chain depth; chained fired / used",
+            f"{'default' if s['chain_depth'] is None else s['chain_depth']}; "
+            f"{s['chained']} / {s['chained_used']}",
+        ),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
         ("early calls refused by the server", str(s["early_failed"])),
         ("early calls unlike the agent's", str(s["early_unlike_agent"])),

@@ -93,14 +93,17 @@ CLIENTS = {
 }
 
 
-def rules_yaml() -> str:
-    """Reads may run early; the write never, and it drops what it may change."""
+def rules_yaml(chain_depth: int | None = None) -> str:
+    """Reads may run early; the write never, and it drops what it may change.
+    `chain_depth`: the budget max_chain_depth (None: the default)."""
     lines = ["# written by bench/agents: reads may run early, the write never", "rules:"]
     lines += [f"  - match: {{tool: {t}}}\n    prefire: true\n    ttl: 60" for t in READ_TOOLS]
     lines += [
         f"  - match: {{tool: {t}}}\n    prefire: false\n    invalidates: [get_team]"
         for t in WRITE_TOOLS
     ]
+    if chain_depth is not None:
+        lines += ["budgets:", f"  max_chain_depth: {chain_depth}"]
     return "\n".join(lines) + "\n"
 
 
@@ -277,10 +280,11 @@ async def run_pass(
     latency_scale: float = 1.0,
     concurrency: int = 2,
     learned_from: Path | None = None,
+    chain_depth: int | None = None,
 ) -> Pass:
     """One pass; `learned_from`: a state dir whose learned patterns this pass starts from."""
     rules = tmp / "rules.yaml"
-    rules.write_text(rules_yaml())
+    rules.write_text(rules_yaml(chain_depth))
     state = StateDir(tmp / name)
     if learned_from is not None:
         state.root.mkdir(parents=True, exist_ok=True)
@@ -328,6 +332,7 @@ async def measure(
     latency_scale: float = 1.0,
     concurrency: int = 2,
     kinds: tuple[str, ...] = tuple(TEMPLATES),
+    chain_depth: int | None = None,
 ) -> dict[str, Any]:
     """Warm-up (other tasks, learning only), baseline (--no-speculate) and speculative
     passes of the same tasks; what changed. The speculative pass starts from what the
@@ -338,6 +343,7 @@ async def measure(
         "seed": seed,
         "latency_scale": latency_scale,
         "concurrency": concurrency,
+        "chain_depth": chain_depth,
     }
     async with serve_llm(seed, think_s) as (llm_url, llm):
         learned = None
@@ -398,6 +404,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         ),
         "wasted": totals.get("wasted"),
         "failed": totals.get("failed"),
+        "chained": totals.get("chained"),
+        "chained_used": totals.get("chained_used"),
         "early_calls": len(spec.early_calls()),
         "baseline_early_calls": len(base.early_calls()),
         "early_failed": len(spec.early_failed()),
