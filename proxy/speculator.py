@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +126,9 @@ class Speculator:
         self.cache = ResultCache(on_end=self._ended)
         self.mcp = McpClient(self._send)
         self._http: aiohttp.ClientSession | None = None
-        self._in_flight = 0
+        # guesses (predicted and chained calls) in flight, per conversation (None: relayed
+        # from another replica); the cap bounds each conversation's, as replay does
+        self._guessing: Counter[SessionKey | None] = Counter()
         # tool -> EWMA of finished speculative calls, s
         self._latency: LRU[str, float] = LRU(10_000)
         self.store = store or Store()
@@ -207,7 +210,7 @@ class Speculator:
             self._cost(session),
             ruleset.budgets,
             fire,
-            self._in_flight,
+            self._guessing[session],
         )
 
     def _cost(self, session: SessionKey) -> Callable[[str], float]:
@@ -274,7 +277,9 @@ class Speculator:
             )
             return True
 
-        started = fire_by_value(candidates, self._cost(session), budgets, fire, self._in_flight)
+        started = fire_by_value(
+            candidates, self._cost(session), budgets, fire, self._guessing[session]
+        )
         if candidates and not started:
             log.info("chain.none_worth", tool=tool, depth=link.depth, session=_label(session))
 
@@ -395,10 +400,13 @@ class Speculator:
             return self._skip(
                 "backed_off", tool, kind, session, fired=counters.fired, unused=counters.unused
             )
-        # The cap bounds guesses. An eager call is the agent's own call started sooner:
-        # it adds no load the agent would not make, so a backlog of guesses never holds it up.
-        if kind != "eager" and self._in_flight >= ruleset.budgets.max_concurrent:
-            return self._skip("budget", tool, kind, session, in_flight=self._in_flight)
+        # The cap bounds guesses, per conversation. An eager call is the agent's own call
+        # started sooner: it adds no load the agent would not make, so it neither waits for
+        # guesses nor counts as one (counted, eager calls of busy agents left no room for
+        # any guess: most hits came from eager starts only).
+        guessing = self._guessing[session]
+        if kind != "eager" and guessing >= ruleset.budgets.max_concurrent:
+            return self._skip("budget", tool, kind, session, in_flight=guessing)
         ttl, reuse = decision.rule.ttl, decision.rule.reuse
         cell: list[Entry] = []
         if self.store.shared:
@@ -415,6 +423,9 @@ class Speculator:
         entry.called_as = tool
         if kind == "chained":
             entry.link, entry.depth = call_key(tool, args), depth
+        if kind != "eager":
+            self._guessing[session] += 1
+            entry.task.add_done_callback(lambda _: self._guessed(session))
         cell.append(entry)
         self.accounting.fired(name, session, kind)
         log.info(
@@ -425,6 +436,12 @@ class Speculator:
             **({"called_as": tool} if tool != name else {}),
         )
         return True
+
+    def _guessed(self, session: SessionKey | None) -> None:
+        """A guess of `session`'s ended (used, wasted or cancelled): room for another."""
+        self._guessing[session] -= 1
+        if self._guessing[session] <= 0:
+            del self._guessing[session]
 
     def _skip(
         self, reason: str, tool: str, kind: str, session: SessionKey | None, **detail: Any
@@ -540,7 +557,6 @@ class Speculator:
     ) -> Result | Failure:
         """Send one of prefire's own requests: the response, whatever its status, or a
         Failure when none came."""
-        self._in_flight += 1
         started = time.monotonic()
         extra: dict[str, Any] = {}
         if self.connect_to is not None:
@@ -554,8 +570,6 @@ class Speculator:
                 raw_headers = list(resp.raw_headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Failure("unreachable", 0, repr(exc)[:BODY_START])
-        finally:
-            self._in_flight -= 1
         return Result(status, raw_headers, body, ctype, time.monotonic() - started)
 
     def _promotion_wait(self, entry: Entry) -> float:
