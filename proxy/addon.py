@@ -1,6 +1,6 @@
 """The mitmproxy addon: hooks only. It observes every exchange and, for a tool
-request whose result speculation already holds, answers it with the tool server's
-own bytes (the speculator decides); it never changes a byte of what passes through.
+request whose result speculation already holds, lets the responder answer it with the
+tool server's own bytes (proxy/responder.py); every other byte passes through as it is.
 
 Every hook body is guarded: whatever goes wrong while observing or serving is
 logged and the flow continues untouched, so the agent gets exactly what it would
@@ -20,8 +20,9 @@ from mitmproxy.proxy import server_hooks
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
-from prefire.proxy.speculator import ConnectTo, Speculator
+from prefire.proxy.responder import Responder
 from prefire.proxy.state import DEFAULT_MAX_BODY
+from prefire.proxy.transport import ConnectTo
 from prefire.wire.decoding import ChunkDecoder, chunk_decoder, decode_body
 from prefire.wire.observer import ChunkObserver, Observer
 
@@ -99,7 +100,7 @@ class PrefireAddon:
         self.config = config
         self.listeners: list[Listener] = []
         self.observer = Observer(self._emit)
-        self.speculator: Speculator | None = None
+        self.responder: Responder | None = None  # answers tool requests from speculation
         self._taps: dict[str, StreamTap] = {}
         # flows whose response has not ended yet, so a shutdown can let them finish
         self.in_flight: set[str] = set()
@@ -148,13 +149,13 @@ class PrefireAddon:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
             return
-        if self.speculator is None or (ex is not None and ex.codec is not None):
+        if self.responder is None or (ex is not None and ex.codec is not None):
             return
         try:
             if ex is not None:
-                await self.speculator.serve(flow, ex)
+                await self.responder.serve(flow, ex)
             else:
-                await self.speculator.serve_http(flow, client, content)
+                await self.responder.serve_http(flow, client, content)
         except Exception as exc:  # serving failed: the request goes upstream as it is
             flow.response = None
             log.warning("speculate.serve_failed", url=redact_url(req.pretty_url), error=repr(exc))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from prefire.proxy.accounting import Accounting, format_table
+from prefire.proxy.accounting import Accounting, Ended, Fired, Served, Skipped, format_table
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 from prefire.proxy.store import result_key
 
@@ -29,18 +29,20 @@ class Harness:
 
     def _ended(self, entry: Entry, outcome: str) -> None:
         self.ends.append(outcome)
-        self.accounting.ended(entry.tool, None, outcome)
+        self.accounting.record(Ended(entry.tool, None, outcome))
 
     def fire(self, key: CacheKey, fetch, ttl: float = 30, reuse: int = 1) -> Entry | None:
-        entry = self.cache.start(key, "t", fetch, ttl=ttl, reuse=reuse, kind="eager", tags=())
+        entry = self.cache.start(
+            key, "t", lambda _entry: fetch(), ttl=ttl, reuse=reuse, kind="eager", tags=()
+        )
         if entry is not None:
-            self.accounting.fired("t", None, "eager")
+            self.accounting.record(Fired("t", None, "eager"))
         return entry
 
     async def take(self, key: CacheKey, wait: float | None = None):
         got = await self.cache.take(key, None if wait is None else (lambda e: wait))
         if got is not None:
-            self.accounting.used("t", None, got[1].used == 1, got[2], 0.0)
+            self.accounting.record(Served("t", None, got[1].used == 1, got[2], 0.0))
         return got
 
     def balanced(self) -> bool:
@@ -244,10 +246,10 @@ async def test_every_early_call_ends_exactly_one_way(seed: int) -> None:
 
 def test_stats_count_skip_reasons_and_say_they_show_the_last_run() -> None:
     a = Accounting()
-    a.fired("get_weather", None, "eager")
-    a.ended("get_weather", None, "expired")
+    a.record(Fired("get_weather", None, "eager"))
+    a.record(Ended("get_weather", None, "expired"))
     for reason in ("no_binding", "no_binding", "rule_denied"):
-        a.skip(reason)
+        a.record(Skipped(reason))
     report = a.report()
     assert report["skipped"] == {"no_binding": 2, "rule_denied": 1}
     assert report["totals"]["expired"] == 1 and report["totals"]["in_flight"] == 0

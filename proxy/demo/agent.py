@@ -136,6 +136,7 @@ async def run_task(task: dict[str, str], llm: AsyncOpenAI, tools: Toolbox) -> di
         if not calls:
             return {
                 "id": task["id"],
+                "prompt": task["prompt"],
                 "wall_s": round(time.perf_counter() - started, 3),
                 "answer": text,
                 "tool_results": seen,

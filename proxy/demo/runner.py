@@ -22,12 +22,15 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.ceilings import Ceilings, Timed, Turn, ceilings
 from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
+
+if TYPE_CHECKING:
+    from prefire.proxy.demo.tools import World
 
 START_TIMEOUT_S = 30.0
 _MAX_REPORT = 64 << 20  # the agent's report is one line holding every tool result
@@ -158,9 +161,8 @@ async def _demo(
     chain_depth: int | None = None,
 ) -> dict[str, Any]:
     # Imported here so that a missing extra is reported above, not as a traceback.
-    from prefire.proxy.demo.llm_server import GAVE_UP, ScriptedLLM, make_tasks
+    from prefire.proxy.demo.llm_server import ScriptedLLM, make_tasks
     from prefire.proxy.demo.tools import (
-        WRITE_TOOLS,
         World,
         build_mcp,
         build_rest,
@@ -180,62 +182,120 @@ async def _demo(
             rules = tmp / "rules.yaml"
             rules.write_text(rules_yaml(rest_url, chain_depth))
             task_file = tmp / "tasks.json"
-            tasks = make_tasks(n, seed, sorted(world.users), workload)
-            task_file.write_text(json.dumps(tasks))
+            task_file.write_text(json.dumps(make_tasks(n, seed, sorted(world.users), workload)))
             agent_args = [
                 *("--llm", llm_url + "/v1", "--mcp", mcp_url, "--rest", rest_url),
                 *("--tasks", str(task_file), "--concurrency", str(concurrency)),
             ]
             progress(f"prefire demo: {n} {workload} tasks, {concurrency} at a time, seed {seed}")
             if warmup:
-                # prefire learns online; a deployed proxy has seen earlier tasks of the same
-                # agent. Other tasks (another seed) teach it first, through a proxy that only
-                # observes, and the speculative run starts from what that proxy learned.
-                progress(f"  warm-up: {warmup} other tasks through prefire run --no-speculate ...")
-                warm_file = tmp / "warmup.json"
-                warm_file.write_text(
-                    json.dumps(make_tasks(warmup, seed + 1000, sorted(world.users), workload))
-                )
-                warm_args = [*agent_args]
-                warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
-                await _run_pass(
-                    tmp,
-                    "warmup",
-                    ["--no-speculate", "--rules", str(rules)],
-                    warm_args,
-                    TaskProgress("warm-up", warmup),
-                )
-                world.reset()
-                (tmp / "speculative").mkdir()
-                shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
-            progress("  baseline run (prefire run --no-speculate) ...")
-            # --capture: the baseline's traffic, as the agent made it, for prefire replay
-            keep = ["--capture", str(capture)] if capture is not None else []
-            baseline = await _run_pass(
-                tmp,
-                "baseline",
-                ["--no-speculate", "--rules", str(rules), *keep],
-                agent_args,
-                TaskProgress("baseline", n),
+                await _warm_up(tmp, world, rules, agent_args, warmup, seed, workload, progress)
+            baseline, baseline_calls, speculative, speculative_calls = await _passes(
+                tmp, world, rules, agent_args, n, capture, progress
             )
-            if capture is not None:
-                (capture / "rules.yaml").write_text(rules.read_text())
-            baseline_calls = world.reset()
-            progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
-            speculative = await _run_pass(
-                tmp,
-                "speculative",
-                ["--rules", str(rules)],
-                agent_args,
-                TaskProgress("speculative", n),
-            )
-            speculative_calls = world.reset()
-            progress(f"  {speculative['wall_s']:.1f} s")
             stats, stats_error = await read_stats(tmp / "speculative")
+
+    return _report(
+        baseline,
+        speculative,
+        (baseline_calls, speculative_calls),
+        stats,
+        stats_error,
+        {
+            "tasks": n,
+            "warmup_tasks": warmup,
+            "workload": workload,
+            "seed": seed,
+            "concurrency": concurrency,
+        },
+    )
+
+
+async def _warm_up(
+    tmp: Path,
+    world: World,
+    rules: Path,
+    agent_args: list[str],
+    warmup: int,
+    seed: int,
+    workload: str,
+    progress: Callable[[str], None],
+) -> None:
+    """prefire learns online; a deployed proxy has seen earlier tasks of the same agent.
+    Other tasks (another seed) teach it first, through a proxy that only observes, and the
+    speculative run starts from what that proxy learned."""
+    from prefire.proxy.demo.llm_server import make_tasks
+
+    progress(f"  warm-up: {warmup} other tasks through prefire run --no-speculate ...")
+    warm_file = tmp / "warmup.json"
+    warm_file.write_text(json.dumps(make_tasks(warmup, seed + 1000, sorted(world.users), workload)))
+    warm_args = [*agent_args]
+    warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
+    await _run_pass(
+        tmp,
+        "warmup",
+        ["--no-speculate", "--rules", str(rules)],
+        warm_args,
+        TaskProgress("warm-up", warmup),
+    )
+    world.reset()
+    (tmp / "speculative").mkdir()
+    shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
+
+
+async def _passes(
+    tmp: Path,
+    world: World,
+    rules: Path,
+    agent_args: list[str],
+    n: int,
+    capture: Path | None,
+    progress: Callable[[str], None],
+) -> tuple[dict[str, Any], Counter[str], dict[str, Any], Counter[str]]:
+    """The baseline run, then the speculative one: each pass's result and the calls the
+    tool servers saw."""
+    progress("  baseline run (prefire run --no-speculate) ...")
+    # --capture: the baseline's traffic, as the agent made it, for prefire replay
+    keep = ["--capture", str(capture)] if capture is not None else []
+    baseline = await _run_pass(
+        tmp,
+        "baseline",
+        ["--no-speculate", "--rules", str(rules), *keep],
+        agent_args,
+        TaskProgress("baseline", n),
+    )
+    if capture is not None:
+        await asyncio.to_thread(shutil.copyfile, rules, capture / "rules.yaml")
+    baseline_calls = world.reset()
+    progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
+    speculative = await _run_pass(
+        tmp,
+        "speculative",
+        ["--rules", str(rules)],
+        agent_args,
+        TaskProgress("speculative", n),
+    )
+    speculative_calls = world.reset()
+    progress(f"  {speculative['wall_s']:.1f} s")
+    return baseline, baseline_calls, speculative, speculative_calls
+
+
+def _report(
+    baseline: dict[str, Any],
+    speculative: dict[str, Any],
+    calls: tuple[Counter[str], Counter[str]],
+    stats: dict[str, Any] | None,
+    stats_error: str | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's JSON report (`run`: how it was run)."""
+    from prefire.proxy.demo.llm_server import GAVE_UP
+    from prefire.proxy.demo.tools import WRITE_TOOLS
 
     totals = stats["totals"] if stats else None
     both = baseline["tasks"] + speculative["tasks"]
     b, s = baseline["wall_s"], speculative["wall_s"]
+    baseline_calls, speculative_calls = calls
     return {
         "baseline_s": b,
         "speculative_s": s,
@@ -246,11 +306,7 @@ async def _demo(
         if totals
         else None,
         "identical": _identical(baseline["tasks"], speculative["tasks"]),
-        "tasks": n,
-        "warmup_tasks": warmup,
-        "workload": workload,
-        "seed": seed,
-        "concurrency": concurrency,
+        **run,
         "tool_calls": sum(len(t["tool_results"]) for t in baseline["tasks"]),
         "gave_up": sum(t["answer"].startswith(GAVE_UP) for t in both),
         "fired": totals["fired"] if totals else None,
@@ -270,7 +326,7 @@ async def _demo(
         # Any write the servers saw more often with speculation ran early: never allowed.
         "writes_run_early": any(speculative_calls[t] > baseline_calls[t] for t in WRITE_TOOLS),
         # what a perfect speculator could save, from the baseline run's own timings
-        "ceilings": task_ceilings(tasks, baseline["tasks"], WRITE_TOOLS),
+        "ceilings": task_ceilings(baseline["tasks"], WRITE_TOOLS),
         "per_task": [
             {"id": bt["id"], "baseline_s": bt["wall_s"], "speculative_s": st["wall_s"]}
             for bt, st in zip(baseline["tasks"], speculative["tasks"], strict=True)
@@ -279,13 +335,10 @@ async def _demo(
     }
 
 
-def task_ceilings(
-    tasks: list[dict[str, str]], reports: list[dict[str, Any]], writes: tuple[str, ...]
-) -> dict[str, Any]:
+def task_ceilings(reports: list[dict[str, Any]], writes: tuple[str, ...]) -> dict[str, Any]:
     """The ceilings (patterns/ceilings.py) of the tasks as the agent ran them, summed:
     seconds and the share of the base each would save."""
     total = Ceilings(0.0, 0.0, 0.0, 0.0)
-    prompts = {t["id"]: t["prompt"] for t in tasks}
     for report in reports:
         results = iter(report["tool_results"])
         turns = []
@@ -296,7 +349,7 @@ def task_ceilings(
                 args = loads_or_none(r["arguments"]) if r["arguments"] else {}
                 calls.append(Timed(r["tool"], args, r["result"], took, r["tool"] not in writes))
             turns.append(Turn(t["llm_s"], tuple(calls)))
-        total = total + ceilings(prompts.get(report["id"], ""), turns)
+        total = total + ceilings(report.get("prompt", ""), turns)
     seconds = {k: round(v, 3) for k, v in asdict(total).items()}
     return {"seconds": seconds, **total.reductions()}
 
@@ -378,15 +431,27 @@ async def run_through_proxy(
             "SSL_CERT_FILE": str(state.ca_bundle),
             "REQUESTS_CA_BUNDLE": str(state.ca_bundle),
         }
-        proc = await asyncio.create_subprocess_exec(
-            *agent,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            limit=_MAX_REPORT,
-        )
-        stack.push_async_callback(_stop, proc)
+        report = await _run_agent(agent, env, on_line)
+        # The proxy writes its final counters as it exits, so stop it before reading them.
+        status = await _stop(proxy)
+        if status != 0:
+            raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
+    return report
+
+
+async def _run_agent(
+    agent: list[str], env: dict[str, str], on_line: Callable[[bytes], None] | None
+) -> bytes:
+    """Run the `agent` command; returns its stdout, each line told to `on_line` as it comes."""
+    proc = await asyncio.create_subprocess_exec(
+        *agent,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        limit=_MAX_REPORT,
+    )
+    try:
         assert proc.stdout is not None and proc.stderr is not None
         errors = asyncio.ensure_future(proc.stderr.read())
         lines = []
@@ -399,12 +464,9 @@ async def run_through_proxy(
             raise DemoError(
                 f"the agent failed (exit status {proc.returncode}):\n{_tail(await errors)}"
             )
-        report = b"".join(lines)
-        # The proxy writes its final counters as it exits, so stop it before reading them.
-        status = await _stop(proxy)
-        if status != 0:
-            raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
-    return report
+        return b"".join(lines)
+    finally:
+        await _stop(proc)
 
 
 def _task_done(progress: TaskProgress) -> Callable[[bytes], None]:
