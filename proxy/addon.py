@@ -24,11 +24,12 @@ from prefire.proxy.responder import Responder
 from prefire.proxy.state import DEFAULT_MAX_BODY
 from prefire.proxy.transport import ConnectTo
 from prefire.wire.decoding import ChunkDecoder, chunk_decoder, decode_body
-from prefire.wire.observer import ChunkObserver, Observer
+from prefire.wire.observer import Observer
 
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[Event], None]
+ChunkObserver = Callable[[bytes, float], None]
 
 
 class StreamTap:
@@ -99,7 +100,9 @@ class PrefireAddon:
     def __init__(self, config: AddonConfig) -> None:
         self.config = config
         self.listeners: list[Listener] = []
-        self.observer = Observer(self._emit)
+        self.observer = Observer()
+        # told of each tool call the moment an LLM response closes it (after the listeners)
+        self.on_call_closed: Callable[[ToolCall], None] | None = None
         self.responder: Responder | None = None  # answers tool requests from speculation
         self._taps: dict[str, StreamTap] = {}
         # flows whose response has not ended yet, so a shutdown can let them finish
@@ -135,7 +138,7 @@ class PrefireAddon:
             if content is None:
                 self._skipped(flow, "request_" + why, raw)
                 return
-            ex = self.observer.request(
+            events = self.observer.request(
                 flow.id,
                 req.method,
                 req.url,
@@ -145,6 +148,9 @@ class PrefireAddon:
                 req.timestamp_start,
                 client,
             )
+            for event in events:
+                self._emit(event)
+            ex = self.observer.exchange(flow.id)
         except Exception as exc:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
@@ -185,8 +191,14 @@ class PrefireAddon:
                     )
                     if body is None:
                         self._skipped(flow, "response_" + why, raw)
-            self.observer.response(
-                flow.id, resp.status_code, resp.headers.get("content-type", ""), body, time.time()
+            self._emit_response(
+                self.observer.response(
+                    flow.id,
+                    resp.status_code,
+                    resp.headers.get("content-type", ""),
+                    body,
+                    time.time(),
+                )
             )
         except Exception as exc:
             self.observer.forget(flow.id)
@@ -227,7 +239,9 @@ class PrefireAddon:
         if not (event_stream or (ex is not None and ex.wants_stream)):
             return
         record = self.config.max_body if self.config.capture is not None else 0
-        observe = self.observer.stream(flow.id, resp.status_code)
+        observe = (
+            self._chunks_of(flow.id) if self.observer.stream(flow.id, resp.status_code) else None
+        )
         decoder = chunk_decoder(resp.headers.get("content-encoding", "")) if observe else None
         if decoder is None and not record:
             resp.stream = True
@@ -253,6 +267,16 @@ class PrefireAddon:
             size=None if raw is None else len(raw),
             max_body=self.config.max_body,
         )
+
+    def _chunks_of(self, xid: str) -> ChunkObserver:
+        return lambda data, t: self._emit_response(self.observer.chunk(xid, data, t))
+
+    def _emit_response(self, events: list[Event]) -> None:
+        """Events of a response: a tool call among them has just been closed by the LLM."""
+        for event in events:
+            self._emit(event)
+            if isinstance(event, ToolCall) and self.on_call_closed is not None:
+                self.on_call_closed(event)
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, ToolCall):

@@ -122,7 +122,7 @@ class Proxy:
         if self.store.shared:  # (the embedded store would drop them)
             self.addon.listeners.append(self.store.publish)
             self.addon.observer.sessions.on_link = self.store.publish_link
-        self.addon.observer.on_call_closed = self.speculator.eager
+        self.addon.on_call_closed = self.speculator.eager
         self.addon.responder = self.speculator.responder
         self._draining: asyncio.Task[None] | None = None
 

@@ -183,7 +183,7 @@ def test_an_uncertain_join_says_nothing_about_the_session() -> None:
 
 
 def speculator() -> Speculator:
-    return Speculator(PatternModel(), RulesWatcher(None), Observer(lambda e: None), Accounting())
+    return Speculator(PatternModel(), RulesWatcher(None), Observer(), Accounting())
 
 
 def weather_server() -> FastMCP:
