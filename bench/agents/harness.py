@@ -346,18 +346,7 @@ async def measure(
         "chain_depth": chain_depth,
     }
     async with serve_llm(seed, think_s) as (llm_url, llm):
-        learned = None
-        if warmup:
-            warm = await run_pass(
-                client,
-                tmp,
-                "warmup",
-                llm_url=llm_url,
-                tasks=make_tasks(warmup, seed + 1000, kinds),
-                speculate=False,
-                **common,
-            )
-            learned = warm.state
+        learned = await _warm_up(client, tmp, llm_url, warmup, kinds, **common)
         base = await run_pass(
             client, tmp, "baseline", llm_url=llm_url, tasks=measured, speculate=False, **common
         )
@@ -383,6 +372,29 @@ async def measure(
         llm_requests=requests,
         **common,
     )
+
+
+async def _warm_up(
+    client: Client,
+    tmp: Path,
+    llm_url: str,
+    warmup: int,
+    kinds: tuple[str, ...],
+    **common: Any,
+) -> Path | None:
+    """Other tasks than the measured ones, learning only: what the warm-up learned."""
+    if not warmup:
+        return None
+    warm = await run_pass(
+        client,
+        tmp,
+        "warmup",
+        llm_url=llm_url,
+        tasks=make_tasks(warmup, common["seed"] + 1000, kinds),
+        speculate=False,
+        **common,
+    )
+    return warm.state
 
 
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
