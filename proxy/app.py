@@ -22,6 +22,7 @@ from mitmproxy.tools.dump import DumpMaster
 from prefire.patterns.events import Event, RecordError, SessionKey, from_record
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
+from prefire.proxy.bindings import NoTarget
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
 from prefire.proxy.speculator import ConnectTo, Speculator
@@ -114,7 +115,13 @@ class Proxy:
             store=self.store,
         )
         # the tool's own result of a call joined to its conversation is learned there
-        self.tool_results = ToolSideResults(self.addon.observer, self.learner)
+        bindings = self.speculator.bindings
+        self.tool_results = ToolSideResults(
+            self.addon.observer,
+            self.learner,
+            rest_tool=lambda client, name: isinstance(bindings.resolve(client, name), NoTarget),
+        )
+        self.addon.tool_side = self.tool_results
         self.speculator.on_join.append(self.tool_results.joined)
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator, self.tool_results]
