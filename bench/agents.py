@@ -109,6 +109,17 @@ def table(s: dict[str, Any]) -> str:
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
         ),
     ]
+    for name, parts in s.get("profile", {}).items():
+        rows.append(
+            (
+                f"where the time went, {name}",
+                ", ".join(
+                    f"{k.removesuffix('_s')} {v:.1f} s"
+                    for k, v in parts.items()
+                    if k != "model_requests"
+                ),
+            )
+        )
     if s["stats_error"]:
         rows.append(("(no counters)", s["stats_error"]))
     return "\n".join(f"  {k:<34}{v}" for k, v in rows)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.agents.profile import Timeline, breakdown
 from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
@@ -213,6 +214,8 @@ async def serve_llm(
 ) -> AsyncIterator[tuple[str, ScriptedLLM]]:
     """The scripted model on loopback; yields its base URL (…/v1) and the model."""
     llm = ScriptedLLM(SCRIPT, seed, think_s)
+    llm.timeline = Timeline()  # type: ignore[attr-defined]
+    llm.app.middlewares.append(llm.timeline.middleware)  # type: ignore[attr-defined]
     async with serve_app(llm.app) as url:
         yield url + "/v1", llm
 
@@ -367,6 +370,8 @@ async def measure(
             **common,
         )
     requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
+    prompts = {t["id"]: t["prompt"] for t in measured}
+    timeline = llm.timeline  # type: ignore[attr-defined]
     return summarize(
         client,
         base,
@@ -375,6 +380,7 @@ async def measure(
         warmup=warmup,
         kinds=list(kinds),
         llm_requests=requests,
+        profile={p.name: breakdown(p.report["tasks"], prompts, timeline) for p in (base, spec)},
         **common,
     )
 
