@@ -18,7 +18,6 @@ import structlog
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 
-from prefire.patterns.canonical import loads_or_none
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
 from prefire.proxy.speculator import ConnectTo, Speculator
@@ -208,9 +207,8 @@ class PrefireAddon:
             return
         req = flow.request
         try:
-            body = loads_or_none(content) if content else None
             self.tool_side.rest_request(
-                flow.id, client, req.method, req.url, body, req.timestamp_start
+                flow.id, client, req.method, req.url, content, req.timestamp_start
             )
         except Exception as exc:
             log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))

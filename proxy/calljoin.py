@@ -207,6 +207,10 @@ class RestJoin:
         calls = self._waiting.get(call.client) or []
         calls[:] = [(m, a) for m, a in calls if m.call_id != call.call_id]
 
+    def waiting(self, client: str) -> bool:
+        """Whether any call of this client waits for its request."""
+        return bool(self._waiting.get(client))
+
     def request(self, req: RestCall) -> RestOutcome:
         calls = self._waiting.get(req.client)
         if not calls:

@@ -147,10 +147,14 @@ class ToolSideResults:
     # -- REST: told by the addon -------------------------------------------------
 
     def rest_request(
-        self, xid: str, client: str, method: str, url: str, body: Any, t: float
+        self, xid: str, client: str, method: str, url: str, content: bytes, t: float
     ) -> bool:
-        """A plain HTTP request of the agent; True when it runs a call whose result will
-        be learned (then tell `rest_response` or `rest_forget` of flow `xid`)."""
+        """A plain HTTP request of the agent (`content`: its decoded body); True when it
+        runs a call whose result will be learned (then tell `rest_response` or
+        `rest_forget` of flow `xid`)."""
+        if not self.rest_join.waiting(client):
+            return False  # the common case: no body to parse
+        body = loads_or_none(content) if content else None
         outcome = self.rest_join.request(RestCall(client, method, url, body, t))
         if isinstance(outcome, RestAmbiguous):
             log.info("join.ambiguous", url=url, model_names=list(outcome.names))
