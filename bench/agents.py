@@ -109,6 +109,10 @@ def table(s: dict[str, Any]) -> str:
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
         ),
     ]
+    misses = s.get("misses") or {}
+    rows.append(
+        ("calls not answered early", ", ".join(f"{k}: {v}" for k, v in misses.items()) or "0")
+    )
     for name, parts in s.get("profile", {}).items():
         rows.append(
             (

@@ -199,8 +199,42 @@ class Pass:
             if "result" in r
         }
 
+    def misses(self) -> Counter[str]:
+        """Why each of the agent's own calls that reached the tool server was not answered
+        early: a write (never early); the same call made twice in one turn (an early
+        result serves one call); fired earlier but gone (invalidated by a write, expired,
+        used elsewhere); or not fired before the agent asked."""
+        early = self.early_calls()
+        twice = Counter(
+            (task_id, name, _canonical(args))
+            for task_id, _, calls in self.seen()
+            for name, args, _ in calls
+        )
+        doubled = {(name, args) for (_, name, args), n in twice.items() if n > 1}
+        why: Counter[str] = Counter()
+        for r in self.calls():
+            if r in early:
+                continue
+            key = (r["tool"], _canonical(r.get("arguments")))
+            if r["tool"] in WRITE_TOOLS:
+                why["write"] += 1
+            elif key in doubled:
+                why["same call twice in one turn"] += 1
+            elif any(
+                (e["tool"], _canonical(e.get("arguments"))) == key and e["t0"] < r["t0"]
+                for e in early
+            ):
+                why["fired, gone before the call"] += 1
+            else:
+                why["not fired before the call"] += 1
+        return why
+
     def writes(self) -> Counter[str]:
         return Counter(r["tool"] for r in self.calls() if r["tool"] in WRITE_TOOLS)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def agent_env() -> dict[str, str]:
@@ -414,6 +448,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "same_tool_results": all(base.results()[k] == v for k, v in both.items()),
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
         "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
+        # the agent's calls that went to the tool server with speculation on, and why
+        "misses": dict(spec.misses()),
         "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
         "agent_in_prefire_sessions": len(spec.agent_in_prefire_sessions()),
         "stats_error": spec.stats_error,
