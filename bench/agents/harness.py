@@ -201,7 +201,7 @@ class Pass:
 
     def misses(self) -> Counter[str]:
         """Why each of the agent's own calls that reached the tool server was not answered
-        early: a write (never early); the same call made twice in one turn (an early
+        early: a write (never early); the same call made twice in the task (an early
         result serves one call); fired earlier but gone (invalidated by a write, expired,
         used elsewhere); or not fired before the agent asked."""
         early = self.early_calls()
@@ -219,7 +219,7 @@ class Pass:
             if r["tool"] in WRITE_TOOLS:
                 why["write"] += 1
             elif key in doubled:
-                why["same call twice in one turn"] += 1
+                why["same call twice in a task"] += 1
             elif any(
                 (e["tool"], _canonical(e.get("arguments"))) == key and e["t0"] < r["t0"]
                 for e in early
