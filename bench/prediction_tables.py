@@ -74,6 +74,11 @@ def main() -> None:
     if args.json:
         print(json.dumps({"cold": cold, "transfer": transfer}, indent=2))
         return
+    _print_tables(cold, transfer)
+
+
+def _print_tables(cold: dict[str, dict[str, Any]], transfer: dict[str, dict[str, Any]]) -> None:
+    """The markdown tables: per workload, the learning curve, cold vs warm, why missed."""
     print(
         "| workload | calls | eligible | top-1 | top-3 | hit rate | precision | hidden "
         "| e2e reduction | calls/s |"
@@ -95,6 +100,11 @@ def main() -> None:
             c = r["learning_curve"][g]
             cells.append(f"{_pct(c['hit_rate'])} ({c['eligible_calls']})" if c["sessions"] else "")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    _print_transfer(cold, transfer)
+    _print_misses(cold)
+
+
+def _print_transfer(cold: dict[str, dict[str, Any]], transfer: dict[str, dict[str, Any]]) -> None:
     if transfer:
         print()
         print(
@@ -109,6 +119,9 @@ def main() -> None:
                 for k in ("next_call_top1", "hit_rate", "precision", "hidden_fraction")
             ]
             print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def _print_misses(cold: dict[str, dict[str, Any]]) -> None:
     print()
     causes = sorted({k for r in cold.values() for k in r["misses"]})
     causes.sort(key=lambda k: -sum(r["misses"].get(k, 0) for r in cold.values()))

@@ -44,7 +44,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import math
 import os
 import platform
 import select
@@ -64,10 +63,21 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from benchutil import free_port
+from benchutil import free_port, percentile, progress, session
+from fake_wire import (
+    CHAT_PATH,
+    HEADERS,
+    MCP_PATH,
+    MCP_REPLY,
+    REQUEST_JSON,
+    REQUEST_SSE,
+    RESPONSE_JSON,
+    RESPONSE_SSE,
+    SSE_LEN,
+)
+from load import load, load_report
 
 HOST = "127.0.0.1"
-CHAT_PATH = "/v1/chat/completions"
 ALL_TARGETS = ("direct", "mitmproxy", "mitmproxy-stream", "prefire")
 # Children must not inherit a proxy from the environment: each hop is chosen explicitly.
 PROXY_ENV_KEYS = {
@@ -79,276 +89,6 @@ PROXY_ENV_KEYS = {
     "http_proxy",
     "all_proxy",
     "no_proxy",
-}
-
-# -- payloads ------------------------------------------------------------------------------
-# Realistic sizes matter more than content: the proxy parses both bodies as JSON, so a toy
-# `{"messages": [{"role": "user", "content": "hi"}]}` would understate its work.
-
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather and a 3-day forecast for a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "city": {"type": "string", "description": "City name, e.g. Paris"},
-                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-                },
-                "required": ["city"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "search_flights",
-            "description": "Search one-way flights between two airports on a date.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "origin": {"type": "string", "description": "IATA code of the origin"},
-                    "destination": {"type": "string", "description": "IATA code"},
-                    "date": {"type": "string", "format": "date"},
-                    "cabin": {"type": "string", "enum": ["economy", "business", "first"]},
-                    "max_results": {"type": "integer", "minimum": 1, "maximum": 20},
-                },
-                "required": ["origin", "destination", "date"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "description": "Current local time in an IANA time zone.",
-            "parameters": {
-                "type": "object",
-                "properties": {"timezone": {"type": "string", "description": "Europe/Paris"}},
-                "required": ["timezone"],
-                "additionalProperties": False,
-            },
-        },
-    },
-]
-
-MESSAGES: list[dict[str, Any]] = [
-    {
-        "role": "system",
-        "content": "You are a travel assistant. Use the tools to answer; never guess prices, "
-        "times or weather. Prefer direct flights. Answer in the user's language and keep "
-        "answers short. Today is 2025-03-10.",
-    },
-    {
-        "role": "user",
-        "content": "I'm flying from Berlin to Paris on Friday. What will the weather be like, "
-        "and are there morning flights in economy?",
-    },
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_kX2v9T3cQmB7hVn1",
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "arguments": '{"city": "Paris", "unit": "celsius"}',
-                },
-            }
-        ],
-    },
-    {
-        "role": "tool",
-        "tool_call_id": "call_kX2v9T3cQmB7hVn1",
-        "content": '{"city": "Paris", "now": {"temp": 11, "sky": "overcast"}, "forecast": ['
-        '{"day": "2025-03-14", "min": 6, "max": 13, "sky": "light rain"}]}',
-    },
-]
-
-
-def chat_request(stream: bool) -> bytes:
-    """The body an OpenAI SDK sends mid-conversation: history, tools, sampling options."""
-    body: dict[str, Any] = {
-        "model": "gpt-4o-2024-08-06",
-        "messages": MESSAGES,
-        "tools": TOOLS,
-        "tool_choice": "auto",
-        "parallel_tool_calls": True,
-        "temperature": 0.2,
-        "max_completion_tokens": 1024,
-    }
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return json.dumps(body).encode()
-
-
-FLIGHT_ARGS = {
-    "origin": "BER",
-    "destination": "CDG",
-    "date": "2025-03-14",
-    "cabin": "economy",
-    "max_results": 5,
-}
-
-
-def chat_response() -> bytes:
-    """A non-streamed completion asking for one tool call (about 1 KB, like the real API)."""
-    body = {
-        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
-        "object": "chat.completion",
-        "created": 1741569952,
-        "model": "gpt-4o-2024-08-06",
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "refusal": None,
-                    "annotations": [],
-                    "tool_calls": [
-                        {
-                            "id": "call_Qw8rT2mZp4LxYb6N",
-                            "type": "function",
-                            "function": {
-                                "name": "search_flights",
-                                "arguments": json.dumps(FLIGHT_ARGS),
-                            },
-                        },
-                        {
-                            "id": "call_Hd3sK9vWq1JcFe5R",
-                            "type": "function",
-                            "function": {
-                                "name": "get_time",
-                                "arguments": '{"timezone": "Europe/Paris"}',
-                            },
-                        },
-                    ],
-                },
-                "logprobs": None,
-                "finish_reason": "tool_calls",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": 412,
-            "completion_tokens": 61,
-            "total_tokens": 473,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        },
-        "service_tier": "default",
-        "system_fingerprint": "fp_f9f4fb6dbf",
-    }
-    return json.dumps(body).encode()
-
-
-def chat_stream() -> list[bytes]:
-    """SSE events of a streamed completion that calls search_flights."""
-    base = {
-        "id": "chatcmpl-B9MCe1xZ0aTfGq2Wn8rYk3LhVb7Po",
-        "object": "chat.completion.chunk",
-        "created": 1741569953,
-        "model": "gpt-4o-2024-08-06",
-        "system_fingerprint": "fp_f9f4fb6dbf",
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**base, "choices": [choice]}
-
-    args = json.dumps(FLIGHT_ARGS)
-    pieces = [args[i : i + 16] for i in range(0, len(args), 16)]
-    events: list[dict[str, Any]] = [
-        chunk({"role": "assistant", "content": None, "refusal": None}),
-        chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": "call_Qw8rT2mZp4LxYb6N",
-                        "type": "function",
-                        "function": {"name": "search_flights", "arguments": ""},
-                    }
-                ]
-            }
-        ),
-        *(chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces),
-        chunk({}, "tool_calls"),
-        {**base, "choices": [], "usage": {"prompt_tokens": 412, "completion_tokens": 38}},
-    ]
-    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
-
-
-MCP_PATH = "/mcp"
-MCP_REPLY = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "result": {
-            "content": [{"type": "text", "text": json.dumps({"city": "Paris", "temp": 11})}],
-            "structuredContent": {"city": "Paris", "temp": 11},
-            "isError": False,
-        },
-    }
-).encode()
-
-
-def mcp_request(n: int) -> bytes:
-    return json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": n,
-            "method": "tools/call",
-            "params": {"name": "get_weather", "arguments": {"city": "Paris"}},
-        }
-    ).encode()
-
-
-def agent_chat_request(agent: int, turn: int, stream: bool) -> bytes:
-    """A request of agent `agent`'s own conversation, `turn` tool results long."""
-    body = json.loads(chat_request(stream))
-    body["messages"][1]["content"] += f" (agent {agent})"
-    for k in range(turn % 6):
-        call_id = f"call_{agent}_{k}"
-        body["messages"].append(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": "get_time", "arguments": '{"timezone": "UTC"}'},
-                    }
-                ],
-            }
-        )
-        body["messages"].append({"role": "tool", "tool_call_id": call_id, "content": "12:00"})
-    return json.dumps(body).encode()
-
-
-REQUEST_JSON = chat_request(stream=False)
-REQUEST_SSE = chat_request(stream=True)
-RESPONSE_JSON = chat_response()
-RESPONSE_SSE = chat_stream()
-SSE_LEN = sum(map(len, RESPONSE_SSE))
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json",
-    # A credential, so that prefire computes a scope as it would for a real agent.
-    "Authorization": "Bearer sk-bench-0000000000000000000000000000",
-    "User-Agent": "OpenAI/Python 1.66.3",
 }
 
 # -- upstream (child process) --------------------------------------------------------------
@@ -686,13 +426,6 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) * _CLOCK_TICK_S
 
 
-def session(limit: int) -> aiohttp.ClientSession:
-    # Long keep-alive: a round of the other targets must not make us reconnect.
-    connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=120, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
-
-
 async def measure(
     args: argparse.Namespace, url: str, proxies: dict[str, str | None], pids: dict[str, int]
 ) -> list[Target]:
@@ -719,153 +452,7 @@ async def measure(
     return targets
 
 
-# -- load ----------------------------------------------------------------------------------
-
-LOAD_KINDS = ("json", "sse", "mcp")
-
-
-@dataclass
-class LoadResult:
-    name: str
-    seconds: float = 0.0
-    latency_ms: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOAD_KINDS})
-    errors: int = 0
-    mismatched: int = 0
-    error_samples: list[str] = field(default_factory=list)
-
-    @property
-    def requests(self) -> int:
-        return sum(len(v) for v in self.latency_ms.values())
-
-
-async def load_round(
-    args: argparse.Namespace, base: str, name: str, proxy: str | None, result: LoadResult
-) -> None:
-    """`args.agents` agents for `args.load_seconds`; every answer checked byte for byte."""
-    pool = session(args.agents)
-    chat_url, mcp_url = base + CHAT_PATH, base + MCP_PATH
-    deadline = time.perf_counter() + args.load_seconds
-    started = time.perf_counter()
-
-    async def agent(i: int) -> None:
-        turn = 0
-        while time.perf_counter() < deadline:
-            kind = LOAD_KINDS[turn % 3]
-            turn += 1
-            if kind == "mcp":
-                url, data, expected = mcp_url, mcp_request(turn), None
-            else:
-                url, data = chat_url, agent_chat_request(i, turn // 3, stream=kind == "sse")
-                expected = RESPONSE_JSON if kind == "json" else b"".join(RESPONSE_SSE)
-            t0 = time.perf_counter()
-            try:
-                async with pool.post(url, data=data, headers=HEADERS, proxy=proxy) as r:
-                    body = await r.read()
-                    status = r.status
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                result.errors += 1
-                if len(result.error_samples) < 5:
-                    result.error_samples.append(f"{kind}: {exc!r}")
-                continue
-            result.latency_ms[kind].append((time.perf_counter() - t0) * 1000)
-            if kind == "mcp":
-                expected = MCP_REPLY.replace(b'"id": 1', f'"id": {turn}'.encode(), 1)
-            if status != 200 or body != expected:
-                result.mismatched += 1
-
-    try:
-        await asyncio.gather(*(agent(i) for i in range(args.agents)))
-    finally:
-        result.seconds += time.perf_counter() - started
-        await pool.close()
-
-
-async def load(
-    args: argparse.Namespace, url: str, proxies: dict[str, str | None]
-) -> list[LoadResult]:
-    results = {name: LoadResult(name) for name in args.targets}
-    warm = argparse.Namespace(**{**vars(args), "load_seconds": min(2.0, args.load_seconds / 2)})
-    for name in args.targets:
-        progress(f"load warm-up {name}")
-        await load_round(warm, url, name, proxies[name], LoadResult(name))
-    for r in range(args.rounds):
-        k = r % len(args.targets)
-        order = args.targets[k:] + args.targets[:k]
-        for name in order:
-            progress(f"load round {r + 1}/{args.rounds}: {name}, {args.agents} agents")
-            await load_round(args, url, name, proxies[name], results[name])
-    return list(results.values())
-
-
-def load_summary(results: list[LoadResult]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for res in results:
-        everything = [x for v in res.latency_ms.values() for x in v]
-        row: dict[str, Any] = {
-            "requests": res.requests,
-            "seconds": round(res.seconds, 2),
-            "rps": round(res.requests / res.seconds, 1) if res.seconds else 0.0,
-            "p50_ms": percentile(everything, 50) if everything else None,
-            "p99_ms": percentile(everything, 99) if everything else None,
-            "errors": res.errors,
-            "mismatched": res.mismatched,
-            "error_samples": res.error_samples,
-        }
-        for kind, xs in res.latency_ms.items():
-            row[f"{kind}_p50_ms"] = percentile(xs, 50) if xs else None
-            row[f"{kind}_p99_ms"] = percentile(xs, 99) if xs else None
-        out[res.name] = row
-    base = out.get("mitmproxy-stream") or out.get("mitmproxy")
-    p = out.get("prefire")
-    if p and base:
-        p["added_vs_mitmproxy"] = {
-            key: round(p[key] - base[key], 3)
-            for key in p
-            if key.endswith("_ms") and p[key] is not None and base.get(key) is not None
-        }
-        p["added_vs_mitmproxy"]["rps_pct"] = round((p["rps"] / base["rps"] - 1) * 100, 1)
-    return out
-
-
-def load_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    lines = [
-        f"{meta['agents']} agents x {meta['rounds']} rounds x {meta['load_seconds']} s per "
-        f"target; each agent loops chat JSON, chat SSE (stream delay "
-        f"{meta['stream_delay_ms']} ms), MCP tools/call; mitmproxy {meta['mitmproxy']}, "
-        f"Python {meta['python']}, {meta['cpus']} CPUs",
-        "",
-        "| target | requests | req/s | p50 ms | p99 ms | JSON p50/p99 ms | SSE p50/p99 ms "
-        "| MCP p50/p99 ms | errors | mismatched |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in summary.items():
-        kinds = " | ".join(
-            f"{r[k + '_p50_ms']:.2f} / {r[k + '_p99_ms']:.2f}"
-            if r[k + "_p50_ms"] is not None
-            else "-"
-            for k in LOAD_KINDS
-        )
-        lines.append(
-            f"| {name} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {kinds} | {r['errors']} | {r['mismatched']} |"
-        )
-    added = summary.get("prefire", {}).get("added_vs_mitmproxy")
-    if added:
-        lines += [
-            "",
-            f"prefire - mitmproxy: p50 {added['p50_ms']:+.2f} ms, p99 {added['p99_ms']:+.2f} ms, "
-            f"req/s {added['rps_pct']:+.1f} %",
-        ]
-    return "\n".join(lines)
-
-
 # -- report --------------------------------------------------------------------------------
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile: an observed value, no interpolation between outliers."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
 
 
 def summarize(targets: list[Target]) -> dict[str, dict[str, Any]]:
@@ -953,10 +540,6 @@ def markdown(summary: dict[str, dict[str, Any]], d: dict[str, float], meta: dict
     if "ttfb_p50_ms_vs_stream" in d:
         lines.append(f"prefire - mitmproxy-stream: TTFB p50 {d['ttfb_p50_ms_vs_stream']:+.3f} ms")
     return "\n".join(lines)
-
-
-def progress(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -1056,24 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             children.stop_all()
     if args.load:
-        meta = {
-            "agents": args.agents,
-            "rounds": args.rounds,
-            "load_seconds": args.load_seconds,
-            "stream_delay_ms": args.stream_delay_ms,
-            "mitmproxy": metadata.version("mitmproxy"),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "elapsed_s": round(time.monotonic() - started, 1),
-        }
-        load_out = load_summary(results)
-        if args.json:
-            print(json.dumps({"meta": meta, "load": load_out}))
-        else:
-            print(load_markdown(load_out, meta))
-        progress(f"done in {meta['elapsed_s']}s")
-        bad = sum(r["errors"] + r["mismatched"] for r in load_out.values())
-        return 1 if bad else 0
+        return load_report(args, results, started)
     summary = summarize(targets)
     d = deltas(summary)
     meta = {

@@ -270,10 +270,25 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     reads = sum(
         1 for t in baseline["report"]["tasks"] for c in t["tool_results"] if c["tool"] in READ_TOOLS
     )
+    runs = {"baseline": baseline, "isolated": isolated, "shared": shared, "one": one}
+    return {
+        "replicas": args.replicas,
+        "tasks": args.tasks,
+        "warmup_tasks": args.warmup,
+        "workload": args.workload,
+        "seed": args.seed,
+        "concurrency": args.concurrency,
+        "read_calls": reads,
+        "runs": _rows(runs, reads),
+    }
+
+
+def _rows(runs: dict[str, dict[str, Any]], reads: int) -> dict[str, dict[str, Any]]:
+    """Each pass's figures, against the baseline pass's wall time and answers."""
+    baseline = runs["baseline"]
     b = baseline["report"]["wall_s"]
     rows = {}
-    runs = [("baseline", baseline), ("isolated", isolated), ("shared", shared), ("one", one)]
-    for name, p in runs:
+    for name, p in runs.items():
         wall = p["report"]["wall_s"]
         used = p["totals"].get("used", 0)
         rows[name] = {
@@ -291,16 +306,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "differences": _differences(baseline["report"]["tasks"], p["report"]["tasks"]),
             "connections_per_replica": p["connections"],
         }
-    return {
-        "replicas": args.replicas,
-        "tasks": args.tasks,
-        "warmup_tasks": args.warmup,
-        "workload": args.workload,
-        "seed": args.seed,
-        "concurrency": args.concurrency,
-        "read_calls": reads,
-        "runs": rows,
-    }
+    return rows
 
 
 def _differences(baseline: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[str]:

@@ -31,8 +31,12 @@ from typing import Any
 
 import orjson
 
-WORDS = [f"w{n:04d}" for n in range(3000)]
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+# the bench helpers are imported by name, also when a test loads this file by its path
+sys.path.insert(0, BENCH_DIR)
+import fake_wire  # noqa: E402
+
+WORDS = [f"w{n:04d}" for n in range(3000)]
 
 
 def rss_mb(pid: int | str = "self") -> tuple[float, float]:
@@ -97,14 +101,7 @@ class Synth:
 
 
 def completion(message: dict[str, Any], finish: str) -> bytes:
-    return orjson.dumps(
-        {
-            "id": "chatcmpl-x",
-            "object": "chat.completion",
-            "model": "m",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        }
-    )
+    return orjson.dumps(fake_wire.completion(message, finish))
 
 
 # -- in-process ------------------------------------------------------------------------------
@@ -121,7 +118,13 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         learner = Learner(Path(tmp))
         listeners: list[Any] = [learner]
-        observer = Observer(lambda e: [f(e) for f in listeners])
+        observer = Observer()
+
+        def feed(events: list[Any]) -> None:
+            for event in events:
+                for listener in listeners:
+                    listener(event)
+
         speculator = Speculator(learner.model, RulesWatcher(None), observer, Accounting())
         listeners.append(speculator)
         synth = Synth(args.seed, args.tenants, args.apps)
@@ -137,8 +140,10 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
                 url = "https://api.example.com/v1/chat/completions"
                 client = f"10.0.{n % 50}.1"
                 path = "/v1/chat/completions"
-                observer.request(str(xid), "POST", url, path, headers.items(), body, t, client)
-                observer.response(str(xid), 200, "application/json", response, t + 0.5)
+                feed(
+                    observer.request(str(xid), "POST", url, path, headers.items(), body, t, client)
+                )
+                feed(observer.response(str(xid), 200, "application/json", response, t + 0.5))
             if (n + 1) % args.every == 0 or n + 1 == args.sessions:
                 gc.collect()
                 rss, peak = rss_mb()
@@ -165,14 +170,45 @@ async def in_process(args: argparse.Namespace, check: bool = False) -> dict[str,
 
 
 async def live(args: argparse.Namespace) -> dict[str, Any]:
-    import aiohttp
-    from aiohttp import web
-
-    sys.path.insert(0, BENCH_DIR)
     import proxy_overhead as po
 
-    synth = Synth(args.seed, args.tenants, args.apps)
     answers: dict[str, bytes] = {}
+    runner, url = await _upstream(answers)
+    with tempfile.TemporaryDirectory(prefix="prefire-soak-") as tmp:
+        children = po.Children(Path(tmp))
+        exe = po.find_exe(None, "prefire")
+        argv = [exe, "run", "--listen-port", "0", "--state-dir", str(Path(tmp) / "state")]
+        proxy = children.start("prefire", argv)
+        try:
+            line = po.read_line(proxy, 60)
+            proxy_url = line.removeprefix("prefire listening on ")
+            pid = proxy.proc.pid
+            agents = _Agents(args, answers, url, proxy_url, pid)
+            await agents.run()
+            elapsed = time.monotonic() - agents.started
+            rss, peak = rss_mb(pid)
+        finally:
+            children.stop_all()
+            await runner.cleanup()
+    sessions = min(agents.next_session, args.sessions)
+    return {
+        "mode": "live",
+        "sessions": sessions,
+        "requests": agents.tally["requests"],
+        "errors": agents.tally["errors"],
+        "mismatched": agents.tally["mismatched"],
+        "seconds": round(elapsed, 1),
+        "sessions_per_s": round(sessions / elapsed, 1),
+        "rss_mb": agents.samples,
+        "proxy_peak_rss_mb": round(peak, 1),
+        "proxy_rss_mb_at_end": round(rss, 1),
+    }
+
+
+async def _upstream(answers: dict[str, bytes]) -> tuple[Any, str]:
+    """The fake LLM: it answers each request with the response its x-answer names.
+    Returns its runner (to clean up) and its chat URL."""
+    from aiohttp import web
 
     async def chat(request: web.Request) -> web.Response:
         await request.read()
@@ -187,73 +223,71 @@ async def live(args: argparse.Namespace) -> dict[str, Any]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    return runner, f"http://127.0.0.1:{port}/v1/chat/completions"
 
-    with tempfile.TemporaryDirectory(prefix="prefire-soak-") as tmp:
-        children = po.Children(Path(tmp))
-        exe = po.find_exe(None, "prefire")
-        argv = [exe, "run", "--listen-port", "0", "--state-dir", str(Path(tmp) / "state")]
-        proxy = children.start("prefire", argv)
+
+class _Agents:
+    """The live soak's agents: synthetic sessions through the proxy until all are sent or
+    --max-seconds is up, every answer checked, the proxy's RSS sampled as they go."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        answers: dict[str, bytes],
+        url: str,
+        proxy_url: str,
+        pid: int,
+    ) -> None:
+        self.args, self.answers, self.url, self.proxy_url, self.pid = (
+            args, answers, url, proxy_url, pid
+        )  # fmt: skip
+        self.synth = Synth(args.seed, args.tenants, args.apps)
+        self.samples: list[dict[str, Any]] = []
+        self.tally = {"requests": 0, "errors": 0, "mismatched": 0}
+        self.next_session = 0
+        self.started = time.monotonic()
+        self.deadline = self.started + args.max_seconds
+
+    async def run(self) -> None:
+        import aiohttp
+
+        conn = aiohttp.TCPConnector(limit=self.args.concurrency)
+        async with aiohttp.ClientSession(connector=conn, trust_env=False) as http:
+            await asyncio.gather(*(self._agent(http) for _ in range(self.args.concurrency)))
+
+    async def _agent(self, http: Any) -> None:
+        while self.next_session < self.args.sessions and time.monotonic() < self.deadline:
+            n = self.next_session
+            self.next_session += 1
+            headers, exchanges = self.synth.session(n)
+            for k, (request, response) in enumerate(exchanges):
+                await self._send(http, headers, f"{n}-{k}", request, response)
+            if (n + 1) % self.args.every == 0:
+                rss, _ = rss_mb(self.pid)
+                self.samples.append({"sessions": n + 1, "rss_mb": round(rss, 1)})
+                rate = (n + 1) / (time.monotonic() - self.started)
+                progress(f"{n + 1} sessions ({rate:.0f}/s), proxy RSS {rss:.0f} MB")
+
+    async def _send(
+        self, http: Any, headers: dict[str, str], key: str, request: Any, response: bytes
+    ) -> None:
+        import aiohttp
+
+        self.answers[key] = response
         try:
-            line = po.read_line(proxy, 60)
-            proxy_url = line.removeprefix("prefire listening on ")
-            pid = proxy.proc.pid
-            samples: list[dict[str, Any]] = []
-            tally = {"requests": 0, "errors": 0, "mismatched": 0}
-            next_session = 0
-            started = time.monotonic()
-            deadline = started + args.max_seconds
-
-            async def agent(http: aiohttp.ClientSession, worker: int) -> None:
-                nonlocal next_session
-                while next_session < args.sessions and time.monotonic() < deadline:
-                    n = next_session
-                    next_session += 1
-                    headers, exchanges = synth.session(n)
-                    for k, (request, response) in enumerate(exchanges):
-                        key = f"{n}-{k}"
-                        answers[key] = response
-                        try:
-                            async with http.post(
-                                url,
-                                data=orjson.dumps(request),
-                                headers={**headers, "x-answer": key,
-                                         "content-type": "application/json"},
-                                proxy=proxy_url,
-                            ) as resp:  # fmt: skip
-                                body = await resp.read()
-                        except (aiohttp.ClientError, TimeoutError) as exc:
-                            tally["errors"] += 1
-                            progress(f"error: {exc!r}")
-                            continue
-                        tally["requests"] += 1
-                        tally["mismatched"] += resp.status != 200 or body != response
-                    if (n + 1) % args.every == 0:
-                        rss, _ = rss_mb(pid)
-                        samples.append({"sessions": n + 1, "rss_mb": round(rss, 1)})
-                        rate = (n + 1) / (time.monotonic() - started)
-                        progress(f"{n + 1} sessions ({rate:.0f}/s), proxy RSS {rss:.0f} MB")
-
-            conn = aiohttp.TCPConnector(limit=args.concurrency)
-            async with aiohttp.ClientSession(connector=conn, trust_env=False) as http:
-                await asyncio.gather(*(agent(http, w) for w in range(args.concurrency)))
-            elapsed = time.monotonic() - started
-            rss, peak = rss_mb(pid)
-        finally:
-            children.stop_all()
-            await runner.cleanup()
-    return {
-        "mode": "live",
-        "sessions": min(next_session, args.sessions),
-        "requests": tally["requests"],
-        "errors": tally["errors"],
-        "mismatched": tally["mismatched"],
-        "seconds": round(elapsed, 1),
-        "sessions_per_s": round(min(next_session, args.sessions) / elapsed, 1),
-        "rss_mb": samples,
-        "proxy_peak_rss_mb": round(peak, 1),
-        "proxy_rss_mb_at_end": round(rss, 1),
-    }
+            async with http.post(
+                self.url,
+                data=orjson.dumps(request),
+                headers={**headers, "x-answer": key, "content-type": "application/json"},
+                proxy=self.proxy_url,
+            ) as resp:
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.tally["errors"] += 1
+            progress(f"error: {exc!r}")
+            return
+        self.tally["requests"] += 1
+        self.tally["mismatched"] += resp.status != 200 or body != response
 
 
 def progress(msg: str) -> None:

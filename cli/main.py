@@ -363,25 +363,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay" and args.live and (args.baseline or args.format != "auto"):
         parser.error("--baseline and --format are for offline replay, not with --live")
     state = StateDir(getattr(args, "state_dir", None) or default_state_dir())
-    if args.command == "env":
-        if args.listen_port == 0:
-            print(
-                "prefire env: --listen-port 0 is not a port a client can reach; give the port "
-                "the proxy listens on (`prefire run --listen-port 0` prints it: "
-                "'prefire listening on http://HOST:PORT'), or let `prefire run -- CMD` set the "
-                "environment of CMD itself",
-                file=sys.stderr,
-            )
-            return 2
-        try:
-            state.ensure()
-        except StateError as exc:
-            print(f"prefire env: {exc}", file=sys.stderr)
-            return 2
-        for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
-            print(f"export {key}={shlex.quote(value)}")
-        return 0
-    if args.command == "replay" and args.live:
+    commands = {
+        "env": _env,
+        "replay": _replay,
+        "rules": _rules,
+        "demo": _demo,
+        "stats": _stats,
+        "run": _run_command,
+    }
+    command = commands.get(args.command)
+    return command(args, state) if command is not None else 2
+
+
+def _env(args: argparse.Namespace, state: StateDir) -> int:
+    if args.listen_port == 0:
+        print(
+            "prefire env: --listen-port 0 is not a port a client can reach; give the port "
+            "the proxy listens on (`prefire run --listen-port 0` prints it: "
+            "'prefire listening on http://HOST:PORT'), or let `prefire run -- CMD` set the "
+            "environment of CMD itself",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        state.ensure()
+    except StateError as exc:
+        print(f"prefire env: {exc}", file=sys.stderr)
+        return 2
+    for key, value in proxy_env(args.listen_host, args.listen_port, state).items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _replay(args: argparse.Namespace, state: StateDir) -> int:
+    if args.live:
         from prefire.proxy.app import start_under_test
         from prefire.replay import live
 
@@ -397,65 +412,71 @@ def main(argv: list[str] | None = None) -> int:
             max_pause_s=args.max_pause,
             tool_latency_s=args.tool_latency,
         )
-    if args.command == "replay":
-        from prefire.replay import report
+    from prefire.replay import report
 
-        return report.run(
-            args.inputs,
-            fmt=args.format,
-            tool_latency=args.tool_latency,
-            llm_latency=args.llm_latency,
-            warmup=args.warmup,
-            as_json=args.json,
-            with_baseline=args.baseline,
-            rules_path=args.rules,
-        )
-    if args.command == "rules":
-        from prefire.cli import rules as rules_cli
+    return report.run(
+        args.inputs,
+        fmt=args.format,
+        tool_latency=args.tool_latency,
+        llm_latency=args.llm_latency,
+        warmup=args.warmup,
+        as_json=args.json,
+        with_baseline=args.baseline,
+        rules_path=args.rules,
+    )
 
-        if args.rules_command == "check":
-            return rules_cli.check(args.file)
-        return rules_cli.explain(
-            args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
-        )
-    if args.command == "demo":
-        from prefire.proxy.demo import runner
 
-        return runner.run(
-            tasks=args.tasks,
-            seed=args.seed,
-            concurrency=args.concurrency,
-            think_s=args.think,
-            timeout_s=args.timeout,
-            as_json=args.json,
-            warmup=args.warmup,
-            workload=args.workload,
-            capture=args.capture,
-            chain_depth=args.chain_depth,
-        )
-    if args.command == "stats":
-        from prefire.proxy import accounting
+def _rules(args: argparse.Namespace, state: StateDir) -> int:
+    from prefire.cli import rules as rules_cli
 
-        try:
-            stats = accounting.read(state.root)
-        except accounting.StatsError as exc:
-            print(f"prefire stats: {exc}", file=sys.stderr)
-            return 1
-        if stats is None:
-            print(
-                f"prefire stats: no stats in {state.root} yet (run the proxy first)",
-                file=sys.stderr,
-            )
-            return 1
-        sys.stdout.write(
-            orjson.dumps(stats).decode() + "\n" if args.json else accounting.format_table(stats)
+    if args.rules_command == "check":
+        return rules_cli.check(args.file)
+    return rules_cli.explain(
+        args.file, args.tool, args.mcp_annotations, args.server, args.method, args.host
+    )
+
+
+def _demo(args: argparse.Namespace, state: StateDir) -> int:
+    from prefire.proxy.demo import runner
+
+    return runner.run(
+        tasks=args.tasks,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        think_s=args.think,
+        timeout_s=args.timeout,
+        as_json=args.json,
+        warmup=args.warmup,
+        workload=args.workload,
+        capture=args.capture,
+        chain_depth=args.chain_depth,
+    )
+
+
+def _stats(args: argparse.Namespace, state: StateDir) -> int:
+    from prefire.proxy import accounting
+
+    try:
+        stats = accounting.read(state.root)
+    except accounting.StatsError as exc:
+        print(f"prefire stats: {exc}", file=sys.stderr)
+        return 1
+    if stats is None:
+        print(
+            f"prefire stats: no stats in {state.root} yet (run the proxy first)",
+            file=sys.stderr,
         )
-        return 0
-    if args.command == "run":
-        logs.configure(args.log_format)
-        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        return asyncio.run(_run(args, state, cmd))
-    return 2
+        return 1
+    sys.stdout.write(
+        orjson.dumps(stats).decode() + "\n" if args.json else accounting.format_table(stats)
+    )
+    return 0
+
+
+def _run_command(args: argparse.Namespace, state: StateDir) -> int:
+    logs.configure(args.log_format)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return asyncio.run(_run(args, state, cmd))
 
 
 async def _run(args: argparse.Namespace, state: StateDir, cmd: list[str]) -> int:

@@ -411,6 +411,17 @@ class PatternModel:
             if not values:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
+        return self._combine(mem, tool, options, p_keyset)
+
+    def _combine(
+        self,
+        mem: SessionMemory,
+        tool: str,
+        options: list[list[tuple[str, Any, float, bool]]],
+        p_keyset: float,
+    ) -> list[tuple[Any, float]]:
+        """Whole argument objects from each argument's (name, value, probability, fans
+        out) options, with their probabilities."""
         results: list[tuple[Any, float]] = []
         text = mem.user_texts[-1] if mem.user_texts else None
         # the likeliest few combinations of the arguments' values, not the first few

@@ -6,6 +6,9 @@ Each early call ends one way: used (it answered the agent at least once), failed
 answer to serve: an error, a non-2xx status, a tool error), expired (its TTL passed
 unused) or wasted (unused otherwise: invalidated, evicted, left at shutdown, waited for
 too long). So, once no call is in flight, fired = used + wasted + failed + expired.
+The counters are fed one stream of facts (Fired, Served, Ended, Skipped); a call counts
+as fired once it is really made (after the shared store's claim: a call another replica
+makes instead was never fired here, and one dropped before it started never ran either).
 With a shared store a call fired on one replica may be used on another: the sum holds
 over all replicas. The stats file holds one run of the proxy (the last one).
 """
@@ -50,12 +53,54 @@ class ToolCounters:
 
 
 # how an early call ended (proxy/cache.py) -> the counter it goes to; "used" is counted
-# where it is served, "superseded" takes the call back (another replica made it)
+# where it is served (Served), "superseded" never ran (another replica made it)
 _ENDS = {"failed": "failed", "expired": "expired"}
 _NOT_ENDS = ("used", "used_elsewhere", "superseded")
 
 
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """An early call was made (`kind`: eager, predicted or chained)."""
+
+    tool: str
+    session: SessionKey | None
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """An early call's result answered the agent (`first`: its first answer)."""
+
+    tool: str
+    session: SessionKey | None
+    first: bool
+    promoted: bool
+    saved_s: float
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """An early call ended: `outcome` says how (see proxy/cache.py)."""
+
+    tool: str
+    session: SessionKey | None
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A call was not made early, for `reason`."""
+
+    reason: str
+
+
+Fact = Fired | Served | Ended | Skipped
+
+
 class Accounting:
+    """The counters, fed one fact at a time (`record`)."""
+
     def __init__(self, max_sessions: int = 10_000) -> None:
         self.tools: dict[str, ToolCounters] = {}
         # the same counters per conversation, for the most recent ones (replay reports them)
@@ -81,55 +126,14 @@ class Accounting:
             return (self.tool(tool),)
         return self.tool(tool), self.session(session)
 
-    def fired(self, tool: str, session: SessionKey | None, kind: str) -> None:
-        for c in self.counters(tool, session):
-            c.fired += 1
-            if kind == "eager":
-                c.eager += 1
-            elif kind == "chained":
-                c.chained += 1
-            else:
-                c.predicted += 1
-
-    def unfired(self, tool: str, session: SessionKey | None, kind: str) -> None:
-        """A call another replica made instead: ours never ran."""
-        for c in self.counters(tool, session):
-            c.fired -= 1
-            if kind == "eager":
-                c.eager -= 1
-            elif kind == "chained":
-                c.chained -= 1
-            else:
-                c.predicted -= 1
-
-    def used(
-        self,
-        tool: str,
-        session: SessionKey | None,
-        first: bool,
-        promoted: bool,
-        saved_s: float,
-        kind: str = "",
-    ) -> None:
-        """An early call's result answered the agent (`first`: its first answer)."""
-        for c in self.counters(tool, session):
-            if first:
-                c.used += 1
-                c.chained_used += kind == "chained"
-            c.saved_s += saved_s
-            if promoted:
-                c.promotions += 1
-
-    def ended(self, tool: str, session: SessionKey | None, outcome: str) -> None:
-        """An early call ended unused: `outcome` says how (see proxy/cache.py)."""
-        if outcome in _NOT_ENDS:
+    def record(self, fact: Fact) -> None:
+        if isinstance(fact, Skipped):
+            self.skipped[fact.reason] += 1
             return
-        field = _ENDS.get(outcome, "wasted")
-        for c in self.counters(tool, session):
-            setattr(c, field, getattr(c, field) + 1)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] += 1
+        if isinstance(fact, Ended) and fact.outcome in _NOT_ENDS:
+            return
+        for c in self.counters(fact.tool, fact.session):
+            _count(c, fact)
 
     def report(self) -> dict[str, Any]:
         tools = {name: asdict(c) for name, c in sorted(self.tools.items())}
@@ -211,3 +215,23 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("not made early, by reason:")
         lines += [f"  {reason:<30}{n:>11}" for reason, n in skipped.items()]
     return "\n".join(lines) + "\n"
+
+
+def _count(c: ToolCounters, fact: Fired | Served | Ended) -> None:
+    if isinstance(fact, Fired):
+        c.fired += 1
+        if fact.kind == "eager":
+            c.eager += 1
+        elif fact.kind == "chained":
+            c.chained += 1
+        else:
+            c.predicted += 1
+    elif isinstance(fact, Served):
+        if fact.first:
+            c.used += 1
+            c.chained_used += fact.kind == "chained"
+        c.saved_s += fact.saved_s
+        c.promotions += fact.promoted
+    else:
+        field = _ENDS.get(fact.outcome, "wasted")
+        setattr(c, field, getattr(c, field) + 1)

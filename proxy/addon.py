@@ -1,6 +1,6 @@
 """The mitmproxy addon: hooks only. It observes every exchange and, for a tool
-request whose result speculation already holds, answers it with the tool server's
-own bytes (the speculator decides); it never changes a byte of what passes through.
+request whose result speculation already holds, lets the responder answer it with the
+tool server's own bytes (proxy/responder.py); every other byte passes through as it is.
 
 Every hook body is guarded: whatever goes wrong while observing or serving is
 logged and the flow continues untouched, so the agent gets exactly what it would
@@ -20,15 +20,17 @@ from mitmproxy.proxy import server_hooks
 
 from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
-from prefire.proxy.speculator import ConnectTo, Speculator
+from prefire.proxy.responder import Responder
 from prefire.proxy.state import DEFAULT_MAX_BODY
 from prefire.proxy.toolresults import ToolSideResults
+from prefire.proxy.transport import ConnectTo
 from prefire.wire.decoding import ChunkDecoder, chunk_decoder, decode_body
-from prefire.wire.observer import ChunkObserver, Observer
+from prefire.wire.observer import Observer
 
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[Event], None]
+ChunkObserver = Callable[[bytes, float], None]
 
 
 class StreamTap:
@@ -99,8 +101,10 @@ class PrefireAddon:
     def __init__(self, config: AddonConfig) -> None:
         self.config = config
         self.listeners: list[Listener] = []
-        self.observer = Observer(self._emit)
-        self.speculator: Speculator | None = None
+        self.observer = Observer()
+        # told of each tool call the moment an LLM response closes it (after the listeners)
+        self.on_call_closed: Callable[[ToolCall], None] | None = None
+        self.responder: Responder | None = None  # answers tool requests from speculation
         # told of the agent's plain HTTP requests, to learn a REST tool's own result
         self.tool_side: ToolSideResults | None = None
         self._taps: dict[str, StreamTap] = {}
@@ -137,7 +141,7 @@ class PrefireAddon:
             if content is None:
                 self._skipped(flow, "request_" + why, raw)
                 return
-            ex = self.observer.request(
+            events = self.observer.request(
                 flow.id,
                 req.method,
                 req.url,
@@ -147,19 +151,22 @@ class PrefireAddon:
                 req.timestamp_start,
                 client,
             )
+            for event in events:
+                self._emit(event)
+            ex = self.observer.exchange(flow.id)
         except Exception as exc:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
             return
         if ex is None:
             self._rest_request(flow, client, content)
-        if self.speculator is None or (ex is not None and ex.codec is not None):
+        if self.responder is None or (ex is not None and ex.codec is not None):
             return
         try:
             if ex is not None:
-                await self.speculator.serve(flow, ex)
+                await self.responder.serve(flow, ex)
             else:
-                await self.speculator.serve_http(flow, client, content)
+                await self.responder.serve_http(flow, client, content)
         except Exception as exc:  # serving failed: the request goes upstream as it is
             flow.response = None
             log.warning("speculate.serve_failed", url=redact_url(req.pretty_url), error=repr(exc))
@@ -189,8 +196,14 @@ class PrefireAddon:
                     )
                     if body is None:
                         self._skipped(flow, "response_" + why, raw)
-            self.observer.response(
-                flow.id, resp.status_code, resp.headers.get("content-type", ""), body, time.time()
+            self._emit_response(
+                self.observer.response(
+                    flow.id,
+                    resp.status_code,
+                    resp.headers.get("content-type", ""),
+                    body,
+                    time.time(),
+                )
             )
             if self.tool_side is not None and self.tool_side.following(flow.id):
                 self._rest_response(flow, tap)
@@ -262,7 +275,9 @@ class PrefireAddon:
         if not (event_stream or (ex is not None and ex.wants_stream)):
             return
         record = self.config.max_body if self.config.capture is not None else 0
-        observe = self.observer.stream(flow.id, resp.status_code)
+        observe = (
+            self._chunks_of(flow.id) if self.observer.stream(flow.id, resp.status_code) else None
+        )
         decoder = chunk_decoder(resp.headers.get("content-encoding", "")) if observe else None
         if decoder is None and not record:
             resp.stream = True
@@ -288,6 +303,16 @@ class PrefireAddon:
             size=None if raw is None else len(raw),
             max_body=self.config.max_body,
         )
+
+    def _chunks_of(self, xid: str) -> ChunkObserver:
+        return lambda data, t: self._emit_response(self.observer.chunk(xid, data, t))
+
+    def _emit_response(self, events: list[Event]) -> None:
+        """Events of a response: a tool call among them has just been closed by the LLM."""
+        for event in events:
+            self._emit(event)
+            if isinstance(event, ToolCall) and self.on_call_closed is not None:
+                self.on_call_closed(event)
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, ToolCall):

@@ -25,10 +25,11 @@ from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
 from prefire.proxy.bindings import NoTarget
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
-from prefire.proxy.speculator import ConnectTo, Speculator
+from prefire.proxy.speculator import Speculator
 from prefire.proxy.state import DEFAULT_MAX_BODY, StateDir, proxy_env, url_host
-from prefire.proxy.store import LINK, localize, make_store, store_id
+from prefire.proxy.store import LINK, RemoteBatch, localize, make_store, store_id
 from prefire.proxy.toolresults import ToolSideResults
+from prefire.proxy.transport import ConnectTo
 from prefire.rules.files import RulesWatcher
 
 log = structlog.get_logger(__name__)
@@ -55,7 +56,7 @@ class ProxyConfig:
     # early calls; None: where the request says. Live playback sets them.
     connect_to: ConnectTo | None = None
     speculative_connect_to: ConnectTo | None = None
-    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store.py
+    # shared state for replicas: None (embedded) or a Redis URL; see proxy/store/
     store_url: str | None = None
     store_prefix: str = "prefire"
     store_wait_s: float = 5.0
@@ -96,12 +97,12 @@ class Proxy:
         self.store = make_store(
             config.store_url,
             state_root=config.state.root,
+            listener=self,
             prefix=config.store_prefix,
             wait_s=config.store_wait_s,
             timeout_s=config.store_timeout_s,
             start_after=self.learner.position,
         )
-        self.store.on_events = self._remote
         self.learner.model.shared = lambda tool: self.rules.current.shares_learning(tool)
         self.accounting = Accounting()
         self.speculator = Speculator(
@@ -125,14 +126,25 @@ class Proxy:
         self.speculator.on_join.append(self.tool_results.joined)
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator, self.tool_results]
-        if self.store.shared:
+        if self.store.shared:  # (the embedded store would drop them)
             self.addon.listeners.append(self.store.publish)
             self.addon.observer.sessions.on_link = self.store.publish_link
-        self.addon.observer.on_call_closed = self.speculator.eager
-        self.addon.speculator = self.speculator
+        self.addon.on_call_closed = self.speculator.eager
+        self.addon.responder = self.speculator.responder
         self._draining: asyncio.Task[None] | None = None
 
-    def _remote(self, batch: list[tuple[str, dict[str, Any]]], position: str) -> None:
+    # -- what other replicas did (the store's listener, proxy/store/base.py) --------------
+
+    def used_elsewhere(self, name: str) -> None:
+        self.speculator.used_elsewhere(name)
+
+    def invalidated_elsewhere(self, names: list[str]) -> None:
+        self.speculator.invalidated_elsewhere(names)
+
+    def fire_requested(self, request: dict[str, Any]) -> None:
+        self.speculator.fire_requested(request)
+
+    def remote_events(self, batch: RemoteBatch, position: str) -> None:
         """Records other replicas shared, up to `position` in the stream: conversation
         links go to the sessions, events to the model, named as this replica names them."""
         sessions, me = self.addon.observer.sessions, self.store.replica

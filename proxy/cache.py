@@ -83,7 +83,6 @@ class Failure:
 class Entry:
     key: CacheKey
     tool: str
-    task: asyncio.Task[Result | None]
     fired_at: float
     expires: float
     uses_left: int
@@ -94,11 +93,13 @@ class Entry:
     )  # e.g. the binding's server, for invalidation
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
     shared: str = ""  # the shared store's name for it, when this replica claimed it there
+    made: bool = False  # its call went out (not superseded by another replica's, not dropped first)
     called_as: str = ""  # the name the model called the tool by
     waiting: int = 0  # agent requests waiting for its call in flight
     removed: str = ""  # why it left the cache while requests were waiting for it
     outcome: str = ""  # how it ended; "" while it may still be served
     link: bytes = b""  # for a chained call: its key in the session's chain (patterns/chain.py)
+    task: asyncio.Task[Result | None] = field(init=False)  # the call, started with the entry
 
 
 class Superseded(Exception):
@@ -106,6 +107,7 @@ class Superseded(Exception):
 
 
 Fetch = Callable[[], Coroutine[Any, Any, Result | None]]
+Run = Callable[[Entry], Coroutine[Any, Any, Result | None]]  # makes the call of an entry
 OnEnd = Callable[[Entry, str], None]
 
 
@@ -153,24 +155,22 @@ class ResultCache:
         self,
         key: CacheKey,
         tool: str,
-        fetch: Fetch,
+        run: Run,
         ttl: float,
         reuse: int,
         kind: str,
         tags: tuple[str, ...],
         session: SessionKey | None = None,
     ) -> Entry | None:
-        """Fire `fetch` unless the same call is cached or in flight (single flight).
+        """Start `run(entry)` unless the same call is cached or in flight (single flight).
         Returns the new entry, or None when one existed."""
         if self.lookup(key) is not None:
             return None
         now = self._clock()
-        task = asyncio.get_running_loop().create_task(fetch())
-        entry = Entry(
-            key, tool, task, now, now + ttl, max(1, reuse), kind, tags=tags, session=session
-        )
+        entry = Entry(key, tool, now, now + ttl, max(1, reuse), kind, tags=tags, session=session)
+        entry.task = asyncio.get_running_loop().create_task(run(entry))
         self._entries[key] = entry
-        task.add_done_callback(lambda t: self._settled(key, entry, t))
+        entry.task.add_done_callback(lambda t: self._settled(key, entry, t))
         return entry
 
     def _settled(self, key: CacheKey, entry: Entry, task: asyncio.Task[Result | None]) -> None:

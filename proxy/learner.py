@@ -80,7 +80,7 @@ class Learner:
 
     def remote(self, events: list[Event], position: str) -> None:
         """Events other replicas observed, up to `position` in the shared stream, their
-        sessions already named as this replica names them (proxy/store.py `localize`):
+        sessions already named as this replica names them (proxy/store/names.py `localize`):
         a conversation this replica never saw stays apart from local ones, one it shares
         with another replica continues, and what is learned per application (scope and
         toolset) merges."""

@@ -15,7 +15,7 @@ from prefire.wire.observer import Exchange, Observer
 
 def flow_events(path: Path) -> Iterator[Event | InputError]:
     out: list[Event] = []
-    observer = Observer(out.append)
+    observer = Observer()
     n = 0
     with path.open("rb") as fh:
         reader = mitm_io.FlowReader(fh)
@@ -23,7 +23,7 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
             for n, flow in enumerate(reader.stream(), 1):
                 if isinstance(flow, http.HTTPFlow):
                     try:
-                        observe_flow(observer, flow)
+                        observe_flow(observer, flow, out)
                     except ValueError as exc:  # a body that cannot be decoded
                         observer.forget(flow.id)
                         yield InputError(str(path), n, f"flow {flow.id}: {exc}")
@@ -35,13 +35,14 @@ def flow_events(path: Path) -> Iterator[Event | InputError]:
             )
 
 
-def observe_flow(observer: Observer, flow: http.HTTPFlow) -> Exchange | None:
-    """Feed one recorded flow to the observer, request then response; the exchange it
-    opened (None when the request is not one prefire follows). ValueError: a body that
-    cannot be decoded."""
+def observe_flow(observer: Observer, flow: http.HTTPFlow, out: list[Event]) -> Exchange | None:
+    """Feed one recorded flow to the observer, request then response, adding the events
+    to `out` as they come; the exchange it opened (None when the request is not one
+    prefire follows). ValueError: a body that cannot be decoded (the events before it are
+    in `out`)."""
     req = flow.request
     body = req.get_content() if req.raw_content is not None else b""
-    ex = observer.request(
+    out += observer.request(
         flow.id,
         req.method,
         req.url,
@@ -50,6 +51,7 @@ def observe_flow(observer: Observer, flow: http.HTTPFlow) -> Exchange | None:
         body or b"",
         req.timestamp_start,
     )
+    ex = observer.exchange(flow.id)
     resp = flow.response
     if ex is None or resp is None:
         observer.forget(flow.id)
@@ -58,13 +60,12 @@ def observe_flow(observer: Observer, flow: http.HTTPFlow) -> Exchange | None:
     content = resp.get_content() if resp.raw_content is not None else None
     end = resp.timestamp_end or resp.timestamp_start
     if ctype.startswith("text/event-stream") or ex.wants_stream:
-        observe = observer.stream(flow.id, resp.status_code)
-        if observe is not None and content is not None:
+        if observer.stream(flow.id, resp.status_code) and content is not None:
             for data, t in _chunks(flow, content):
-                observe(data, t)
-        observer.response(flow.id, resp.status_code, ctype, None, end)
+                out += observer.chunk(flow.id, data, t)
+        out += observer.response(flow.id, resp.status_code, ctype, None, end)
     else:
-        observer.response(flow.id, resp.status_code, ctype, content, end)
+        out += observer.response(flow.id, resp.status_code, ctype, content, end)
     return ex
 
 

@@ -178,7 +178,7 @@ def _assign(path: Path, steps: list[Step], errors: list[InputError]) -> list[Eve
     list_orders(U1) both fit /users/U1/orders) are told apart by order: requests are
     taken in the order they were sent, each by the first call emitted before it."""
     out: list[Event] = []
-    observer = Observer(out.append)
+    observer = Observer()
     events: list[Event] = []
     pending: dict[bytes, deque[ToolCall]] = defaultdict(deque)
     calls: list[ToolCall] = []
@@ -187,7 +187,7 @@ def _assign(path: Path, steps: list[Step], errors: list[InputError]) -> list[Eve
         rec = step.rec
         assert rec.flow is not None
         try:
-            ex = observe_flow(observer, rec.flow)
+            ex = observe_flow(observer, rec.flow, out)
         except ValueError as exc:  # a body that cannot be decoded: played back all the same
             observer.forget(rec.flow.id)
             errors.append(InputError(str(path), rec.number, f"flow {rec.flow_id}: {exc}"))

@@ -36,9 +36,7 @@ def run(
         if not path.exists():
             print(f"prefire replay: {path}: no such file", file=err)
             return 2
-    eligible: Eligible | None = None
-    budget: Budgets | None = None
-    cost: Callable[[str], float] | None = None
+    ruleset: RuleSet | None = None
     if rules_path is not None:
         try:
             ruleset = read_rules(rules_path)
@@ -47,6 +45,34 @@ def run(
             return 2
         for warning in ruleset.warnings:
             print(f"warning: {warning}", file=err)
+    sims = _simulations(ruleset, with_baseline, tool_latency, llm_latency)
+    if warmup is not None:
+        warm = [s for s in _sessions([warmup], fmt, err) if isinstance(s, ReplaySession)]
+        for sim in sims.values():
+            sim.warm(warm)
+    started = time.monotonic()
+    errors = _replay_all(sims, inputs, fmt, err)
+    elapsed = time.monotonic() - started
+    result = _result(sims["prefire"].totals)
+    result["input_errors"] = errors
+    result["elapsed_s"] = round(elapsed, 3)
+    if "baseline" in sims:
+        result["baseline"] = _result(sims["baseline"].totals, tools=False)
+    if as_json:
+        out.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(format_table(result))
+    return 1 if errors and not result["sessions"] else 0
+
+
+def _simulations(
+    ruleset: RuleSet | None, with_baseline: bool, tool_latency: float, llm_latency: float
+) -> dict[str, Simulation]:
+    """prefire's simulation, and the naive predictor's (--baseline), under the rules if any."""
+    eligible: Eligible | None = None
+    budget: Budgets | None = None
+    cost: Callable[[str], float] | None = None
+    if ruleset is not None:
         eligible = _rules_eligible(ruleset)
         budget = ruleset.budgets
         cost = functools.cache(ruleset.cost)
@@ -59,7 +85,7 @@ def run(
             llm_latency=llm_latency,
         )
     }
-    if rules_path is not None:
+    if ruleset is not None:
         model = sims["prefire"].model
         assert isinstance(model, PatternModel)
         model.shared = ruleset.shares_learning
@@ -72,13 +98,14 @@ def run(
             tool_latency=tool_latency,
             llm_latency=llm_latency,
         )
-    if warmup is not None:
-        warm = [s for s in _sessions([warmup], fmt, err) if isinstance(s, ReplaySession)]
-        for sim in sims.values():
-            sim.warm(warm)
+    return sims
+
+
+def _replay_all(sims: dict[str, Simulation], inputs: list[Path], fmt: str, err: TextIO) -> int:
+    """Every session of the inputs through every simulation, in order; how many input
+    errors there were. Says how far it got every two seconds."""
     errors = 0
-    started = time.monotonic()
-    last_report = started
+    last_report = time.monotonic()
     for n, session in enumerate(_sessions(inputs, fmt, err), 1):
         if isinstance(session, InputError):
             errors += 1
@@ -89,17 +116,7 @@ def run(
             last_report = time.monotonic()
             calls = sims["prefire"].totals.tool_calls
             print(f"replay: {n} sessions, {calls} tool calls ...", file=err, flush=True)
-    elapsed = time.monotonic() - started
-    result = _result(sims["prefire"].totals)
-    result["input_errors"] = errors
-    result["elapsed_s"] = round(elapsed, 3)
-    if "baseline" in sims:
-        result["baseline"] = _result(sims["baseline"].totals, tools=False)
-    if as_json:
-        out.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        out.write(format_table(result))
-    return 1 if errors and not result["sessions"] else 0
+    return errors
 
 
 def _rules_eligible(ruleset: RuleSet) -> Eligible:

@@ -134,6 +134,28 @@ class Totals:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CallScore:
+    """How replay scored one real tool call (`Simulation.replay` returns them per session;
+    the totals are their sum)."""
+
+    session: str  # the ReplaySession's id
+    call_id: str
+    tool: str
+    latency: float
+    top1: bool  # the predictor's first candidate at the decision point before it
+    top3: bool
+    eligible: bool
+    hit_depth: int | None  # None: no early start answered it; else that start's chain depth
+    wait: float  # what the agent still waited for it
+    miss: str | None  # an eligible call with no early start: why
+    first_call_miss: str | None  # the miss was the session's first call: what went wrong
+
+    @property
+    def hit(self) -> bool:
+        return self.hit_depth is not None
+
+
 @dataclass(slots=True)
 class _Early:
     """An early call on the sped-up clock of its session."""
@@ -195,9 +217,11 @@ class Simulation:
             if session.events:
                 self.model.end_session(session.events[0].session)
 
-    def replay(self, session: ReplaySession) -> None:
+    def replay(self, session: ReplaySession) -> list[CallScore]:
+        """Score one session, after those before it, and learn from it; its calls' scores
+        (already added to the totals)."""
         if not session.events:
-            return
+            return []
         key = session.events[0].session
         self.totals.sessions += 1
         self._curve = next(
@@ -209,6 +233,7 @@ class Simulation:
         self._start_session(session)
         turn: _Turn | None = None
         decisions = 0
+        scores: list[CallScore] = []
         for event in self._timed(session):
             if isinstance(event, LLMRequest):
                 self._finish(turn)
@@ -224,7 +249,8 @@ class Simulation:
             elif isinstance(event, ToolCall):
                 if turn is None:  # calls with no decision point before them cannot be predicted
                     turn = _Turn(self.llm_latency, [], first=True, ask=self._clock)
-                self._score_call(event, session, turn)
+                scores.append(self._score_call(event, session, turn))
+                self._count(scores[-1])
                 self.model.observe(event)
             else:
                 if isinstance(event, ToolResult) and turn is not None and not turn.results_in:
@@ -237,6 +263,7 @@ class Simulation:
                 self.model.observe(event)
         self._finish(turn)
         self.model.end_session(key)
+        return scores
 
     def _timed(self, session: ReplaySession) -> Iterator[Event]:
         """The session's events on the simulation's clock, which the model learns its
@@ -370,53 +397,70 @@ class Simulation:
         """Early calls in flight at time `t`, for the concurrency cap."""
         return sum(1 for e in self._early.values() if e.start <= t < e.ready)
 
-    def _score_call(self, call: ToolCall, session: ReplaySession, turn: _Turn) -> None:
-        t = self.totals
-        row = self._row(call.name)
+    def _score_call(self, call: ToolCall, session: ReplaySession, turn: _Turn) -> CallScore:
+        """Score one real call at its turn: did the ranking hold it, was an early start
+        waiting for it, and how long the agent still waited. Uses the early start up."""
         latency = session.tool_s.get(call.call_id, self.tool_latency)
         key = call_key(call.name, call.arguments)
         turn.called.add(key)
         ranked = [c.key for c in turn.candidates]
+        eligible = self.eligible(call.name, session)
+        early = self._early.pop(key, None) if eligible else None
+        wait, miss, first_miss = latency, None, None
+        if early is not None:
+            wait = max(0.0, min(latency, early.ready - turn.ask))
+        elif eligible:
+            miss = self._why(call, turn, key, ranked)
+            if turn.first:
+                miss, first_miss = "first_call_of_session", miss
+        turn.waits.append((latency, wait))
+        return CallScore(
+            session=session.id,
+            call_id=call.call_id,
+            tool=call.name,
+            latency=latency,
+            top1=ranked[:1] == [key],
+            top3=key in ranked[:3],
+            eligible=eligible,
+            hit_depth=early.link.depth if early is not None else None,
+            wait=wait,
+            miss=miss,
+            first_call_miss=first_miss,
+        )
+
+    def _count(self, score: CallScore) -> None:
+        """Add one scored call to the totals, its tool's row and the learning curve."""
+        t, row, curve = self.totals, self._row(score.tool), self._curve
         t.tool_calls += 1
         row.calls += 1
-        self._curve[1] += 1
-        t.tool_time_s += latency
-        row.tool_time_s += latency
-        if ranked[:1] == [key]:
-            t.top1 += 1
-            self._curve[4] += 1
-        if key in ranked[:3]:
-            t.top3 += 1
-        wait = latency
-        if self.eligible(call.name, session):
-            t.eligible_calls += 1
-            row.eligible += 1
-            self._curve[2] += 1
-            t.eligible_tool_time_s += latency
-            early = self._early.pop(key, None)
-            if early is not None:
-                t.hits += 1
-                t.prefired_used += 1
-                self._curve[3] += 1
-                row.hits += 1
-                row.used += 1
-                depth = early.link.depth
-                t.depth_used[depth] = t.depth_used.get(depth, 0) + 1
-                t.chained_used += depth > 0
-                wait = max(0.0, min(latency, early.ready - turn.ask))
-                t.hidden_tool_time_s += latency - wait
-                row.hidden_s += latency - wait
-            else:
-                reason = self._miss_reason(call, turn, key, ranked)
-                t.misses[reason] = t.misses.get(reason, 0) + 1
-        turn.waits.append((latency, wait))
-
-    def _miss_reason(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
-        if turn.first:
-            why = self._why(call, turn, key, ranked)
-            self.totals.first_call_misses[why] = self.totals.first_call_misses.get(why, 0) + 1
-            return "first_call_of_session"
-        return self._why(call, turn, key, ranked)
+        curve[1] += 1
+        t.tool_time_s += score.latency
+        row.tool_time_s += score.latency
+        t.top1 += score.top1
+        curve[4] += score.top1
+        t.top3 += score.top3
+        if not score.eligible:
+            return
+        t.eligible_calls += 1
+        row.eligible += 1
+        curve[2] += 1
+        t.eligible_tool_time_s += score.latency
+        if score.hit_depth is not None:
+            depth = score.hit_depth
+            t.hits += 1
+            t.prefired_used += 1
+            curve[3] += 1
+            row.hits += 1
+            row.used += 1
+            t.depth_used[depth] = t.depth_used.get(depth, 0) + 1
+            t.chained_used += depth > 0
+            t.hidden_tool_time_s += score.latency - score.wait
+            row.hidden_s += score.latency - score.wait
+        if score.miss is not None:
+            t.misses[score.miss] = t.misses.get(score.miss, 0) + 1
+        if score.first_call_miss is not None:
+            why = score.first_call_miss
+            t.first_call_misses[why] = t.first_call_misses.get(why, 0) + 1
 
     def _why(self, call: ToolCall, turn: _Turn, key: bytes, ranked: list[bytes]) -> str:
         if key in ranked:

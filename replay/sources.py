@@ -34,7 +34,14 @@ from prefire.patterns.events import (
 )
 from prefire.patterns.model import call_key
 from prefire.replay.errors import InputError
-from prefire.wire.providers.base import ASSISTANT, SYSTEM, TOOL_CALL, TOOL_RESULT, USER
+from prefire.wire.providers.base import (
+    ASSISTANT,
+    SYSTEM,
+    TOOL_CALL,
+    TOOL_RESULT,
+    USER,
+    ParsedRequest,
+)
 from prefire.wire.providers.openai_chat import CODEC as OPENAI_CHAT
 
 
@@ -127,7 +134,17 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
     )
     if not parsed.items:
         raise ValueError("no message could be read")
-    session = SessionKey("replay", sid)
+    events = _openai_events(SessionKey("replay", sid), parsed)
+    tool_s = {str(k): float(v) for k, v in (timing.get("tool_s") or {}).items()}
+    llm_s = [float(v) for v in timing.get("llm_s") or []]
+    return ReplaySession(
+        sid, events, tool_s, llm_s, {str(k): str(v) for k, v in labels.items()}, origin
+    )
+
+
+def _openai_events(session: SessionKey, parsed: ParsedRequest) -> list[Event]:
+    """A session's messages as events: an LLM request after each user message or tool
+    result that the LLM answers (and at the end, when the last input is unanswered)."""
     events: list[Event] = []
     if parsed.tools:
         events.append(ToolsOffered(session=session, t=0.0, tools=parsed.tools, api="openai_chat"))
@@ -167,11 +184,7 @@ def openai_session(record: Any, origin: str = "") -> ReplaySession:
             pending_input = True
     if pending_input:
         events.append(LLMRequest(session=session, t=0.0, api="openai_chat"))
-    tool_s = {str(k): float(v) for k, v in (timing.get("tool_s") or {}).items()}
-    llm_s = [float(v) for v in timing.get("llm_s") or []]
-    return ReplaySession(
-        sid, events, tool_s, llm_s, {str(k): str(v) for k, v in labels.items()}, origin
-    )
+    return events
 
 
 # -- capture JSONL and flow files: grouped into sessions ---------------------------

@@ -16,6 +16,7 @@ inline script measures the drawn bars after layout and writes what it measured b
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,26 +157,45 @@ def _legend() -> str:
     return f'<p class="legend">{"".join(spans)}</p>'
 
 
-def _session(s: dict[str, Any], tl: dict[str, Any]) -> str:
-    span = max(s["baseline_s"], s["speculative_s"], 1e-3)
-    for name in ("baseline", "speculative"):
-        for r in tl[name]["requests"]:
-            span = max(span, r["end"])
-        for r in tl[name]["early"]:
-            span = max(span, r["end"])
-    pps = (WIDTH - LABEL_W - 56) / span
-    lanes = {"baseline": ["llm", "tool"], "speculative": ["llm", "tool", "early"]}
-    # parallel requests in one lane get rows of their own
-    rows: dict[str, dict[str, list[int]]] = {}
-    for name in lanes:
-        rows[name] = {
-            "llm": _pack([r for r in tl[name]["requests"] if r["kind"] == "llm"]),
-            "tool": _pack([r for r in tl[name]["requests"] if r["kind"] != "llm"]),
-            "early": _pack(tl[name]["early"]),
+@dataclass(slots=True)
+class _Layout:
+    """One session's drawing: its time scale, and each pass's lanes, with the row of each
+    bar in its lane (parallel requests in one lane get rows of their own)."""
+
+    span: float
+    pps: float  # pixels per second
+    lanes: dict[str, list[str]]
+    rows: dict[str, dict[str, list[int]]]
+    depth: dict[str, dict[str, int]]
+    heights: dict[str, int]
+
+    @classmethod
+    def of(cls, s: dict[str, Any], tl: dict[str, Any]) -> _Layout:
+        span = max(s["baseline_s"], s["speculative_s"], 1e-3)
+        for name in ("baseline", "speculative"):
+            for r in tl[name]["requests"]:
+                span = max(span, r["end"])
+            for r in tl[name]["early"]:
+                span = max(span, r["end"])
+        lanes = {"baseline": ["llm", "tool"], "speculative": ["llm", "tool", "early"]}
+        rows: dict[str, dict[str, list[int]]] = {}
+        for name in lanes:
+            rows[name] = {
+                "llm": _pack([r for r in tl[name]["requests"] if r["kind"] == "llm"]),
+                "tool": _pack([r for r in tl[name]["requests"] if r["kind"] != "llm"]),
+                "early": _pack(tl[name]["early"]),
+            }
+        depth = {n: {lane: max(rows[n][lane], default=0) + 1 for lane in lanes[n]} for n in lanes}
+        heights = {
+            n: 18 + sum(depth[n][lane] * LANE_H + LANE_GAP for lane in lanes[n]) for n in lanes
         }
-    depth = {n: {lane: max(rows[n][lane], default=0) + 1 for lane in lanes[n]} for n in lanes}
-    heights = {n: 18 + sum(depth[n][lane] * LANE_H + LANE_GAP for lane in lanes[n]) for n in lanes}
-    height = 20 + heights["baseline"] + PASS_GAP + heights["speculative"] + 10
+        return cls(span, (WIDTH - LABEL_W - 56) / span, lanes, rows, depth, heights)
+
+
+def _session(s: dict[str, Any], tl: dict[str, Any]) -> str:
+    layout = _Layout.of(s, tl)
+    span, pps = layout.span, layout.pps
+    height = 20 + layout.heights["baseline"] + PASS_GAP + layout.heights["speculative"] + 10
     out = [
         f'<section class="session" id="session-{_e(s["id"])}" data-session="{_e(s["id"])}" '
         f'data-baseline-s="{s["baseline_s"]}" data-speculative-s="{s["speculative_s"]}" '
@@ -195,65 +215,87 @@ def _session(s: dict[str, Any], tl: dict[str, Any]) -> str:
     out += _axis(span, pps, height)
     y = 20
     completion = {"baseline": s["baseline_s"], "speculative": s["speculative_s"]}
-    baseline_time = {r["step"]: r["end"] - r["start"] for r in tl["baseline"]["requests"]}
     for name in ("baseline", "speculative"):
-        out.append(
-            f'<g class="pass" data-pass="{name}" data-completion-s="{completion[name]}" '
-            f'data-requests="{len(tl[name]["requests"])}">'
-        )
-        out.append(f'<text class="passname" x="4" y="{y + 10}">{name}</text>')
-        lane_y, ly = {}, y + 16
-        for lane in lanes[name]:
-            lane_y[lane] = ly
-            ly += depth[name][lane] * LANE_H + LANE_GAP
-        for lane, ly in lane_y.items():
-            label = {"llm": "LLM", "tool": "tools", "early": "early starts"}[lane]
-            out.append(f'<text x="14" y="{ly + 13}">{label}</text>')
-        llm_rows, tool_rows = iter(rows[name]["llm"]), iter(rows[name]["tool"])
-        for r in tl[name]["requests"]:
-            lane = "llm" if r["kind"] == "llm" else "tool"
-            ly = lane_y[lane] + next(llm_rows if lane == "llm" else tool_rows) * LANE_H
-            x, w = LABEL_W + r["start"] * pps, max(1.0, (r["end"] - r["start"]) * pps)
-            cls, color = r["kind"], COLORS.get(r["kind"], COLORS["http"])
-            title = f"{r['label']}: {r['end'] - r['start']:.3f} s"
-            if r["served"]:
-                cls += " hit" + (" promoted" if r["promoted"] else "")
-                color = COLORS["promoted" if r["promoted"] else "hit"]
-                before = baseline_time.get(r["step"], 0.0)
-                hidden = max(0.0, before - (r["end"] - r["start"]))
-                title += f", {r['served']} start, {hidden:.3f} s hidden"
-                out.append(
-                    f'<rect class="hidden" data-step="{r["step"]}" data-hidden-s="{hidden:.4f}" '
-                    f'x="{x:.2f}" y="{ly + 3}" width="{max(1.0, before * pps):.2f}" '
-                    f'height="{LANE_H - 6}"/>'
-                )
-            out.append(
-                f'<rect class="req {cls}" data-step="{r["step"]}" data-start-s="{r["start"]}" '
-                f'data-end-s="{r["end"]}" x="{x:.2f}" y="{ly}" width="{w:.2f}" '
-                f'height="{LANE_H}" rx="2" fill="{color}"><title>{_e(title)}</title></rect>'
-            )
-        early_rows = iter(rows[name]["early"])
-        for r in tl[name]["early"]:
-            ly = lane_y["early"] + next(early_rows) * LANE_H
-            x, w = LABEL_W + r["start"] * pps, max(1.0, (r["end"] - r["start"]) * pps)
-            color = COLORS["early" if r["recorded"] else "early_unrecorded"]
-            title = f"early {r['tool']}: {r['end'] - r['start']:.3f} s"
-            out.append(
-                f'<rect class="early" data-start-s="{r["start"]}" data-end-s="{r["end"]}" '
-                f'x="{x:.2f}" y="{ly}" width="{w:.2f}" height="{LANE_H}" rx="2" '
-                f'fill="{color}"><title>{_e(title)}</title></rect>'
-            )
-        end_x = LABEL_W + completion[name] * pps
-        bottom = y + heights[name] - 4
-        out.append(
-            f'<line class="end" x1="{end_x:.2f}" x2="{end_x:.2f}" y1="{y}" y2="{bottom}">'
-            f"<title>{name}: {completion[name]:.3f} s</title></line>"
-        )
-        out.append(f'<text x="{end_x + 4:.2f}" y="{y + 10}">{completion[name]:.2f} s</text>')
-        out.append("</g>")
-        y += heights[name] + PASS_GAP
+        out += _pass_group(name, tl, layout, y, completion[name])
+        y += layout.heights[name] + PASS_GAP
     out.append("</svg></section>")
     return "\n".join(out)
+
+
+def _pass_group(
+    name: str, tl: dict[str, Any], layout: _Layout, y: int, completion: float
+) -> list[str]:
+    """One pass's lanes: its requests, its early starts, and where it completed."""
+    out = [
+        f'<g class="pass" data-pass="{name}" data-completion-s="{completion}" '
+        f'data-requests="{len(tl[name]["requests"])}">',
+        f'<text class="passname" x="4" y="{y + 10}">{name}</text>',
+    ]
+    lane_y, ly = {}, y + 16
+    for lane in layout.lanes[name]:
+        lane_y[lane] = ly
+        ly += layout.depth[name][lane] * LANE_H + LANE_GAP
+    for lane, ly in lane_y.items():
+        label = {"llm": "LLM", "tool": "tools", "early": "early starts"}[lane]
+        out.append(f'<text x="14" y="{ly + 13}">{label}</text>')
+    baseline_time = {r["step"]: r["end"] - r["start"] for r in tl["baseline"]["requests"]}
+    out += _request_bars(tl[name]["requests"], layout.rows[name], lane_y, layout.pps, baseline_time)
+    early_rows = iter(layout.rows[name]["early"])
+    for r in tl[name]["early"]:
+        ly = lane_y["early"] + next(early_rows) * LANE_H
+        x, w = LABEL_W + r["start"] * layout.pps, max(1.0, (r["end"] - r["start"]) * layout.pps)
+        color = COLORS["early" if r["recorded"] else "early_unrecorded"]
+        title = f"early {r['tool']}: {r['end'] - r['start']:.3f} s"
+        out.append(
+            f'<rect class="early" data-start-s="{r["start"]}" data-end-s="{r["end"]}" '
+            f'x="{x:.2f}" y="{ly}" width="{w:.2f}" height="{LANE_H}" rx="2" '
+            f'fill="{color}"><title>{_e(title)}</title></rect>'
+        )
+    end_x = LABEL_W + completion * layout.pps
+    bottom = y + layout.heights[name] - 4
+    out.append(
+        f'<line class="end" x1="{end_x:.2f}" x2="{end_x:.2f}" y1="{y}" y2="{bottom}">'
+        f"<title>{name}: {completion:.3f} s</title></line>"
+    )
+    out.append(f'<text x="{end_x + 4:.2f}" y="{y + 10}">{completion:.2f} s</text>')
+    out.append("</g>")
+    return out
+
+
+def _request_bars(
+    requests: list[dict[str, Any]],
+    rows: dict[str, list[int]],
+    lane_y: dict[str, int],
+    pps: float,
+    baseline_time: dict[int, float],
+) -> list[str]:
+    """A pass's requests as bars; one prefire answered early is coloured, with the time it
+    took in the baseline drawn behind it (what was hidden)."""
+    out = []
+    llm_rows, tool_rows = iter(rows["llm"]), iter(rows["tool"])
+    for r in requests:
+        lane = "llm" if r["kind"] == "llm" else "tool"
+        ly = lane_y[lane] + next(llm_rows if lane == "llm" else tool_rows) * LANE_H
+        x, w = LABEL_W + r["start"] * pps, max(1.0, (r["end"] - r["start"]) * pps)
+        cls, color = r["kind"], COLORS.get(r["kind"], COLORS["http"])
+        title = f"{r['label']}: {r['end'] - r['start']:.3f} s"
+        if r["served"]:
+            cls += " hit" + (" promoted" if r["promoted"] else "")
+            color = COLORS["promoted" if r["promoted"] else "hit"]
+            before = baseline_time.get(r["step"], 0.0)
+            hidden = max(0.0, before - (r["end"] - r["start"]))
+            title += f", {r['served']} start, {hidden:.3f} s hidden"
+            out.append(
+                f'<rect class="hidden" data-step="{r["step"]}" data-hidden-s="{hidden:.4f}" '
+                f'x="{x:.2f}" y="{ly + 3}" width="{max(1.0, before * pps):.2f}" '
+                f'height="{LANE_H - 6}"/>'
+            )
+        out.append(
+            f'<rect class="req {cls}" data-step="{r["step"]}" data-start-s="{r["start"]}" '
+            f'data-end-s="{r["end"]}" x="{x:.2f}" y="{ly}" width="{w:.2f}" '
+            f'height="{LANE_H}" rx="2" fill="{color}"><title>{_e(title)}</title></rect>'
+        )
+    return out
 
 
 def _pack(bars: list[dict[str, Any]]) -> list[int]:

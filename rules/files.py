@@ -12,7 +12,8 @@ from pathlib import Path
 
 import structlog
 
-from prefire.rules.ruleset import RulesError, RuleSet, load_rules
+from prefire.rules.loader import load_rules
+from prefire.rules.ruleset import RulesError, RuleSet
 
 log = structlog.get_logger(__name__)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,18 @@ async def prefire(tmp_path: Path) -> AsyncIterator[RunningProxy]:
         yield proxy
     finally:
         assert await stop_proxy(proxy) == 0
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Wait until `condition` holds, checking every 20 ms, for at most `timeout_s` (then
+    return: the test's own assertions say what did not happen). Instead of sleeping a
+    fixed time that is too long on a fast machine and too short on a loaded one."""
+    # polled: what it waits for (a log line, a count in another task) signals nothing
+    deadline = time.monotonic() + timeout_s
+    for _ in itertools.count():
+        if condition() or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.02)
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:

@@ -490,23 +490,21 @@ def check_observer(
     """The observer (codec choice, sessions, events) given any exchange never raises."""
     CASES["observer"] += 1
     events: list[Any] = []
-    calls: list[Any] = []
-    obs = Observer(events.append, on_call_closed=calls.append)
+    obs = Observer()
     hdrs = headers or [("authorization", "Bearer sk-fuzz"), ("content-type", "application/json")]
     # twice: the second request continues the first one's conversation
     for n in range(2):
         xid = f"x{n}"
-        ex = obs.request(xid, "POST", "http://h" + path, path, hdrs, request, 1.0 + n, "c")
-        if ex is None:
+        events += obs.request(xid, "POST", "http://h" + path, path, hdrs, request, 1.0 + n, "c")
+        if obs.exchange(xid) is None:
             continue
         if streamed:
-            observe = obs.stream(xid, status)
-            if observe is not None:
+            if obs.stream(xid, status):
                 for c in chunks:
-                    observe(c, 2.0 + n)
-            obs.response(xid, status, content_type, None, 3.0 + n)
+                    events += obs.chunk(xid, c, 2.0 + n)
+            events += obs.response(xid, status, content_type, None, 3.0 + n)
         else:
-            obs.response(xid, status, content_type, b"".join(chunks), 3.0 + n)
+            events += obs.response(xid, status, content_type, b"".join(chunks), 3.0 + n)
     for event in events:
         # what the listeners rely on: calls and results have a canonical form
         canonical(getattr(event, "arguments", None))

@@ -9,15 +9,38 @@ DONE = b"data: [DONE]\n\n"  # the end of a chat-completions stream
 
 
 def chunk(
-    delta: dict[str, Any], finish: str | None = None, *, chunk_id: str = "c", model: str = "m"
+    delta: dict[str, Any],
+    finish: str | None = None,
+    *,
+    chunk_id: str = "c",
+    model: str = "m",
+    created: int = 1,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` with a single choice."""
     return {
         "id": chunk_id,
         "object": "chat.completion.chunk",
-        "created": 1,
+        "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def completion(
+    message: dict[str, Any],
+    finish: str,
+    *,
+    completion_id: str = "x",
+    model: str = "m",
+    created: int = 1,
+) -> dict[str, Any]:
+    """A non-streamed `chat.completion` with a single choice."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     }
 
 

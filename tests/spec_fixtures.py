@@ -150,15 +150,7 @@ class DataFlowLLM:
                 }
             ]
         finish = "tool_calls" if call else "stop"
-        return web.json_response(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "m",
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            }
-        )
+        return web.json_response(openai_wire.completion(message, finish))
 
 
 def _as_sent(_tool: str, text: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from prefire.proxy.accounting import Accounting, format_table
+from prefire.proxy.accounting import Accounting, Ended, Fired, Served, Skipped, format_table
 from prefire.proxy.cache import CacheKey, Entry, Result, ResultCache
 from prefire.proxy.store import result_key
 
@@ -29,18 +29,20 @@ class Harness:
 
     def _ended(self, entry: Entry, outcome: str) -> None:
         self.ends.append(outcome)
-        self.accounting.ended(entry.tool, None, outcome)
+        self.accounting.record(Ended(entry.tool, None, outcome))
 
     def fire(self, key: CacheKey, fetch, ttl: float = 30, reuse: int = 1) -> Entry | None:
-        entry = self.cache.start(key, "t", fetch, ttl=ttl, reuse=reuse, kind="eager", tags=())
+        entry = self.cache.start(
+            key, "t", lambda _entry: fetch(), ttl=ttl, reuse=reuse, kind="eager", tags=()
+        )
         if entry is not None:
-            self.accounting.fired("t", None, "eager")
+            self.accounting.record(Fired("t", None, "eager"))
         return entry
 
     async def take(self, key: CacheKey, wait: float | None = None):
         got = await self.cache.take(key, None if wait is None else (lambda e: wait))
         if got is not None:
-            self.accounting.used("t", None, got[1].used == 1, got[2], 0.0)
+            self.accounting.record(Served("t", None, got[1].used == 1, got[2], 0.0))
         return got
 
     def balanced(self) -> bool:
@@ -52,42 +54,74 @@ def key(n: int = 0) -> CacheKey:
     return CacheKey("s", "b", "t", str(n).encode())
 
 
-async def test_a_promoted_call_is_counted_used_only_once_its_result_is_in_hand() -> None:
-    h = Harness()
-    gate = asyncio.Event()
+class Gate:
+    """Early calls that run until the test opens the gate."""
 
-    async def slow() -> Result:
-        await gate.wait()
-        return result()
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
 
-    entry = h.fire(key(), slow)
+    def fetch(self, answer: Callable[[], Result | None] = result):
+        async def fetch() -> Result | None:
+            await self.event.wait()
+            return answer()
+
+        return fetch
+
+    def open(self) -> None:
+        self.event.set()
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until `condition` holds (a bounded number of turns)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def waiting_for(h: Harness, entry: Entry | None) -> asyncio.Task:
+    """A request for key() that is waiting for `entry`'s result (promoted)."""
     assert entry is not None
-    waiting = asyncio.create_task(h.take(key(), wait=5))
-    await asyncio.sleep(0.01)
+    before = entry.waiting
+    task = asyncio.create_task(h.take(key(), wait=5))
+    await until(lambda: entry.waiting == before + 1)
+    return task
+
+
+async def test_a_promoted_call_is_counted_used_only_once_its_result_is_in_hand(
+    h: Harness, gate: Gate
+) -> None:
+    entry = h.fire(key(), gate.fetch())
+    assert entry is not None
+    waiting = await waiting_for(h, entry)
     assert entry.used == 0 and entry.waiting == 1  # held, not counted
-    gate.set()
+    gate.open()
     assert (await waiting) is not None
     assert entry.used == 1 and h.ends == ["used"] and h.balanced()
 
 
-async def test_a_promoted_call_that_comes_back_empty_is_counted_failed() -> None:
-    h = Harness()
-    gate = asyncio.Event()
-
-    async def empty() -> None:
-        await gate.wait()
-
-    h.fire(key(), empty)
-    waiting = asyncio.create_task(h.take(key(), wait=5))
-    await asyncio.sleep(0.01)
-    gate.set()
+async def test_a_promoted_call_that_comes_back_empty_is_counted_failed(
+    h: Harness, gate: Gate
+) -> None:
+    entry = h.fire(key(), gate.fetch(lambda: None))
+    waiting = await waiting_for(h, entry)
+    gate.open()
     assert (await waiting) is None
     assert h.ends == ["failed"] and h.accounting.tool("t").failed == 1 and h.balanced()
 
 
-async def test_a_promoted_call_that_raises_is_counted_failed() -> None:
-    h = Harness()
-
+async def test_a_promoted_call_that_raises_is_counted_failed(h: Harness) -> None:
     async def boom() -> Result:
         await asyncio.sleep(0.01)
         raise RuntimeError("x")
@@ -97,39 +131,28 @@ async def test_a_promoted_call_that_raises_is_counted_failed() -> None:
     assert h.ends == ["failed"] and h.balanced()
 
 
-async def test_an_agent_request_cancelled_while_waiting_gives_its_serve_back() -> None:
-    h = Harness()
-    gate = asyncio.Event()
-
-    async def slow() -> Result:
-        await gate.wait()
-        return result()
-
-    entry = h.fire(key(), slow)
-    first = asyncio.create_task(h.take(key(), wait=5))
-    await asyncio.sleep(0.01)
+async def test_an_agent_request_cancelled_while_waiting_gives_its_serve_back(
+    h: Harness, gate: Gate
+) -> None:
+    entry = h.fire(key(), gate.fetch())
+    first = await waiting_for(h, entry)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
     assert entry is not None and entry.waiting == 0 and entry.uses_left == 1
     assert not entry.task.cancelled()  # the call goes on: the next request may use it
-    gate.set()
+    gate.open()
     assert await h.take(key(), wait=5) is not None
     assert h.ends == ["used"] and h.balanced()
 
 
-async def test_a_speculative_call_cancelled_under_a_waiting_request_sends_it_upstream() -> None:
+async def test_a_speculative_call_cancelled_under_a_waiting_request_sends_it_upstream(
+    h: Harness, gate: Gate
+) -> None:
     """The call's cancellation is not the request's: the request gets None (it goes
     upstream), not a CancelledError that would cut the agent's connection."""
-    h = Harness()
-
-    async def slow() -> Result:
-        await asyncio.sleep(60)
-        return result()
-
-    entry = h.fire(key(), slow)
-    waiting = asyncio.create_task(h.take(key(), wait=5))
-    await asyncio.sleep(0.01)
+    entry = h.fire(key(), gate.fetch())  # never opened
+    waiting = await waiting_for(h, entry)
     assert entry is not None and entry.waiting == 1
     entry.task.cancel()
     assert await waiting is None
@@ -138,14 +161,8 @@ async def test_a_speculative_call_cancelled_under_a_waiting_request_sends_it_ups
     assert h.ends == ["failed"] and h.balanced()
 
 
-async def test_a_promotion_timeout_drops_the_call_as_wasted() -> None:
-    h = Harness()
-
-    async def hung() -> Result:
-        await asyncio.sleep(60)
-        return result()
-
-    entry = h.fire(key(), hung)
+async def test_a_promotion_timeout_drops_the_call_as_wasted(h: Harness, gate: Gate) -> None:
+    entry = h.fire(key(), gate.fetch())  # hung: never opened
     assert await h.take(key(), wait=0.05) is None
     await asyncio.sleep(0)
     assert entry is not None and entry.task.cancelled()
@@ -153,20 +170,14 @@ async def test_a_promotion_timeout_drops_the_call_as_wasted() -> None:
     assert h.balanced()
 
 
-async def test_an_entry_dropped_while_a_request_waits_ends_when_that_request_is_done() -> None:
-    h = Harness()
-    gate = asyncio.Event()
-
-    async def slow() -> Result:
-        await gate.wait()
-        return result()
-
-    entry = h.fire(key(), slow, reuse=2)  # still in the cache while one request waits
-    waiting = asyncio.create_task(h.take(key(), wait=5))
-    await asyncio.sleep(0.01)
+async def test_an_entry_dropped_while_a_request_waits_ends_when_that_request_is_done(
+    h: Harness, gate: Gate
+) -> None:
+    entry = h.fire(key(), gate.fetch(), reuse=2)  # still in the cache while one request waits
+    waiting = await waiting_for(h, entry)
     assert h.cache.invalidate(lambda e: True) == 1
     assert h.ends == [] and entry is not None and not entry.task.cancelled()
-    gate.set()
+    gate.open()
     assert (await waiting) is not None
     assert h.ends == ["used"] and h.balanced()
 
@@ -187,9 +198,7 @@ async def test_expired_is_its_own_outcome() -> None:
     assert h.ends == ["expired"] and h.accounting.tool("t").expired == 1 and h.balanced()
 
 
-async def test_reused_results_count_one_use_per_call() -> None:
-    h = Harness()
-
+async def test_reused_results_count_one_use_per_call(h: Harness) -> None:
     async def quick() -> Result:
         return result()
 
@@ -203,11 +212,10 @@ async def test_reused_results_count_one_use_per_call() -> None:
 
 
 @pytest.mark.parametrize("seed", range(12))
-async def test_every_early_call_ends_exactly_one_way(seed: int) -> None:
+async def test_every_early_call_ends_exactly_one_way(h: Harness, seed: int) -> None:
     """Random calls (quick, slow, failing, empty, hung), requests (waiting or not, some
     cancelled), invalidations and expiries; at shutdown the counts add up."""
     rng = random.Random(seed)
-    h = Harness()
 
     def make_fetch():
         delay = rng.choice([0, 0.001, 0.02, 0.05, 0.3])
@@ -244,10 +252,10 @@ async def test_every_early_call_ends_exactly_one_way(seed: int) -> None:
 
 def test_stats_count_skip_reasons_and_say_they_show_the_last_run() -> None:
     a = Accounting()
-    a.fired("get_weather", None, "eager")
-    a.ended("get_weather", None, "expired")
+    a.record(Fired("get_weather", None, "eager"))
+    a.record(Ended("get_weather", None, "expired"))
     for reason in ("no_binding", "no_binding", "rule_denied"):
-        a.skip(reason)
+        a.record(Skipped(reason))
     report = a.report()
     assert report["skipped"] == {"no_binding": 2, "rule_denied": 1}
     assert report["totals"]["expired"] == 1 and report["totals"]["in_flight"] == 0

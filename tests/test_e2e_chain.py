@@ -19,6 +19,7 @@ from prefire.replay.report import _rules_eligible
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession, read
 from prefire.rules.files import read_rules
+from tests import openai_wire
 from tests.conftest import point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import agent_loop
@@ -29,9 +30,10 @@ PREFIRE_ID = "prefire-"
 RULES = "rules:\n  - match: {tool: [search, details, forecast]}\n    prefire: true\n"
 
 
-def places_server() -> FastMCP:
-    """search (quick) -> details of a place (slow) -> forecast at its coordinates (slow);
-    records (tool, arguments, whether prefire made the call) of every call."""
+def places_server(latency: float = 1.0) -> FastMCP:
+    """search (quick) -> details of a place (slow) -> forecast at its coordinates (slow),
+    their times scaled by `latency`; records (tool, arguments, whether prefire made the
+    call) of every call."""
     server = FastMCP("places")
     server.calls = []  # type: ignore[attr-defined]
 
@@ -43,14 +45,14 @@ def places_server() -> FastMCP:
     async def search(q: str, ctx: Context) -> str:
         """Find places."""
         record(ctx, "search", q)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05 * latency)
         return json.dumps({"places": [{"id": f"{q[:3].lower()}{len(q)}-{k}"} for k in range(2)]})
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def details(id: str, ctx: Context) -> str:
         """One place."""
         record(ctx, "details", id)
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(0.7 * latency)
         k = int(id.rsplit("-", 1)[1])
         return json.dumps({"id": id, "lat": 40 + len(id) + k, "lon": 3 + 2 * k})
 
@@ -58,7 +60,7 @@ def places_server() -> FastMCP:
     async def forecast(lat: int, lon: int, ctx: Context) -> str:
         """The forecast at a point."""
         record(ctx, "forecast", (lat, lon))
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(0.7 * latency)
         return json.dumps({"sky": "sun" if (lat + lon) % 2 else "rain"})
 
     return server
@@ -99,20 +101,8 @@ class ChainLLM:
                 }
                 for i, (name, args) in enumerate(calls)
             ]
-        choice = {
-            "index": 0,
-            "message": message,
-            "finish_reason": "tool_calls" if calls else "stop",
-        }
-        return web.json_response(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "m",
-                "choices": [choice],
-            }
-        )
+        finish = "tool_calls" if calls else "stop"
+        return web.json_response(openai_wire.completion(message, finish))
 
 
 CITIES = ["Lyon", "Porto", "Graz", "Turin", "Ghent", "Bergen"]
@@ -132,7 +122,9 @@ async def run_tasks(tmp: Path, monkeypatch, questions: list[str]) -> tuple[Any, 
 
 
 async def direct(questions: list[str]) -> list:
-    server = places_server()
+    """What the agent gets with no proxy at all (the answers do not depend on timing, so the
+    tools answer at once)."""
+    server = places_server(latency=0.0)
     async with serve_mcp(server) as mcp_url, serve(ChainLLM(think_s=0.0).app) as llm:
         return [
             await agent_loop(llm, mcp_url, q, api_key="sk-a", mcp_token="tok-a") for q in questions

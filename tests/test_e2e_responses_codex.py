@@ -49,7 +49,8 @@ def hits(query: str) -> list[dict[str, str]]:
     return [{"id": f"doc-{_id(query, str(k))}", "title": f"{query} {k}"} for k in range(2)]
 
 
-def docs_server() -> FastMCP:
+def docs_server(latency: float = 1.0) -> FastMCP:
+    """search_docs -> get_doc -> get_team, their times scaled by `latency`."""
     server = FastMCP("docs")
     server.calls = []  # type: ignore[attr-defined]
 
@@ -60,21 +61,21 @@ def docs_server() -> FastMCP:
     async def search_docs(query: str) -> str:
         """Search the docs."""
         called("search_docs", query)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3 * latency)
         return json.dumps({"hits": hits(query)})
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def get_doc(doc_id: str) -> str:
         """One doc."""
         called("get_doc", doc_id)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4 * latency)
         return json.dumps({"id": doc_id, "owner_team": f"team-{_id(doc_id)}", "body": "..."})
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def get_team(team_id: str) -> str:
         """A team."""
         called("get_team", team_id)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4 * latency)
         return json.dumps({"id": team_id, "name": f"Team {team_id[-4:]}"})
 
     return server
@@ -230,7 +231,7 @@ async def run_all(llm_url: str, mcp_url: str) -> list[list[Any]]:
 async def test_codex_shaped_chains_are_predicted_and_served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    direct_server = docs_server()
+    direct_server = docs_server(latency=0.0)  # the answers do not depend on timing
     async with serve_mcp(direct_server) as mcp_url, serve(CodexLLM(0.05).app) as llm:
         direct = await run_all(llm, mcp_url)
     (tmp_path / "rules.yaml").write_text(RULES)

@@ -11,7 +11,6 @@ import httpx
 import openai
 import pytest
 from aiohttp import web
-from mcp import ClientSession
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
@@ -130,19 +129,6 @@ async def test_in_flight_call_is_promoted_not_repeated(tmp_path: Path, monkeypat
     assert counters["promotions"] == 1 and counters["used"] == 1
 
 
-async def test_write_tool_never_runs_early(tmp_path: Path, monkeypatch) -> None:
-    proxy = await proxy_with_rules(tmp_path, monkeypatch)
-    server = weather_server()
-    async with (
-        serve_mcp(server) as mcp_url,
-        serve(ScriptedLLM([("book_table", {"restaurant": "Noma"})]).app) as llm,
-    ):
-        got = await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
-    assert got == "booked Noma"
-    assert server.calls == [("book_table", "Noma")]  # only the agent's own call
-    assert "book_table" not in (await stats(proxy))["tools"]
-
-
 async def test_other_credentials_never_get_the_result(tmp_path: Path, monkeypatch) -> None:
     proxy = await proxy_with_rules(tmp_path, monkeypatch)
     server = weather_server()
@@ -175,41 +161,6 @@ async def test_failed_speculative_call_leaves_the_agent_call_to_succeed(
     assert server.calls == [("get_weather", "Lima")] * 2
     counters = (await stats(proxy))["tools"]["get_weather"]
     assert counters["failed"] == 1 and counters["used"] == 0
-
-
-async def test_expired_result_is_not_served(tmp_path: Path, monkeypatch) -> None:
-    proxy = await proxy_with_rules(tmp_path, monkeypatch, ttl=0.1)
-    server = weather_server()
-    async with (
-        serve_mcp(server) as mcp_url,
-        serve(ScriptedLLM([("get_weather", {"city": "Kyiv"})], 0.6).app) as llm,
-    ):
-        await agent_step(llm, mcp_url, api_key="sk-a", mcp_token="tok-a")
-    assert server.calls == [("get_weather", "Kyiv")] * 2
-    counters = (await stats(proxy))["tools"]["get_weather"]
-    assert counters["expired"] == 1 and counters["wasted"] == counters["used"] == 0
-
-
-async def test_a_write_invalidates_cached_reads(tmp_path: Path, monkeypatch) -> None:
-    proxy = await proxy_with_rules(tmp_path, monkeypatch)
-    server = weather_server()
-    llm_app = ScriptedLLM([("get_weather", {"city": "Riga"})], 0.4)
-
-    async def book_then_read(s: ClientSession) -> None:
-        await asyncio.sleep(0.3)  # the early call has finished
-        await s.call_tool("book_table", {"restaurant": "Noma"})
-        await s.call_tool("get_weather", {"city": "Riga"})
-
-    async with serve_mcp(server) as mcp_url, serve(llm_app.app) as llm:
-        # the LLM's call is fetched early; then a booking happens before the agent reads
-        await llm_only(llm, mcp_url, api_key="sk-a", mcp_token="tok-a", then=book_then_read)
-    assert server.calls == [
-        ("get_weather", "Riga"),
-        ("book_table", "Noma"),
-        ("get_weather", "Riga"),
-    ]
-    counters = (await stats(proxy))["tools"]["get_weather"]
-    assert counters["wasted"] == 1 and counters["used"] == 0
 
 
 async def test_no_speculate_fires_nothing(tmp_path: Path, monkeypatch) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
+from tests import openai_wire
 from tests.conftest import RunningProxy, point_env_at, start_proxy
 from tests.mcp_server import serve_mcp
 from tests.spec_fixtures import agent_loop
@@ -94,21 +95,8 @@ class ProseLLM:
                     "function": {"name": call[0], "arguments": json.dumps(call[1])},
                 }
             ]
-        return web.json_response(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "m",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if call else "stop",
-                    }
-                ],
-            }
-        )
+        finish = "tool_calls" if call else "stop"
+        return web.json_response(openai_wire.completion(message, finish))
 
 
 async def prose_agent(

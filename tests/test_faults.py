@@ -24,7 +24,14 @@ from aiohttp import web
 
 from prefire.patterns import snapshot
 from prefire.proxy.learner import Learner
-from tests.conftest import RunningProxy, log_lines, point_env_at, start_proxy, stop_proxy
+from tests.conftest import (
+    RunningProxy,
+    eventually,
+    log_lines,
+    point_env_at,
+    start_proxy,
+    stop_proxy,
+)
 from tests.spec_fixtures import ScriptedLLM
 from tests.test_e2e_speculation import stats
 from tests.upstreams import free_socket, openai_chat_json, openai_chat_stream, serve
@@ -476,12 +483,17 @@ def file_size_limit(limit: int):
     return apply
 
 
-async def traffic(base: str, proxy_url: str, clients: int, stop: asyncio.Event) -> dict:
+def new_tally() -> dict[str, int]:
+    return {"ok": 0, "mismatched": 0, "errors": 0}
+
+
+async def traffic(
+    base: str, proxy_url: str, clients: int, stop: asyncio.Event, tally: dict[str, int]
+) -> dict:
     """`clients` agents sending chat requests (JSON and SSE) until `stop`; every answer is
-    checked against the upstream's own bytes."""
+    checked against the upstream's own bytes, and counted in `tally` as it comes."""
     up_json = json.dumps(openai_chat_json()).encode()
     up_sse = b"".join(openai_chat_stream())
-    tally = {"ok": 0, "mismatched": 0, "errors": 0}
 
     async def agent(n: int) -> None:
         async with httpx.AsyncClient(proxy=proxy_url, trust_env=False, timeout=10) as via:
@@ -534,8 +546,15 @@ async def test_a_full_capture_disk_costs_no_traffic(tmp_path: Path) -> None:
     stop = asyncio.Event()
     try:
         async with serve(SteadyUpstream().app) as base:
-            run = asyncio.create_task(traffic(base + CHAT, proxy.url, 4, stop))
-            await asyncio.sleep(1.5)
+            tally = new_tally()
+            run = asyncio.create_task(traffic(base + CHAT, proxy.url, 4, stop, tally))
+            # traffic goes on past the capture's first failed write
+            await eventually(
+                lambda: (
+                    tally["ok"] > 30
+                    and any(r.get("event") == "capture.write_failed" for r in log_lines(log))
+                )
+            )
             stop.set()
             tally = await run
     finally:
@@ -553,8 +572,9 @@ async def test_sigterm_under_heavy_traffic(tmp_path: Path) -> None:
     proxy = await start_proxy(tmp_path, log=log)
     stop = asyncio.Event()
     async with serve(SteadyUpstream().app) as base:
-        run = asyncio.create_task(traffic(base + CHAT, proxy.url, 12, stop))
-        await asyncio.sleep(1.5)
+        tally = new_tally()
+        run = asyncio.create_task(traffic(base + CHAT, proxy.url, 12, stop, tally))
+        await eventually(lambda: tally["ok"] > 50)  # heavy traffic under way
         proxy.proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         assert await asyncio.wait_for(proxy.proc.wait(), 20) == 0

@@ -183,7 +183,7 @@ def test_an_uncertain_join_says_nothing_about_the_session() -> None:
 
 
 def speculator() -> Speculator:
-    return Speculator(PatternModel(), RulesWatcher(None), Observer(lambda e: None), Accounting())
+    return Speculator(PatternModel(), RulesWatcher(None), Observer(), Accounting())
 
 
 def weather_server() -> FastMCP:
@@ -219,8 +219,8 @@ async def test_early_calls_run_in_a_session_of_prefires_own_reused_and_closed() 
     s = speculator()
     async with serve_mcp(server) as url:
         view = await agent_server_view(s, url)
-        first = await s.mcp.call(view, "get_weather", {"city": "Oslo"}, "prefire-x-1")
-        second = await s.mcp.call(view, "get_weather", {"city": "Rome"}, "prefire-x-2")
+        first = await s.caller.mcp.call(view, "get_weather", {"city": "Oslo"}, "prefire-x-1")
+        second = await s.caller.mcp.call(view, "get_weather", {"city": "Rome"}, "prefire-x-2")
         assert isinstance(first, Result) and isinstance(second, Result)
         assert mcp.call_result(first.reply)[0] == {"city": "Oslo"}
         (_, ours, rid), (_, again, _) = server.calls
@@ -228,7 +228,7 @@ async def test_early_calls_run_in_a_session_of_prefires_own_reused_and_closed() 
         await s.close()
         # closed: the server no longer knows it
         headers = {**view.headers, "mcp-session-id": ours, "content-type": "application/json"}
-        closed = await s._send("POST", url, mcp.request_body(1, "tools/list", {}), headers)
+        closed = await s.caller.send("POST", url, mcp.request_body(1, "tools/list", {}), headers)
         assert isinstance(closed, Result) and closed.status == 404
 
 
@@ -237,11 +237,15 @@ async def test_an_expired_session_is_opened_again_once() -> None:
     s = speculator()
     async with serve_mcp(server) as url:
         view = await agent_server_view(s, url)
-        assert isinstance(await s.mcp.call(view, "get_weather", {"city": "A"}, "prefire-1"), Result)
+        assert isinstance(
+            await s.caller.mcp.call(view, "get_weather", {"city": "A"}, "prefire-1"), Result
+        )
         ours = server.calls[0][1]
         # the server forgets it (as an idle timeout would)
-        await s._send("DELETE", url, None, {"authorization": "Bearer tok", "mcp-session-id": ours})
-        got = await s.mcp.call(view, "get_weather", {"city": "B"}, "prefire-2")
+        await s.caller.send(
+            "DELETE", url, None, {"authorization": "Bearer tok", "mcp-session-id": ours}
+        )
+        got = await s.caller.mcp.call(view, "get_weather", {"city": "B"}, "prefire-2")
         assert isinstance(got, Result) and mcp.call_result(got.reply)[0] == {"city": "B"}
         assert server.calls[1][1] not in (None, ours)
         await s.close()
@@ -250,7 +254,7 @@ async def test_an_expired_session_is_opened_again_once() -> None:
 async def test_no_initialize_seen_means_no_session_and_a_reason() -> None:
     s = speculator()
     view = s.bindings.observe_mcp("c", "s", URL, [], [mcp.McpRequest(1, "tools/list", {})])
-    got = await s.mcp.call(view, "get_weather", {"city": "A"}, "prefire-1")
+    got = await s.caller.mcp.call(view, "get_weather", {"city": "A"}, "prefire-1")
     assert got == Failure("no_initialize_seen")
 
 
@@ -262,7 +266,9 @@ async def test_session_agent_runs_in_the_given_session_only() -> None:
         async with mcp_session(url, "tok") as session:
             await session.call_tool("get_weather", {"city": "own"})
             agent_sid = server.calls[0][1]
-            got = await s.mcp.call(view, "get_weather", {"city": "X"}, "prefire-1", agent_sid)
+            got = await s.caller.mcp.call(
+                view, "get_weather", {"city": "X"}, "prefire-1", agent_sid
+            )
         assert isinstance(got, Result)
         assert server.calls[1][1] == agent_sid
         await s.close()
@@ -315,9 +321,9 @@ async def test_an_mcp2_server_runs_an_early_call_with_the_agents_envelope(tmp_pa
     async with tool_server(MCP2_PYTHON, log) as url:
         request = mcp.McpRequest(1, "tools/list", {"_meta": ENVELOPE})
         view = s.bindings.observe_mcp("c", "s", url, MODERN_HEADERS, [request])
-        got = await s.mcp.call(view, "search_venues", {"query": "lake"}, "prefire-1")
+        got = await s.caller.mcp.call(view, "search_venues", {"query": "lake"}, "prefire-1")
         # without the envelope and headers an mcp 2.x server refuses the call
-        bare = await s._send(
+        bare = await s.caller.send(
             "POST",
             url,
             mcp.request_body(2, "tools/call", {"name": "get_venue", "arguments": {}}),
@@ -344,7 +350,7 @@ async def test_an_mcp1_server_runs_early_calls_in_prefires_own_session(tmp_path:
             [mcp.McpRequest(0, "initialize", INIT)],
         )
         for n in (1, 2):
-            got = await s.mcp.call(view, "search_docs", {"query": f"q{n}"}, f"prefire-{n}")
+            got = await s.caller.mcp.call(view, "search_docs", {"query": f"q{n}"}, f"prefire-{n}")
             assert isinstance(got, Result) and got.reply.get("isError") is False
         await s.close()
     rec = records(log)

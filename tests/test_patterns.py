@@ -233,7 +233,7 @@ def test_big_values_are_kept_bounded() -> None:
 def test_a_shared_tool_learns_its_arguments_across_scopes_and_only_it() -> None:
     """With a rule's shared_learning, every tenant's calls of that tool teach where its
     arguments come from; the other tools stay learned per scope."""
-    from prefire.rules.ruleset import load_rules
+    from prefire.rules.loader import load_rules
 
     rules = load_rules(
         "rules:\n"

@@ -45,6 +45,7 @@ class Codex:
     """One Codex conversation: it resends its whole input every turn (store: false)."""
 
     obs: Observer
+    rec: Recorder
     sid: str
     topic: str
     input: list[dict[str, Any]] = field(default_factory=list)
@@ -78,7 +79,9 @@ class Codex:
             "include": ["reasoning.encrypted_content"],
             "prompt_cache_key": self.sid,
         }
-        self.obs.request(xid, "POST", URL, "/v1/responses", HEADERS, orjson.dumps(body), t)
+        self.rec.feed(
+            self.obs.request(xid, "POST", URL, "/v1/responses", HEADERS, orjson.dumps(body), t)
+        )
         reasoning = {
             "type": "reasoning",
             "id": f"rs_{xid}",
@@ -131,10 +134,9 @@ class Codex:
         events.append(
             {"type": "response.completed", "response": {"id": f"resp_{xid}", "status": "ok"}}
         )
-        observe = self.obs.stream(xid, 200)
-        assert observe is not None
-        observe(sse(events), t + 0.5)
-        self.obs.response(xid, 200, "text/event-stream", None, t + 0.6)
+        assert self.obs.stream(xid, 200)
+        self.rec.feed(self.obs.chunk(xid, sse(events), t + 0.5))
+        self.rec.feed(self.obs.response(xid, 200, "text/event-stream", None, t + 0.6))
         self.input += items
 
     def outputs(self, results: list[Any]) -> None:
@@ -186,6 +188,10 @@ class Recorder:
             got = [(c.tool, c.arguments) for c in self.model.predict(event.session)]
             self.predicted.setdefault(event.session, []).append(got)
 
+    def feed(self, events: list[Event]) -> None:
+        for event in events:
+            self(event)
+
 
 def play(obs: Observer, tasks: list[tuple[Codex, list[Any]]], t0: float) -> None:
     """Play tasks turn by turn, interleaved: every task's turn n before any task's n+1."""
@@ -203,10 +209,10 @@ def play(obs: Observer, tasks: list[tuple[Codex, list[Any]]], t0: float) -> None
 
 def test_store_false_conversations_link_and_the_chain_is_predicted() -> None:
     rec = Recorder()
-    obs = Observer(rec)
+    obs = Observer()
     topics = wrapped_outputs.TOPICS
     for i in range(0, 8, 2):  # two tasks at a time, interleaved
-        pair = [(Codex(obs, f"s{j}", topics[j]), chain(j, topics[j])) for j in (i, i + 1)]
+        pair = [(Codex(obs, rec, f"s{j}", topics[j]), chain(j, topics[j])) for j in (i, i + 1)]
         play(obs, pair, float(i * 100))
     sessions = {e.session for e in rec.events}
     assert len(sessions) == 8, "each task is one conversation, never two, never shared"
@@ -242,9 +248,9 @@ def test_store_false_conversations_link_and_the_chain_is_predicted() -> None:
 
 def test_the_same_task_twice_at_once_stays_two_conversations() -> None:
     rec = Recorder()
-    obs = Observer(rec)
+    obs = Observer()
     topic = wrapped_outputs.TOPICS[0]
-    play(obs, [(Codex(obs, f"twin{j}", topic), chain(0, topic)) for j in (0, 1)], 0.0)
+    play(obs, [(Codex(obs, rec, f"twin{j}", topic), chain(0, topic)) for j in (0, 1)], 0.0)
     sessions = {e.session for e in rec.events}
     assert len(sessions) == 2
     for session in sessions:

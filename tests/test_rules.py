@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from prefire.rules.loader import load_rules
 from prefire.rules.rest import RestTemplate
 from prefire.rules.ruleset import (
     DEFAULT_COST,
@@ -18,7 +19,6 @@ from prefire.rules.ruleset import (
     Rule,
     RulesError,
     RuleSet,
-    load_rules,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from prefire.patterns.events import LLMRequest, SessionKey, ToolCall
 from prefire.proxy.cache import CacheKey, Result
 from prefire.proxy.state import PROXY_ENV_KEYS
-from prefire.proxy.store import RedisStore, Store, localize, result_key
+from prefire.proxy.store import Deaf, RedisStore, RemoteBatch, Store, localize, result_key
 from tests.agent_script import function_tool
 from tests.conftest import RunningProxy, start_proxy, stop_proxy
 from tests.mcp_server import serve_mcp
@@ -57,6 +57,24 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- the store on its own ----------------------------------------------------------------
 
 
+class Heard(Deaf):
+    """What a store told its replica."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.used: list[str] = []
+        self.invalidated: list[list[str]] = []
+
+    def remote_events(self, batch: RemoteBatch, position: str) -> None:
+        self.events.extend(batch)
+
+    def used_elsewhere(self, name: str) -> None:
+        self.used.append(name)
+
+    def invalidated_elsewhere(self, names: list[str]) -> None:
+        self.invalidated.append(names)
+
+
 @asynccontextmanager
 async def store(url: str, replica: str, **kw: Any) -> AsyncIterator[RedisStore]:
     s = RedisStore(url, replica=replica, **kw)
@@ -76,9 +94,13 @@ KEY = CacheKey.mcp("scope-a", "mcp:http://x/mcp", "get_weather", {"city": "Oslo"
 
 async def test_a_result_is_served_once_across_replicas(redis: RunningRedis) -> None:
     h = result_key(KEY)
-    async with store(redis.url, "a") as a, store(redis.url, "b") as b, store(redis.url, "c") as c:
-        used: list[str] = []
-        a.on_used = used.append
+    heard = Heard()
+    async with (
+        store(redis.url, "a", listener=heard) as a,
+        store(redis.url, "b") as b,
+        store(redis.url, "c") as c,
+    ):
+        used = heard.used
         assert await a.claim(h, "scope-a", "get_weather", "http://x/mcp", 1, 30) is True
         assert await b.claim(h, "scope-a", "get_weather", "http://x/mcp", 1, 30) is False
         a.settle(h, result(), "get_weather", "eager")
@@ -144,9 +166,9 @@ async def test_a_write_drops_the_scopes_shared_reads(redis: RunningRedis) -> Non
         CacheKey("scope-a", "mcp:http://y/mcp", "get_news", b"2"),
         CacheKey("scope-b", "mcp:http://x/mcp", "get_weather", b"1"),
     ]
-    async with store(redis.url, "a") as a, store(redis.url, "b") as b:
-        dropped: list[list[str]] = []
-        a.on_invalidated = dropped.append
+    heard = Heard()
+    async with store(redis.url, "a", listener=heard) as a, store(redis.url, "b") as b:
+        dropped = heard.invalidated
         for key, tag in zip(keys, ["http://x/mcp", "http://y/mcp", "http://x/mcp"], strict=True):
             h = result_key(key)
             assert await a.claim(h, key.scope, key.tool, tag, 1, 30)
@@ -167,11 +189,12 @@ async def test_events_reach_the_other_replicas_not_the_sender(redis: RunningRedi
         LLMRequest(session=session, t=1.0, api="openai_chat"),
         ToolCall(session=session, t=2.0, call_id="c1", name="get_weather", arguments={"x": 1}),
     ]
-    async with store(redis.url, "a") as a, store(redis.url, "b") as b:
-        got_a: list[Any] = []
-        got_b: list[Any] = []
-        a.on_events = lambda batch, pos: got_a.extend(batch)
-        b.on_events = lambda batch, pos: got_b.extend(batch)
+    heard_a, heard_b, heard_c = Heard(), Heard(), Heard()
+    async with (
+        store(redis.url, "a", listener=heard_a) as a,
+        store(redis.url, "b", listener=heard_b),
+    ):
+        got_a, got_b = heard_a.events, heard_b.events
         for e in events:
             a.publish(e)
         for _ in range(100):
@@ -185,9 +208,8 @@ async def test_events_reach_the_other_replicas_not_the_sender(redis: RunningRedi
         assert got_b[1][1]["arguments"] == {"x": 1}
         assert got_a == []
         # a replica starting later catches up from the start of the stream
-        async with store(redis.url, "c") as c:
-            got_c: list[Any] = []
-            c.on_events = lambda batch, pos: got_c.extend(batch)
+        async with store(redis.url, "c", listener=heard_c):
+            got_c = heard_c.events
             for _ in range(100):
                 if len(got_c) == 2:
                     break

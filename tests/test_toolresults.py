@@ -21,12 +21,13 @@ class Rig:
 
     def __init__(self) -> None:
         self.learned: list[Event] = []
-        self.results = ToolSideResults(Observer(self._emit), self.learned.append)
+        self.results = ToolSideResults(Observer(), self.learned.append)
         self.join = CallJoin()
         self._n = 0
 
-    def _emit(self, event: Event) -> None:
-        self.results(event)
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            self.results(event)
 
     def model_call(self, client: str, conversation: str, call_id: str, t: float) -> None:
         session = SessionKey("llm-" + client, conversation)
@@ -42,10 +43,12 @@ class Rig:
         body = {"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call"}
         body["params"] = {"name": "search", "arguments": args}
         headers = [("mcp-session-id", session_id), ("authorization", f"Bearer {client}")]
-        ex = self.results.observer.request(
-            xid, "POST", URL, "/mcp", headers, json.dumps(body).encode(), t, client
+        self._emit(
+            self.results.observer.request(
+                xid, "POST", URL, "/mcp", headers, json.dumps(body).encode(), t, client
+            )
         )
-        assert ex is not None
+        assert self.results.observer.exchange(xid) is not None
         scope = tool_scope_of(headers, URL)
         server = ServerCall(
             client, scope, URL, "search", canonical_key(args), session_id, rpc_id, t
@@ -59,8 +62,10 @@ class Rig:
             "id": rpc_id,
             "result": {"content": [{"type": "text", "text": text}]},
         }
-        self.results.observer.response(
-            xid, 200, "application/json", json.dumps(reply).encode(), t + 0.2
+        self._emit(
+            self.results.observer.response(
+                xid, 200, "application/json", json.dumps(reply).encode(), t + 0.2
+            )
         )
 
 
@@ -116,7 +121,7 @@ def test_an_exchange_that_is_not_the_joined_one_teaches_nothing() -> None:
 
 def rest_rig() -> tuple[ToolSideResults, list[Event]]:
     got: list[Event] = []
-    return ToolSideResults(Observer(got.append), got.append), got
+    return ToolSideResults(Observer(), got.append), got
 
 
 def rest_call(results: ToolSideResults, conversation: str, call_id: str, t: float) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests import openai_wire
+
 WEATHER_ARGS = {"city": "Paris", "unit": "celsius"}
 TIME_ARGS = {"timezone": "Europe/Paris"}
 
@@ -31,45 +33,28 @@ def _sse(events: list[tuple[str | None, Any]]) -> list[bytes]:
 
 
 def openai_chat_json() -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o-mini",
-        "choices": [
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
             {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_w1",
-                            "type": "function",
-                            "function": {
-                                "name": "get_weather",
-                                "arguments": json.dumps(WEATHER_ARGS),
-                            },
-                        }
-                    ],
-                },
-                "finish_reason": "tool_calls",
+                "id": "call_w1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps(WEATHER_ARGS)},
             }
         ],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
+    body = openai_wire.completion(
+        message, "tool_calls", completion_id="chatcmpl-1", model="gpt-4o-mini", created=1700000000
+    )
+    return {**body, "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
 
 
 def openai_chat_stream() -> list[bytes]:
-    base = {
-        "id": "chatcmpl-2",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-4o-mini",
-    }
-
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return openai_wire.chunk(
+            delta, finish, chunk_id="chatcmpl-2", model="gpt-4o-mini", created=1700000000
+        )
 
     w = json.dumps(WEATHER_ARGS)
     t = json.dumps(TIME_ARGS)
@@ -103,7 +88,7 @@ def openai_chat_stream() -> list[bytes]:
         ),
         chunk({}, "tool_calls"),
     ]
-    return _sse([(None, c) for c in calls] + [(None, "[DONE]")])
+    return [openai_wire.data(c) for c in calls] + [openai_wire.DONE]
 
 
 def responses_stream() -> list[bytes]:

@@ -1,20 +1,24 @@
 """Turns HTTP exchanges into events, without mitmproxy: the addon feeds it live
-flows, replay feeds it flows read from files. Plain values in, events out.
+flows, replay feeds it flows read from files. Plain values in, events out: each
+call returns the events that input produced, in order (as h11's `next_event`
+does), and calls back into nothing; what to do with them is the caller's.
 
 One Observer handles many exchanges at once, keyed by an exchange id. Nothing
 here raises to the caller for bad traffic: codecs skip what they cannot read.
+A ToolCall among the events of a response (`chunk`, `response`) is a call the
+LLM's response has just closed: the moment it may be started eagerly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from lru import LRU
 
-from prefire.patterns.events import Event, SessionKey, ToolCall, ToolExchange, ToolsOffered
+from prefire.patterns.events import Event, SessionKey, ToolExchange, ToolsOffered
 from prefire.wire import sessions as sessions_mod
 from prefire.wire.providers import llm_codec_for, mcp
 from prefire.wire.providers.base import (
@@ -25,9 +29,6 @@ from prefire.wire.providers.base import (
     ResponseDone,
     StreamDecoder,
 )
-
-Emit = Callable[[Event], None]
-ChunkObserver = Callable[[bytes, float], None]
 
 
 @dataclass(slots=True)
@@ -47,6 +48,8 @@ class Exchange:
     mcp_calls: dict[Any, tuple[str, Any]] = field(default_factory=dict)
     mcp_lists: set[Any] = field(default_factory=set)
     llm_decoder: StreamDecoder | None = None
+    mcp_decoder: mcp.McpStreamDecoder | None = None
+    status: int = 0  # the response's, once it has begun
     streamed: bool = False
 
     @property
@@ -56,15 +59,7 @@ class Exchange:
 
 
 class Observer:
-    def __init__(
-        self,
-        emit: Emit,
-        sessions: sessions_mod.Sessions | None = None,
-        on_call_closed: Callable[[ToolCall], None] | None = None,
-    ) -> None:
-        self.emit = emit
-        # told of each tool call the moment an LLM response finishes emitting it
-        self.on_call_closed = on_call_closed
+    def __init__(self, sessions: sessions_mod.Sessions | None = None) -> None:
         self.sessions = sessions or sessions_mod.Sessions()
         # exchanges awaiting their response; bounded, in case a flow ends unannounced
         self._open: LRU[str, Exchange] = LRU(10_000)
@@ -85,14 +80,16 @@ class Observer:
         body: bytes,
         t: float,
         client: str = "",
-    ) -> Exchange | None:
-        """A request with its decoded body. Returns the exchange if it is one we follow."""
+    ) -> list[Event]:
+        """A request with its decoded body: the events it carries (the history of an LLM
+        request). `exchange(xid)` is the exchange from here on, if it is one we follow."""
         if method != "POST" or not body:
-            return None
+            return []
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return None
+            return []
+        events: list[Event] = []
         header_list = list(headers)
         if mcp.matches(method, path, data):
             scope = sessions_mod.tool_scope_of(header_list, url)
@@ -105,12 +102,12 @@ class Observer:
                 elif msg.id is not None and (call := mcp.call_of(msg)) is not None:
                     ex.mcp_calls[msg.id] = call
             if not ex.mcp_requests:
-                return None
+                return []
             self._origins[ex.session] = (client, url)
         else:
             codec = llm_codec_for(method, path, data)
             if codec is None:
-                return None
+                return []
             scope = sessions_mod.scope_of(header_list, url)
             parsed = codec.parse_request(data, path)
             session, events = self.sessions.request_events(scope, parsed, t)
@@ -118,71 +115,80 @@ class Observer:
             slim = replace(parsed, items=(), tools=())
             ex = Exchange(method, url, t, session, client, codec=codec, parsed=slim)
             self._origins[session] = (client, url)
-            for event in events:
-                self.emit(event)
         self._open[xid] = ex
-        return ex
+        return events
 
     def exchange(self, xid: str) -> Exchange | None:
         return self._open.get(xid)
 
-    def stream(self, xid: str, status: int) -> ChunkObserver | None:
-        """An observer for the decoded response body chunk by chunk, or None."""
+    def stream(self, xid: str, status: int) -> bool:
+        """The response begins: whether its decoded body is to be fed chunk by chunk
+        (`chunk`); False when the exchange is not followed or the status is no success."""
         ex = self._open.get(xid)
         if ex is None or not 200 <= status < 300:
-            return None
-        ex.streamed = True
+            return False
+        ex.streamed, ex.status = True, status
         if ex.codec is not None and ex.parsed is not None:
-            decoder = ex.llm_decoder = ex.codec.stream_decoder(ex.parsed)
-            api = ex.codec.api
-            return lambda data, t: self._llm_outputs(ex, decoder.feed(data), api, t)
-        mcp_decoder = mcp.McpStreamDecoder()
-        return lambda data, t: self._mcp_replies(ex, mcp_decoder.feed(data), status, t)
+            ex.llm_decoder = ex.codec.stream_decoder(ex.parsed)
+        else:
+            ex.mcp_decoder = mcp.McpStreamDecoder()
+        return True
+
+    def chunk(self, xid: str, data: bytes, t: float) -> list[Event]:
+        """The next piece of a streamed response's decoded body: the events it completes."""
+        ex = self._open.get(xid)
+        if ex is None:
+            return []
+        if ex.llm_decoder is not None and ex.codec is not None:
+            return self._llm_outputs(ex, ex.llm_decoder.feed(data), ex.codec.api, t)
+        if ex.mcp_decoder is not None:
+            return self._mcp_replies(ex, ex.mcp_decoder.feed(data), ex.status, t)
+        return []
 
     def response(
         self, xid: str, status: int, content_type: str, body: bytes | None, t: float
-    ) -> None:
+    ) -> list[Event]:
         """The response ended. `body` is the decoded whole body, or None if it was streamed."""
         ex = self._open.pop(xid, None)
         if ex is None or not 200 <= status < 300:
-            return
+            return []
         if ex.streamed:
             if ex.llm_decoder is not None and ex.codec is not None:
-                self._llm_outputs(ex, ex.llm_decoder.close(), ex.codec.api, t)
-            return
+                return self._llm_outputs(ex, ex.llm_decoder.close(), ex.codec.api, t)
+            return []
         if body is None:
-            return
+            return []
         if ex.codec is not None and ex.parsed is not None:
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
-                return
-            self._llm_outputs(ex, ex.codec.parse_response(data, ex.parsed), ex.codec.api, t)
-        else:
-            self._mcp_replies(ex, mcp.parse_response(body, content_type), status, t)
+                return []
+            return self._llm_outputs(ex, ex.codec.parse_response(data, ex.parsed), ex.codec.api, t)
+        return self._mcp_replies(ex, mcp.parse_response(body, content_type), status, t)
 
     def forget(self, xid: str) -> None:
         """The exchange failed (connection error): drop it."""
         self._open.pop(xid, None)
 
-    def _llm_outputs(self, ex: Exchange, outputs: list[Output], api: str, t: float) -> None:
+    def _llm_outputs(self, ex: Exchange, outputs: list[Output], api: str, t: float) -> list[Event]:
+        events: list[Event] = []
         for out in outputs:
             if isinstance(out, CallDraft):
                 event = self.sessions.call_event(ex.session, out, api, t)
                 if event is not None:
-                    self.emit(event)
-                    if self.on_call_closed is not None:
-                        self.on_call_closed(event)
+                    events.append(event)
             elif isinstance(out, ResponseDone):
                 self.sessions.response_done(ex.session, out.response_id)
+        return events
 
     def _mcp_replies(
         self, ex: Exchange, replies: list[mcp.McpReply], status: int, t: float
-    ) -> None:
+    ) -> list[Event]:
+        events: list[Event] = []
         for reply in replies:
             if reply.id in ex.mcp_lists and reply.error is None:
                 tools = mcp.tool_specs(reply.result)
-                self.emit(ToolsOffered(session=ex.session, t=t, tools=tools, api="mcp"))
+                events.append(ToolsOffered(session=ex.session, t=t, tools=tools, api="mcp"))
             elif reply.id in ex.mcp_calls:
                 name, arguments = ex.mcp_calls.pop(reply.id)
                 if reply.error is not None:
@@ -191,7 +197,7 @@ class Observer:
                     result, is_error = mcp.call_result(reply.result)
                 arguments = sessions_mod.json_safe(arguments)
                 result = sessions_mod.json_safe(result)
-                self.emit(
+                events.append(
                     ToolExchange(
                         session=ex.session,
                         t=t,
@@ -207,3 +213,4 @@ class Observer:
                         request_id=reply.id,
                     )
                 )
+        return events

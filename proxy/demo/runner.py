@@ -21,10 +21,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
+
+if TYPE_CHECKING:
+    from prefire.proxy.demo.tools import World
 
 START_TIMEOUT_S = 30.0
 _MAX_REPORT = 64 << 20  # the agent's report is one line holding every tool result
@@ -155,9 +158,8 @@ async def _demo(
     chain_depth: int | None = None,
 ) -> dict[str, Any]:
     # Imported here so that a missing extra is reported above, not as a traceback.
-    from prefire.proxy.demo.llm_server import GAVE_UP, ScriptedLLM, make_tasks
+    from prefire.proxy.demo.llm_server import ScriptedLLM, make_tasks
     from prefire.proxy.demo.tools import (
-        WRITE_TOOLS,
         World,
         build_mcp,
         build_rest,
@@ -184,54 +186,113 @@ async def _demo(
             ]
             progress(f"prefire demo: {n} {workload} tasks, {concurrency} at a time, seed {seed}")
             if warmup:
-                # prefire learns online; a deployed proxy has seen earlier tasks of the same
-                # agent. Other tasks (another seed) teach it first, through a proxy that only
-                # observes, and the speculative run starts from what that proxy learned.
-                progress(f"  warm-up: {warmup} other tasks through prefire run --no-speculate ...")
-                warm_file = tmp / "warmup.json"
-                warm_file.write_text(
-                    json.dumps(make_tasks(warmup, seed + 1000, sorted(world.users), workload))
-                )
-                warm_args = [*agent_args]
-                warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
-                await _run_pass(
-                    tmp,
-                    "warmup",
-                    ["--no-speculate", "--rules", str(rules)],
-                    warm_args,
-                    TaskProgress("warm-up", warmup),
-                )
-                world.reset()
-                (tmp / "speculative").mkdir()
-                shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
-            progress("  baseline run (prefire run --no-speculate) ...")
-            # --capture: the baseline's traffic, as the agent made it, for prefire replay
-            keep = ["--capture", str(capture)] if capture is not None else []
-            baseline = await _run_pass(
-                tmp,
-                "baseline",
-                ["--no-speculate", "--rules", str(rules), *keep],
-                agent_args,
-                TaskProgress("baseline", n),
+                await _warm_up(tmp, world, rules, agent_args, warmup, seed, workload, progress)
+            baseline, baseline_calls, speculative, speculative_calls = await _passes(
+                tmp, world, rules, agent_args, n, capture, progress
             )
-            if capture is not None:
-                (capture / "rules.yaml").write_text(rules.read_text())
-            baseline_calls = world.reset()
-            progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
-            speculative = await _run_pass(
-                tmp,
-                "speculative",
-                ["--rules", str(rules)],
-                agent_args,
-                TaskProgress("speculative", n),
-            )
-            speculative_calls = world.reset()
-            progress(f"  {speculative['wall_s']:.1f} s")
             stats, stats_error = await read_stats(tmp / "speculative")
+
+    return _report(
+        baseline,
+        speculative,
+        (baseline_calls, speculative_calls),
+        stats,
+        stats_error,
+        {
+            "tasks": n,
+            "warmup_tasks": warmup,
+            "workload": workload,
+            "seed": seed,
+            "concurrency": concurrency,
+        },
+    )
+
+
+async def _warm_up(
+    tmp: Path,
+    world: World,
+    rules: Path,
+    agent_args: list[str],
+    warmup: int,
+    seed: int,
+    workload: str,
+    progress: Callable[[str], None],
+) -> None:
+    """prefire learns online; a deployed proxy has seen earlier tasks of the same agent.
+    Other tasks (another seed) teach it first, through a proxy that only observes, and the
+    speculative run starts from what that proxy learned."""
+    from prefire.proxy.demo.llm_server import make_tasks
+
+    progress(f"  warm-up: {warmup} other tasks through prefire run --no-speculate ...")
+    warm_file = tmp / "warmup.json"
+    warm_file.write_text(json.dumps(make_tasks(warmup, seed + 1000, sorted(world.users), workload)))
+    warm_args = [*agent_args]
+    warm_args[warm_args.index("--tasks") + 1] = str(warm_file)
+    await _run_pass(
+        tmp,
+        "warmup",
+        ["--no-speculate", "--rules", str(rules)],
+        warm_args,
+        TaskProgress("warm-up", warmup),
+    )
+    world.reset()
+    (tmp / "speculative").mkdir()
+    shutil.copy(tmp / "warmup" / SNAPSHOT_NAME, tmp / "speculative" / SNAPSHOT_NAME)
+
+
+async def _passes(
+    tmp: Path,
+    world: World,
+    rules: Path,
+    agent_args: list[str],
+    n: int,
+    capture: Path | None,
+    progress: Callable[[str], None],
+) -> tuple[dict[str, Any], Counter[str], dict[str, Any], Counter[str]]:
+    """The baseline run, then the speculative one: each pass's result and the calls the
+    tool servers saw."""
+    progress("  baseline run (prefire run --no-speculate) ...")
+    # --capture: the baseline's traffic, as the agent made it, for prefire replay
+    keep = ["--capture", str(capture)] if capture is not None else []
+    baseline = await _run_pass(
+        tmp,
+        "baseline",
+        ["--no-speculate", "--rules", str(rules), *keep],
+        agent_args,
+        TaskProgress("baseline", n),
+    )
+    if capture is not None:
+        await asyncio.to_thread(shutil.copyfile, rules, capture / "rules.yaml")
+    baseline_calls = world.reset()
+    progress(f"  {baseline['wall_s']:.1f} s; speculative run (prefire run) ...")
+    speculative = await _run_pass(
+        tmp,
+        "speculative",
+        ["--rules", str(rules)],
+        agent_args,
+        TaskProgress("speculative", n),
+    )
+    speculative_calls = world.reset()
+    progress(f"  {speculative['wall_s']:.1f} s")
+    return baseline, baseline_calls, speculative, speculative_calls
+
+
+def _report(
+    baseline: dict[str, Any],
+    speculative: dict[str, Any],
+    calls: tuple[Counter[str], Counter[str]],
+    stats: dict[str, Any] | None,
+    stats_error: str | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's JSON report (`run`: how it was run)."""
+    from prefire.proxy.demo.llm_server import GAVE_UP
+    from prefire.proxy.demo.tools import WRITE_TOOLS
 
     totals = stats["totals"] if stats else None
     both = baseline["tasks"] + speculative["tasks"]
     b, s = baseline["wall_s"], speculative["wall_s"]
+    baseline_calls, speculative_calls = calls
     return {
         "baseline_s": b,
         "speculative_s": s,
@@ -242,11 +303,7 @@ async def _demo(
         if totals
         else None,
         "identical": _identical(baseline["tasks"], speculative["tasks"]),
-        "tasks": n,
-        "warmup_tasks": warmup,
-        "workload": workload,
-        "seed": seed,
-        "concurrency": concurrency,
+        **run,
         "tool_calls": sum(len(t["tool_results"]) for t in baseline["tasks"]),
         "gave_up": sum(t["answer"].startswith(GAVE_UP) for t in both),
         "fired": totals["fired"] if totals else None,
@@ -346,15 +403,27 @@ async def run_through_proxy(
             "SSL_CERT_FILE": str(state.ca_bundle),
             "REQUESTS_CA_BUNDLE": str(state.ca_bundle),
         }
-        proc = await asyncio.create_subprocess_exec(
-            *agent,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            limit=_MAX_REPORT,
-        )
-        stack.push_async_callback(_stop, proc)
+        report = await _run_agent(agent, env, on_line)
+        # The proxy writes its final counters as it exits, so stop it before reading them.
+        status = await _stop(proxy)
+        if status != 0:
+            raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
+    return report
+
+
+async def _run_agent(
+    agent: list[str], env: dict[str, str], on_line: Callable[[bytes], None] | None
+) -> bytes:
+    """Run the `agent` command; returns its stdout, each line told to `on_line` as it comes."""
+    proc = await asyncio.create_subprocess_exec(
+        *agent,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        limit=_MAX_REPORT,
+    )
+    try:
         assert proc.stdout is not None and proc.stderr is not None
         errors = asyncio.ensure_future(proc.stderr.read())
         lines = []
@@ -367,12 +436,9 @@ async def run_through_proxy(
             raise DemoError(
                 f"the agent failed (exit status {proc.returncode}):\n{_tail(await errors)}"
             )
-        report = b"".join(lines)
-        # The proxy writes its final counters as it exits, so stop it before reading them.
-        status = await _stop(proxy)
-        if status != 0:
-            raise DemoError(f"prefire run exited with {status}:\n{_tail_of(log_path)}")
-    return report
+        return b"".join(lines)
+    finally:
+        await _stop(proc)
 
 
 def _task_done(progress: TaskProgress) -> Callable[[bytes], None]:

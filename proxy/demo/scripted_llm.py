@@ -399,30 +399,7 @@ class ScriptedLLM:
         items = [*previous, *given]
         reply = self.reply(read_responses(items, body.get("tools") or []), "OK.")
         rid = "resp_" + secrets.token_hex(12)
-        output: list[dict[str, Any]] = []
-        if reply.text is not None:
-            part = {"type": "output_text", "text": reply.text, "annotations": []}
-            output.append(
-                {
-                    "type": "message",
-                    "id": "msg_" + secrets.token_hex(12),
-                    "role": "assistant",
-                    "status": "completed",
-                    "content": [part],
-                }
-            )
-        for name, namespace, args in reply.calls:
-            call = {
-                "type": "function_call",
-                "id": "fc_" + secrets.token_hex(12),
-                "call_id": "call_" + secrets.token_hex(12),
-                "name": name,
-                "arguments": json.dumps(args),
-                "status": "completed",
-            }
-            if namespace is not None:
-                call["namespace"] = namespace
-            output.append(call)
+        output = _responses_output(reply)
         self._responses[rid] = [*items, *output]
         while len(self._responses) > _KEPT_RESPONSES:
             self._responses.popitem(last=False)
@@ -482,6 +459,35 @@ class ScriptedLLM:
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _responses_output(reply: Reply) -> list[dict[str, Any]]:
+    """The Responses API output items of a scripted reply: its text, then its calls."""
+    output: list[dict[str, Any]] = []
+    if reply.text is not None:
+        part = {"type": "output_text", "text": reply.text, "annotations": []}
+        output.append(
+            {
+                "type": "message",
+                "id": "msg_" + secrets.token_hex(12),
+                "role": "assistant",
+                "status": "completed",
+                "content": [part],
+            }
+        )
+    for name, namespace, args in reply.calls:
+        call = {
+            "type": "function_call",
+            "id": "fc_" + secrets.token_hex(12),
+            "call_id": "call_" + secrets.token_hex(12),
+            "name": name,
+            "arguments": json.dumps(args),
+            "status": "completed",
+        }
+        if namespace is not None:
+            call["namespace"] = namespace
+        output.append(call)
+    return output
 
 
 def _responses_events(done: dict[str, Any]) -> list[bytes]:

@@ -159,8 +159,16 @@ def _session(domain: _Domain, task: Any) -> dict[str, Any]:
         # Prior turns only set up the database here (none in retail/airline).
         session.meta["initial_messages_not_replayed"] = len(state.message_history)
     session.user(user_text)
+    session.meta["failed_actions"] = _play_actions(domain, env, session, actions or [])
+    session.assistant_text()
+    return session.to_dict()
+
+
+def _play_actions(domain: _Domain, env: Any, session: SessionBuilder, actions: list[Any]) -> int:
+    """The task's expected actions as the agent's tool calls, run against the environment;
+    how many failed."""
     errors = 0
-    for action in actions or []:
+    for action in actions:
         requestor = getattr(action, "requestor", "assistant") or "assistant"
         call = domain.tool_call_cls(
             id=action.action_id,
@@ -181,9 +189,7 @@ def _session(domain: _Domain, task: Any) -> dict[str, Any]:
             return str(response.content)
 
         session.step([Call(action.name, dict(action.arguments))], run)
-    session.meta["failed_actions"] = errors
-    session.assistant_text()
-    return session.to_dict()
+    return errors
 
 
 def iter_sessions(domain: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
