@@ -186,9 +186,11 @@ class RestJoin:
     """Pairs a model-side call with the REST request that runs it: a request of the same
     client, at most `window_s` later, in which every argument of the call appears (a path
     segment, a query value, a JSON body value: rules/rest.py `derive`, the test the REST
-    template learner applies). The caller offers only calls no MCP binding explains."""
+    template learner applies). The caller offers only calls no MCP binding explains.
+    The window is shorter than for MCP: a client runs a REST call right after the model
+    asks, and a plain request matched by its values alone should not be an old call's."""
 
-    def __init__(self, window_s: float = 300.0, capacity: int = 4096) -> None:
+    def __init__(self, window_s: float = 60.0, capacity: int = 4096) -> None:
         self.window_s = window_s
         # client -> calls not joined yet, oldest first, with their arguments
         self._waiting: LRU[str, list[tuple[ModelCall, dict[str, Any]]]] = LRU(capacity)
