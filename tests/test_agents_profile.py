@@ -26,3 +26,42 @@ def test_a_task_splits_into_startup_model_between_and_tail() -> None:
         "tail_s": 1.0,
         "model_requests": 3,
     }
+
+
+def test_the_agents_own_calls_are_counted_by_why_they_were_not_early() -> None:
+    from bench.agents.harness import Pass
+
+    def call(rpc_id: str, tool: str, args: dict, t0: float) -> dict:
+        return {"method": "tools/call", "rpc_id": rpc_id, "tool": tool, "arguments": args, "t0": t0}
+
+    seville, bergen = {"city": "Seville"}, {"city": "Bergen"}
+    report = {
+        "tasks": [
+            {
+                "id": "t1",
+                "answer": "",
+                "tool_calls": [
+                    ["get_forecast", seville, "r"],
+                    ["get_forecast", seville, "r"],
+                    ["get_forecast", bergen, "r"],
+                    ["get_team", {"team_id": "a"}, "r"],
+                    ["get_team", {"team_id": "b"}, "r"],
+                    ["create_ticket", {"team_id": "a"}, "r"],
+                ],
+            }
+        ]
+    }
+    log = [
+        call("prefire-1", "get_forecast", seville, 1.0),  # served the first Seville call
+        call("7", "get_forecast", seville, 2.0),  # the second went upstream
+        call("prefire-2", "get_team", {"team_id": "a"}, 1.0),  # invalidated, then asked
+        call("8", "get_team", {"team_id": "a"}, 3.0),
+        call("9", "get_team", {"team_id": "b"}, 3.0),  # never fired
+        call("10", "create_ticket", {"team_id": "a"}, 2.5),
+    ]
+    assert Pass("speculative", report, log, []).misses() == {
+        "same call twice in a task": 1,
+        "fired, gone before the call": 1,
+        "not fired before the call": 1,
+        "write": 1,
+    }
