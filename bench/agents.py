@@ -113,7 +113,10 @@ def table(s: dict[str, Any]) -> str:
     rows.append(
         ("calls not answered early", ", ".join(f"{k}: {v}" for k, v in misses.items()) or "0")
     )
-    for name, parts in s.get("profile", {}).items():
+    for name, parts in (s.get("profile") or {}).items():
+        if parts is None:
+            rows.append((f"where the time went, {name}", "unknown (requests without the prompt)"))
+            continue
         rows.append(
             (
                 f"where the time went, {name}",

@@ -65,3 +65,14 @@ def test_the_agents_own_calls_are_counted_by_why_they_were_not_early() -> None:
         "not fired before the call": 1,
         "write": 1,
     }
+
+
+def test_no_breakdown_when_requests_do_not_carry_the_prompt() -> None:
+    timeline = Timeline(
+        [
+            (101.0, 102.0, b'{"input": "find shoes"}'),
+            (103.0, 104.0, b'{"previous_response_id": "resp_1", "input": [{"output": "x"}]}'),
+        ]
+    )
+    tasks = [{"id": "t1", "at": 100.0, "wall_s": 5.0}]
+    assert breakdown(tasks, {"t1": "find shoes"}, timeline) is None

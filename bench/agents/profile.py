@@ -43,9 +43,19 @@ class Timeline:
             self.requests.append((arrived, time.time(), body))
 
 
-def breakdown(tasks: list[dict[str, Any]], prompts: dict[str, str], timeline: Timeline) -> dict:
+def breakdown(
+    tasks: list[dict[str, Any]], prompts: dict[str, str], timeline: Timeline
+) -> dict | None:
     """Sums over the tasks of a report (each with `id`, `at`, `wall_s`), in seconds, and the
-    model requests counted per task."""
+    model requests counted per task; None when some of the pass's requests carry no task's
+    prompt (turns chained by `previous_response_id` send only what is new)."""
+    ran = [(t["at"], t["at"] + t["wall_s"]) for t in tasks if "at" in t]
+    known = [p.encode() for p in prompts.values()]
+    if any(
+        any(a <= at <= b for a, b in ran) and not any(p in body for p in known)
+        for at, _, body in timeline.requests
+    ):
+        return None
     totals = dict.fromkeys(PARTS, 0.0)
     counted = 0
     for task in tasks:
