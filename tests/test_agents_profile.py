@@ -18,7 +18,7 @@ def test_a_task_splits_into_startup_model_between_and_tail() -> None:
         ]
     )
     tasks = [{"id": "t1", "at": 100.0, "wall_s": 5.0}, {"id": "t0", "wall_s": 1.0}]
-    got = breakdown(tasks, {"t1": "find shoes", "t0": "find socks"}, timeline)
+    got = breakdown(tasks, {"t1": "find shoes", "t0": "find hats"}, timeline)
     assert got == {
         "startup_s": 1.0,
         "model_s": 2.5,  # 101-102.5 merged, 103-104
