@@ -95,6 +95,12 @@ def table(s: dict[str, Any]) -> str:
         ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
+        (
+            "reduction after start-up",
+            "unknown"
+            if s.get("reduction_after_startup") is None
+            else f"{s['reduction_after_startup']:.1%}",
+        ),
         ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
         ("early calls refused by the server", str(s["early_failed"])),

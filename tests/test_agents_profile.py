@@ -76,3 +76,12 @@ def test_no_breakdown_when_requests_do_not_carry_the_prompt() -> None:
     )
     tasks = [{"id": "t1", "at": 100.0, "wall_s": 5.0}]
     assert breakdown(tasks, {"t1": "find shoes"}, timeline) is None
+
+
+def test_the_reduction_after_start_up_sets_the_start_up_aside() -> None:
+    from bench.agents.profile import after_startup
+
+    base = {"startup_s": 10.0, "model_s": 30.0, "between_s": 20.0, "tail_s": 0.0}
+    spec = {"startup_s": 25.0, "model_s": 30.0, "between_s": 8.0, "tail_s": 0.0}
+    assert after_startup(base, spec) == 0.24  # 50 s -> 38 s
+    assert after_startup(base, None) is None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.agents.profile import Timeline, breakdown
+from bench.agents.profile import Timeline, after_startup, breakdown
 from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
@@ -430,6 +430,9 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "baseline_s": base.wall_s,
         "speculative_s": spec.wall_s,
         "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
+        "reduction_after_startup": after_startup(
+            *((facts.get("profile") or {}).get(p) for p in ("baseline", "speculative"))
+        ),
         "fired": totals.get("fired"),
         "hits": totals.get("used"),
         # eager (the model had emitted the call) or predicted (it had not yet)

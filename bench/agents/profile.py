@@ -80,3 +80,13 @@ def breakdown(
         totals["between_s"] += sum(n[0] - p[1] for p, n in itertools.pairwise(merged))
         totals["tail_s"] += end - merged[-1][1]
     return {k: round(v, 2) for k, v in totals.items()} | {"model_requests": counted}
+
+
+def after_startup(base: dict | None, spec: dict | None) -> float | None:
+    """The reduction of the tasks' time from their first model request on (model, between
+    and tail summed): what is left when the clients' start-up, which speculation cannot
+    shorten and which varies most with the machine's load, is set aside."""
+    if not base or not spec:
+        return None
+    rest = [sum(p[k] for k in PARTS if k != "startup_s") for p in (base, spec)]
+    return round(1 - rest[1] / rest[0], 3) if rest[0] > 0 else None
