@@ -403,9 +403,6 @@ async def measure(
             learned_from=learned,
             **common,
         )
-    requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
-    prompts = {t["id"]: t["prompt"] for t in measured}
-    timeline = llm.timeline  # type: ignore[attr-defined]
     return summarize(
         client,
         base,
@@ -413,10 +410,16 @@ async def measure(
         tasks=tasks,
         warmup=warmup,
         kinds=list(kinds),
-        llm_requests=requests,
-        profile={p.name: breakdown(p.report["tasks"], prompts, timeline) for p in (base, spec)},
+        llm_requests=dict(llm.requests),  # of the speculative pass: the shapes the client sent
+        profile=breakdowns([base, spec], measured, llm.timeline),  # type: ignore[attr-defined]
         **common,
     )
+
+
+def breakdowns(passes: list[Pass], tasks: list[dict[str, str]], timeline: Timeline) -> dict:
+    """Where each pass's time went (bench/agents/profile.py), by pass name."""
+    prompts = {t["id"]: t["prompt"] for t in tasks}
+    return {p.name: breakdown(p.report["tasks"], prompts, timeline) for p in passes}
 
 
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
