@@ -46,7 +46,7 @@ import orjson
 
 from prefire.patterns.canonical import canonical
 from prefire.patterns.memory import SessionMemory
-from prefire.patterns.typed import KINDS, extract, formats_of, parse_as, render
+from prefire.patterns.typed import KINDS, extract_kind, formats_of, parse_as, render
 from prefire.patterns.values import WILDCARD, Path, apply, at_path, transform_between
 
 Source = tuple[Any, ...]
@@ -72,7 +72,7 @@ class Stat:
 
 def resolve(source: Source, mem: SessionMemory) -> Any:
     """The value `source` gives in this session now; a list for fan-out; None if it cannot."""
-    resolved = mem.resolved_now()
+    resolved = mem.text_resolved_now() if source[0] in _TEXT_KINDS else mem.resolved_now()
     value = resolved.get(source, _UNRESOLVED)
     if value is _UNRESOLVED:
         value = resolved[source] = _resolve(source, mem)
@@ -80,6 +80,8 @@ def resolve(source: Source, mem: SessionMemory) -> Any:
 
 
 _UNRESOLVED = object()
+# sources that read only the user's words, the client's context, the day, or nothing
+_TEXT_KINDS = frozenset({"user", "ctx", "typed", "const"})
 
 
 def _resolve(source: Source, mem: SessionMemory) -> Any:
@@ -121,7 +123,7 @@ def _resolve(source: Source, mem: SessionMemory) -> Any:
         _, back, what, k, fmt = source
         if back >= len(mem.user_texts):
             return None
-        found = extract(mem.user_texts[-1 - back], mem.today)[what]
+        found = extract_kind(mem.user_texts[-1 - back], mem.today, what)
         return render(what, found[k], fmt) if k < len(found) else None
     if kind == "each":
         _, part, tool, path, transform = source
@@ -319,7 +321,7 @@ def _typed_sources(value: Any, mem: SessionMemory) -> list[Source]:
         if parse_as(kind, value) is None:
             continue
         for back, text in enumerate(reversed(mem.user_texts)):
-            found = extract(text, mem.today)[kind]
+            found = extract_kind(text, mem.today, kind)
             for k, typed in enumerate(found):
                 fmts = formats_of(kind, typed, value)
                 out += [("typed", back, kind, k, fmt) for fmt in fmts[:2]]

@@ -68,6 +68,12 @@ class SessionMemory:
     # calls of earlier turns and on user texts, which change only between turns.
     resolved: dict[Any, Any] = field(default_factory=dict)
     resolved_turn: int = -1
+    # Resolved sources that read only the user's words, the client's context and the
+    # day (or nothing: constants), valid until a text is added or the day changes: most
+    # turns answer tool results, not a new message, so these outlive the turn.
+    text_resolved: dict[Any, Any] = field(default_factory=dict)
+    text_version: tuple[Any, ...] = ()
+    texts_added: int = 0  # user and context texts added so far
     # call keys (tool + canonical arguments) this session has made
     called: set[bytes] = field(default_factory=set)
     # words of a user message not yet answered by a decision point
@@ -89,6 +95,19 @@ class SessionMemory:
             self.resolved.clear()
             self.resolved_turn = self.turn
         return self.resolved
+
+    def add_text(self, text: str, context: bool) -> None:
+        """A user's message, or (`context`) what a client added to one."""
+        (self.context_texts if context else self.user_texts).append(text)
+        self.texts_added += 1
+
+    def text_resolved_now(self) -> dict[Any, Any]:
+        """The resolved sources that depend only on the texts and the day."""
+        version = (self.texts_added, len(self.user_texts), len(self.context_texts), self.today)
+        if version != self.text_version:
+            self.text_resolved = {}  # a new dict: a fork (chain.py) may share the old one
+            self.text_version = version
+        return self.text_resolved
 
     def add_call(self, call_id: str, name: str, arguments: Any, key: bytes) -> CallRecord:
         rec = CallRecord(self.next_seq, self.turn, name, arguments, key)

@@ -18,6 +18,7 @@ from typing import Any
 
 from lru import LRU
 
+from prefire.patterns.affordance import Affordance
 from prefire.patterns.calibration import Calibrator, ToolCalibration
 from prefire.patterns.canonical import canonical_key
 from prefire.patterns.context import MAX_TEXTS_SEEN, REPEATED_IN, split_context
@@ -37,17 +38,18 @@ from prefire.patterns.events import (
 from prefire.patterns.fanout import FanOut
 from prefire.patterns.intent import Intent, tokens
 from prefire.patterns.latency import Latencies, ewma
-from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, SessionMemory
+from prefire.patterns.memory import MAX_CALLS, MAX_USER_TEXTS, CallRecord, SessionMemory
 from prefire.patterns.oneshot import OneShot
 from prefire.patterns.priors import Priors
-from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool
+from prefire.patterns.reread import Rereads
+from prefire.patterns.schema import ArgSpec, ToolSchema, conforms, parse_tool, snap
 from prefire.patterns.typed import reference_day, stated_count, stated_date
 from prefire.patterns.values import at_path
 
-MIN_TOOL_PROBABILITY = 0.02
+MIN_TOOL_PROBABILITY = 0.05
 SHARED_SCOPE = "*"  # the scope of what shared tools learn
 MAX_KEY_ARGS = 512  # canonical bytes; longer arguments are identified by a digest
-TOOLS_CONSIDERED = 6
+TOOLS_CONSIDERED = 4
 FAN_OUT_LIMIT = 8
 PRIOR_UNTIL = 3  # trials of an argument's best learned source after which priors are quiet
 MAX_COMBINATIONS = 64  # of argument values, ranked to find the likeliest
@@ -89,6 +91,10 @@ class _Decision:
     predicted: list[tuple[int, float, bytes, str, float]] | None = None
     # the two experts' tool distributions at this point, computed once
     experts: tuple[dict[str, float], dict[str, float]] | None = None
+    # tools the application never called that the latest results make callable
+    afforded: tuple[str, ...] = ()
+    # (touching tool, earlier call) for earlier calls the latest turn touched (reread.py)
+    touched: tuple[tuple[str, CallRecord], ...] = ()
 
 
 class PatternModel:
@@ -108,8 +114,8 @@ class PatternModel:
         self.trust: LRU[str, list[float]] = LRU(max_arg_keys)
         # (app, tool, arg name) and (app, previous tool, tool, arg name) -> ArgHypotheses
         self.args: LRU[tuple[str, ...], ArgHypotheses] = LRU(max_arg_keys)
-        # (app, tool) -> Counter of argument-name tuples
-        self.keysets: LRU[tuple[str, str], Counter[tuple[str, ...]]] = LRU(max_arg_keys)
+        # (app, tool) and (app, previous tool, tool) -> Counter of argument-name tuples
+        self.keysets: LRU[tuple[str, ...], Counter[tuple[str, ...]]] = LRU(max_arg_keys)
         self.offered: LRU[str, frozenset[str]] = LRU(max_arg_keys)  # app -> frozenset of tool names
         # app -> [calls that repeated one, calls]
         self.repeats: LRU[str, list[float]] = LRU(max_arg_keys)
@@ -125,6 +131,8 @@ class PatternModel:
         self.priors = Priors()
         self.one_shot = OneShot()
         self.fanout = FanOut(max_arg_keys)
+        self.affordance = Affordance()
+        self.rereads = Rereads(max_arg_keys)
         # tools whose arguments are learned across scopes (tenants); the rules say which
         self.shared: Callable[[str], bool] = _never
         self._sessions: LRU = LRU(max_sessions)  # SessionKey -> SessionMemory
@@ -159,7 +167,11 @@ class PatternModel:
             self._close_turn(event.session, mem)
             mem.turn += 1
             self._decisions[event.session] = _Decision(
-                contexts(mem.app, list(mem.names)), event.t, words=mem.new_words
+                contexts(mem.app, list(mem.names)),
+                event.t,
+                words=mem.new_words,
+                afforded=self._afforded(mem),
+                touched=self.rereads.touched(mem),
             )
             mem.new_words = None
         elif isinstance(event, ToolCall):
@@ -181,13 +193,14 @@ class PatternModel:
         texts, mem.pending_texts = mem.pending_texts, []
         for i, text in enumerate(texts):
             user, blocks = split_context(text)
-            mem.context_texts.extend(blocks)
+            for block in blocks:
+                mem.add_text(block, context=True)
             if not user.strip():
                 continue
             if self._repeated(mem.app, session, user) and i < len(texts) - 1:
-                mem.context_texts.append(user)
+                mem.add_text(user, context=True)
             else:
-                mem.user_texts.append(user)
+                mem.add_text(user, context=False)
                 mem.new_words = tokens(user)
 
     def _repeated(self, app: Any, session: SessionKey, text: str) -> bool:
@@ -221,6 +234,11 @@ class PatternModel:
                 if called:
                     self.intent.observe(mem.app, decision.words, set(called))
             self.flow.observe(decision.keys, set(called))
+            for tool in decision.afforded:
+                self.affordance.observe(tool in called)
+            keys = {c.key for c in mem.turn_calls}
+            for toucher, rec in decision.touched:
+                self.rereads.observe(mem.app, toucher, rec.name, rec.key in keys)
             text = mem.user_texts[-1] if mem.user_texts else None
             for tool, n in called.items():
                 ewma(self.width, (mem.app, tool), n)
@@ -289,6 +307,10 @@ class PatternModel:
                     )
             counts[tuple(sorted(args))] += 1
             prev = mem.names[-1] if mem.names else START
+            after = self.keysets.get((app, prev, event.name))
+            if after is None:
+                after = self.keysets[(app, prev, event.name)] = Counter()
+            after[tuple(sorted(args))] += 1
             for name, value in args.items():
                 if schema is not None and _before_evidence(self.args.get((app, event.name, name))):
                     self.priors.observe(event.name, name, schema.args.get(name), value, mem)
@@ -309,6 +331,14 @@ class PatternModel:
         mem.add_call(event.call_id, event.name, args, key)
         self._call_t[(event.session, event.call_id)] = (mem.app, event.name, event.t)
 
+    def _afforded(self, mem: SessionMemory) -> tuple[str, ...]:
+        schemas = self.schemas.get(mem.app)
+        if not schemas:
+            return ()
+        return self.affordance.afforded(
+            schemas, mem, lambda tool: (self._args_app(mem.app, tool), tool) not in self.keysets
+        )
+
     def _args_app(self, app: Any, tool: str) -> Any:
         """Whose argument sources a tool's calls learn from and predict with: the
         application in its scope, or, for a tool the rules share, in every scope."""
@@ -327,11 +357,16 @@ class PatternModel:
     def predict_after(self, mem: SessionMemory, limit: int = 8) -> list[Candidate]:
         """Candidates for a decision point after what `mem` holds, which may be a
         provisional continuation (patterns/chain.py): nothing is learned or recorded."""
-        decision = _Decision(contexts(mem.app, list(mem.names)), 0.0, predicted=[])
+        decision = _Decision(
+            contexts(mem.app, list(mem.names)), 0.0, predicted=[], afforded=self._afforded(mem)
+        )
         return self._rank(mem, decision, limit)
 
     def _rank(self, mem: SessionMemory, decision: _Decision, limit: int) -> list[Candidate]:
         probs = self._tool_probabilities(mem.app, decision)
+        if decision.afforded:
+            p_afforded = self.affordance.probability()
+            probs = {**probs, **{t: max(probs.get(t, 0.0), p_afforded) for t in decision.afforded}}
         offered = self.offered.get(mem.app)
         tools = sorted(
             (
@@ -345,14 +380,17 @@ class PatternModel:
         out: dict[bytes, Candidate] = {}
         for p_tool, tool in tools:
             # a tool's candidates are no likelier than the tool: once `limit` candidates
-            # beat it, no later tool can enter the answer
-            if len(out) >= limit and sorted(c.probability for c in out.values())[-limit] >= p_tool:
+            # beat it, no later tool can enter the answer; nor can a call of it less
+            # likely than the limit-th candidate, so its arguments stop being worked out
+            # as soon as they cannot beat that
+            floor = sorted(c.probability for c in out.values())[-limit] if len(out) >= limit else 0
+            if floor >= p_tool:
                 break
             saving = min(llm_s, self.latency.tool_s(mem.app, tool))
             repeats, calls = self.repeats.get(mem.app) or [0.0, 0.0]
             # how often this application repeats a call it already made in a session
             repeat_rate = (repeats + 0.5) / (calls + 1.0)
-            for args, p_args in self._arguments(mem, tool):
+            for args, p_args in self._arguments(mem, tool, floor / p_tool):
                 p = p_tool * p_args
                 cand = Candidate.of(tool, args, p, p * saving)
                 if cand.key in mem.called:
@@ -360,6 +398,12 @@ class PatternModel:
                     cand = Candidate(tool, args, p, p * saving, cand.key)
                 if cand.key not in out or out[cand.key].probability < p:
                     out[cand.key] = cand
+        for toucher, rec in decision.touched:
+            # a record the latest turn touched, read again as it was
+            p = self.rereads.probability(mem.app, toucher, rec.name)
+            if p > 0 and (rec.key not in out or out[rec.key].probability < p):
+                saving = min(llm_s, self.latency.tool_s(mem.app, rec.name))
+                out[rec.key] = Candidate(rec.name, rec.arguments, p, p * saving, rec.key)
         raw = sorted(out.values(), key=lambda c: (-c.probability, c.tool, c.key))[:limit]
         first = decision.predicted is None
         predicted: list[tuple[int, float, bytes, str, float]] = []
@@ -374,41 +418,72 @@ class PatternModel:
             decision.predicted = predicted
         return sorted(calibrated, key=lambda c: (-c.probability, c.tool, c.key))
 
-    def _arguments(self, mem: SessionMemory, tool: str) -> list[tuple[Any, float]]:
-        app = self._args_app(mem.app, tool)
-        schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
-        counts = self.keysets.get((app, tool))
+    def _keyset(
+        self, app: Any, prev: str, tool: str, schema: ToolSchema | None
+    ) -> tuple[tuple[str, ...], float] | None:
+        """The argument names a call of `tool` likely sends, and how likely."""
+        # the names sent after the previous tool where they are as sure as in general (a
+        # tool is called with other optional arguments at another step)
+        counts = _sharper_keys(self.keysets.get((app, prev, tool)), self.keysets.get((app, tool)))
         if counts:
             names, seen = counts.most_common(1)[0]
-            p_keyset = seen / sum(counts.values())
-        elif schema is not None and schema.required:
+            return names, seen / sum(counts.values())
+        if schema is not None and schema.required:
             # never called here: the schema's required names, as often as first calls send them
-            names, p_keyset = tuple(sorted(schema.required)), self.priors.keyset_weight()
-        else:
-            return []
-        options: list[list[tuple[str, Any, float, bool]]] = []
+            return tuple(sorted(schema.required)), self.priors.keyset_weight()
+        return None
+
+    def _values(
+        self,
+        mem: SessionMemory,
+        key: tuple[Any, str, str, str],
+        schema: ToolSchema | None,
+        prior: Callable[[tuple[Any, ...]], float],
+    ) -> list[tuple[Any, float, bool]]:
+        """One argument's likeliest values: from its learned sources (after the previous
+        tool or in general, the sharper), then the schema's priors for what they leave,
+        as the schema allows them. `key` is (app, previous tool, tool, argument name)."""
+        app, _, tool, name = key
+        hyps = _sharper(self.args.get(key), self.args.get((app, tool, name)))
+        values = hyps.values(mem, prior=prior) if hyps is not None else []
+        spec = schema.args.get(name) if schema is not None else None
+        remaining = 1.0 - sum(p for _, p, _ in values)
+        if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
+            known = {identity(v) for v, _, _ in values}
+            values += [
+                v
+                for v in self.priors.values(tool, name, spec, mem, remaining)
+                if identity(v[0]) not in known
+            ]
+        if spec is not None:
+            values = [(_snapped(v, fan, spec), p, fan) for v, p, fan in values]
+            values = [v for v in values if _fits(v[0], v[2], spec)]
+        return values
+
+    def _arguments(
+        self, mem: SessionMemory, tool: str, floor: float = 0.0
+    ) -> list[tuple[Any, float]]:
+        """The likeliest arguments of a call of `tool`, each with P(arguments | tool);
+        none whose probability is under `floor`."""
+        app = self._args_app(mem.app, tool)
+        schema: ToolSchema | None = self.schemas.get(mem.app, {}).get(tool)
         prev = mem.names[-1] if mem.names else START
+        keyset = self._keyset(app, prev, tool, schema)
+        if keyset is None:
+            return []
+        names, p_keyset = keyset
+        options: list[list[tuple[str, Any, float, bool]]] = []
+        bound = p_keyset  # the likeliest combination's probability, so far
         prior = functools.partial(self.one_shot.prior, (app, tool))
         # a fan-out source only speaks for tools that are called several times a turn
         fans_out = self.width.get((mem.app, tool), 1.0) >= 1.5
         for name in names:
-            hyps = _sharper(
-                self.args.get((app, prev, tool, name)), self.args.get((app, tool, name))
-            )
-            values = hyps.values(mem, prior=prior) if hyps is not None else []
-            spec = schema.args.get(name) if schema is not None else None
-            remaining = 1.0 - sum(p for _, p, _ in values)
-            if schema is not None and remaining >= 0.05 and _before_evidence(hyps):
-                known = {identity(v) for v, _, _ in values}
-                values += [
-                    v
-                    for v in self.priors.values(tool, name, spec, mem, remaining)
-                    if identity(v[0]) not in known
-                ]
-            if spec is not None:
-                values = [v for v in values if _fits(v[0], v[2], spec)]
+            values = self._values(mem, (app, prev, tool, name), schema, prior)
             values = [v for v in values if fans_out or not v[2]]
             if not values:
+                return []
+            bound *= max(p for _, p, _ in values)
+            if bound < floor:
                 return []
             options.append([(name, v, p, fan) for v, p, fan in values])
         return self._combine(mem, tool, options, p_keyset)
@@ -493,12 +568,32 @@ def _before_evidence(hyps: ArgHypotheses | None) -> bool:
     return hyps.stats[hyps.ranked[0][0]].trials < PRIOR_UNTIL
 
 
+def _snapped(value: Any, fans_out: bool, spec: ArgSpec) -> Any:
+    """The value (each element, for a fan-out) as the enum member it names."""
+    if fans_out and isinstance(value, list):
+        return [snap(v, spec) for v in value]
+    return snap(value, spec)
+
+
 def _fits(value: Any, fans_out: bool, spec: ArgSpec) -> bool:
     """Whether a predicted value (each element, for a fan-out) has a JSON type the
     schema allows, in the form it states."""
     if fans_out:
         return isinstance(value, list) and all(conforms(v, spec) for v in value)
     return conforms(value, spec)
+
+
+def _sharper_keys(
+    specific: Counter[tuple[str, ...]] | None, general: Counter[tuple[str, ...]] | None
+) -> Counter[tuple[str, ...]] | None:
+    """The argument names counted after the previous tool where their likeliest set is
+    at least as likely as the likeliest set counted for the tool in general."""
+    if not specific:
+        return general
+    if not general:
+        return specific
+    share = max(specific.values()) / sum(specific.values())
+    return specific if share >= max(general.values()) / sum(general.values()) else general
 
 
 def _sharper(specific: ArgHypotheses | None, general: ArgHypotheses | None) -> ArgHypotheses | None:

@@ -90,7 +90,7 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
     kinds first. Sources are dataflow sources, resolved the same way."""
     out: list[tuple[str, Source]] = []
     want = norm(name)
-    for rec in _recent_results(mem):
+    for rec in recent_results(mem):
         keyed = keyed_paths(rec)
         matches = [("name", p) for p in keyed.get(want, ())]
         if not matches and want.endswith("id") and len(want) > 2:
@@ -133,7 +133,7 @@ def proposals(name: str, spec: ArgSpec | None, mem: SessionMemory) -> list[tuple
     return out
 
 
-def _recent_results(mem: SessionMemory) -> list[CallRecord]:
+def recent_results(mem: SessionMemory) -> list[CallRecord]:
     """The latest result of each of the RECENT_RESULTS tools called last before this
     turn, most recent first; computed once a turn."""
     resolved = mem.resolved_now()
@@ -158,7 +158,9 @@ def _folded(text: str) -> str:
 
 
 def _word_in(words: str, folded: str) -> bool:
-    return " " + " ".join(re.findall(r"\w+", words)) + " " in folded
+    """Whether `words` stand in the folded text, their "_" and "-" read as spaces (the
+    member "oil_change" is written "an oil change")."""
+    return _folded(words) in folded
 
 
 class Priors:

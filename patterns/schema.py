@@ -124,10 +124,10 @@ def _form(name: str, prop: dict[str, Any]) -> tuple[str, bool]:
 
 
 def conforms(value: Any, spec: ArgSpec) -> bool:
-    """Whether `value`'s JSON type is one the schema allows (enum members always are),
-    and a string is in the form the schema states."""
-    if spec.enum and value in spec.enum and any(type(value) is type(m) for m in spec.enum):
-        return True
+    """Whether `value` is one the schema allows: an enum member when it lists members,
+    else of a JSON type it allows, a string in the form it states."""
+    if spec.enum:
+        return any(value == m and type(value) is type(m) for m in spec.enum)
     stated_form = spec.strict and spec.form in ("date", "time", "email")
     if stated_form and isinstance(value, str) and parse_as(spec.form, value) is None:
         return False
@@ -152,3 +152,14 @@ def json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+def snap(value: Any, spec: ArgSpec) -> Any:
+    """The enum member a string names in another case ("eastside" -> "Eastside"), else
+    the value itself: a tool's listed members are how it wants the user's words."""
+    if spec.enum and isinstance(value, str) and value not in spec.enum:
+        folded = value.casefold()
+        for member in spec.enum:
+            if isinstance(member, str) and member.casefold() == folded:
+                return member
+    return value

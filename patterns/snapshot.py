@@ -53,6 +53,11 @@ def dump(model: PatternModel) -> bytes:
         # counts per kind of schema prior and of stated fan-out count: no values
         "priors": [[k, st.hits, st.trials] for k, st in model.priors.stats.items()],
         "keyset_prior": [model.priors.keyset.hits, model.priors.keyset.trials],
+        "affordance": [model.affordance.stat.hits, model.affordance.stat.trials],
+        "rereads": [
+            [model.rereads.shared.hits, model.rereads.shared.trials],
+            [[k, st.hits, st.trials] for k, st in model.rereads.pairs.items()],
+        ],
         "fanout": [
             [model.fanout.stated.hits, model.fanout.stated.trials],
             [model.fanout.every.hits, model.fanout.every.trials],
@@ -103,25 +108,32 @@ def load(data: bytes, model: PatternModel | None = None) -> PatternModel:
             m.latency.tool[_tuple(key)] = seconds
         for key, seconds in state["llm_latency"]:
             m.latency.llm[_tuple(key)] = seconds
-        # (absent from snapshots written before tools' calibration was learned)
-        for key, cell in state.get("tool_calibration", []):
-            m.tool_calibration.tools[_tuple(key)] = list(cell)
-        # (absent from snapshots written before one-shot rates were learned)
-        shared, apps = state.get("one_shot", ([], []))
-        m.one_shot.shared = {_tuple(k): list(cell) for k, cell in shared}
-        for app, table in apps:
-            m.one_shot.apps[_tuple(app)] = {_tuple(k): list(cell) for k, cell in table}
-        # absent from snapshots written before schema priors and fan-out counts
-        for kind, hits, trials in state.get("priors", []):
-            m.priors.stats[kind] = Stat(hits, trials)
-        m.priors.keyset = Stat(*state.get("keyset_prior", [0.0, 0.0]))
-        stated, every = state.get("fanout", [[0.0, 0.0], [0.0, 0.0]])
-        m.fanout.stated, m.fanout.every = Stat(*stated), Stat(*every)
-        for key, counts in state.get("taken", []):
-            m.fanout.taken[_tuple(key)] = Counter({n: v for n, v in counts})
+        _load_rates(state, m)
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise SnapshotError(f"snapshot is damaged: {exc!r}") from None
     return m
+
+
+def _load_rates(state: dict[str, Any], m: PatternModel) -> None:
+    """The learned rates, each absent from snapshots written before it was learned."""
+    for key, cell in state.get("tool_calibration", []):
+        m.tool_calibration.tools[_tuple(key)] = list(cell)
+    shared, apps = state.get("one_shot", ([], []))
+    m.one_shot.shared = {_tuple(k): list(cell) for k, cell in shared}
+    for app, table in apps:
+        m.one_shot.apps[_tuple(app)] = {_tuple(k): list(cell) for k, cell in table}
+    for kind, hits, trials in state.get("priors", []):
+        m.priors.stats[kind] = Stat(hits, trials)
+    m.priors.keyset = Stat(*state.get("keyset_prior", [0.0, 0.0]))
+    m.affordance.stat = Stat(*state.get("affordance", [0.0, 0.0]))
+    shared, pairs = state.get("rereads", [[0.0, 0.0], []])
+    m.rereads.shared = Stat(*shared)
+    for key, hits, trials in pairs:
+        m.rereads.pairs[_tuple(key)] = Stat(hits, trials)
+    stated, every = state.get("fanout", [[0.0, 0.0], [0.0, 0.0]])
+    m.fanout.stated, m.fanout.every = Stat(*stated), Stat(*every)
+    for key, counts in state.get("taken", []):
+        m.fanout.taken[_tuple(key)] = Counter({n: v for n, v in counts})
 
 
 def _tuple(value: Any) -> Any:

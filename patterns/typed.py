@@ -100,6 +100,12 @@ _RELATIVE = re.compile(
     rf"|in\s+(\d+|{_NUMWORD_RE}|a)\s+(days?|weeks?)|(next|last)\s+week)\b",
     re.IGNORECASE,
 )
+# days counted back: "two weeks ago", "over the last 3 days", "this week" (its Monday)
+_PAST = re.compile(
+    rf"\b(?:(\d+|{_NUMWORD_RE}|a)\s+(days?|weeks?)\s+ago|(?:last|past)\s+(\d+|{_NUMWORD_RE})"
+    rf"\s+(days?|weeks?)|(this\s+week))\b",
+    re.IGNORECASE,
+)
 _TIME = re.compile(
     r"\b(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?\s*([ap])\.?\s?m\b\.?|\b(\d{1,2}):(\d{2})(?::(\d{2}))?\b"
     r"|\b(noon|midday|midnight)\b",
@@ -222,7 +228,22 @@ def _dates(text: str, ref: dt.date | None) -> list[tuple[int, dt.date]]:
                 add(m.start(), m.end(), _relative(m, ref))
             except OverflowError:  # past the last day datetime knows
                 continue
+        for m in _PAST.finditer(text):
+            add(m.start(), m.end(), _past(m, ref))
     return sorted((s, d) for s, (_, d) in found.items())
+
+
+def _past(m: re.Match[str], ref: dt.date) -> dt.date | None:
+    n_word, unit = (m[1], m[2]) if m[1] else (m[3], m[4])
+    if m[5]:
+        return ref - dt.timedelta(days=ref.weekday())
+    n = _count(n_word)
+    if n is None:
+        return None
+    try:
+        return ref - dt.timedelta(days=n * (7 if unit.lower().startswith("week") else 1))
+    except OverflowError:  # before the first day datetime knows
+        return None
 
 
 def _times(text: str) -> list[tuple[int, dt.time]]:
@@ -265,15 +286,26 @@ def _numbers(text: str) -> list[tuple[int, int | float]]:
     return [(m.start(), n) for m, n in _number_matches(text)]
 
 
-@functools.lru_cache(maxsize=512)
 def extract(text: str, ref: dt.date | None) -> dict[str, tuple[Any, ...]]:
     """The typed values in `text`, per kind, in order of appearance."""
-    return {
-        "date": tuple(d for _, d in _dates(text, ref)),
-        "time": tuple(t for _, t in _times(text)),
-        "number": tuple(n for _, n in _numbers(text)),
-        "email": tuple(m.group() for m in _EMAIL.finditer(text)),
-    }
+    return {kind: extract_kind(text, ref, kind) for kind in KINDS}
+
+
+def extract_kind(text: str, ref: dt.date | None, kind: str) -> tuple[Any, ...]:
+    """The values of one kind in `text`, in order of appearance: a source that reads
+    one kind does not pay for finding the others."""
+    return _extract_kind(text, ref if kind == "date" else None, kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _extract_kind(text: str, ref: dt.date | None, kind: str) -> tuple[Any, ...]:
+    if kind == "date":
+        return tuple(d for _, d in _dates(text, ref))
+    if kind == "time":
+        return tuple(t for _, t in _times(text))
+    if kind == "number":
+        return tuple(n for _, n in _numbers(text))
+    return tuple(m.group() for m in _EMAIL.finditer(text))
 
 
 def stated_date(text: str) -> dt.date | None:
@@ -338,6 +370,12 @@ def parse_as(kind: str, target: Any) -> Any:
         return target if _EMAIL.fullmatch(target) else None
     if not _LOOKS[kind].fullmatch(target):
         return None
+    return _parsed(kind, target)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(kind: str, target: str) -> Any:
+    """A date or time string parsed (strptime is slow; the same values recur)."""
     formats = DATE_FORMATS if kind == "date" else TIME_FORMATS
     for fmt in formats:
         try:

@@ -147,7 +147,44 @@ def _as_number(text: str) -> float | None:
 
 
 # Transforms that turn a source value into an argument value; None means as-is.
-TRANSFORMS = ("str", "int", "float", "lower", "upper", "title", *_SEPARATORS, *_SPLITS)
+TRANSFORMS = (
+    "str",
+    "int",
+    "float",
+    "lower",
+    "upper",
+    "title",
+    "headline",
+    *_SEPARATORS,
+    *_SPLITS,
+)
+# words a title keeps in lower case after its first word ("A Map of Small Rivers")
+_MINOR = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "but",
+        "by",
+        "de",
+        "del",
+        "for",
+        "from",
+        "in",
+        "nor",
+        "of",
+        "on",
+        "or",
+        "per",
+        "the",
+        "to",
+        "via",
+        "von",
+        "with",
+    ]
+)
 
 
 def transform_between(source: Any, target: Any) -> str | bool | None:
@@ -196,4 +233,15 @@ def apply(transform: str | None, value: Any) -> Any:
         return value.upper()
     if transform == "title":
         return value.title()
+    if transform == "headline":
+        return _headline(value)
     return None
+
+
+def _headline(text: str) -> str:
+    """Title case as a title is written: each word capitalized but the minor words after
+    the first, the rest of each word kept ("salt and signal" -> "Salt and Signal")."""
+    words = text.split(" ")
+    return " ".join(
+        w if i and w.lower() in _MINOR else w[:1].upper() + w[1:] for i, w in enumerate(words)
+    )

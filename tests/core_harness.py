@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
@@ -152,6 +153,20 @@ class FakeMcp:
         return [c for c in self.calls if str(c.rpc_id).startswith("prefire-")]
 
 
+@dataclass
+class FakeRest:
+    """A REST tool server in memory: GET /weather?city=X answers the weather there."""
+
+    calls: list[str] = field(default_factory=list)  # the cities asked, in order
+
+    async def handle(
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None
+    ) -> Result | Failure:
+        city = parse_qs(urlsplit(url).query)["city"][0]
+        self.calls.append(city)
+        return _result(200, json.dumps({"city": city, "temp_c": 21}).encode(), {})
+
+
 def _rpc(rpc: Any, result: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": rpc, "result": result}).encode()
 
@@ -171,6 +186,7 @@ class Core:
     speculator: Speculator
     model: PatternModel
     server: FakeMcp
+    rest: FakeRest
     transport: MemoryTransport
     clock: Clock
     events: list[Event]
@@ -233,6 +249,17 @@ class Core:
         sid = opened.response.headers["mcp-session-id"]
         await self.mcp("tools/list", {}, session=sid, token=token)
         return sid
+
+    async def get(self, url: str, token: str = "rest-key") -> http.HTTPFlow:
+        """The agent's own REST request."""
+        request = http.Request.make("GET", url, b"", {"authorization": f"Bearer {token}"})
+
+        async def upstream(r: http.Request) -> http.Response:
+            got = await self.rest.handle(r.method, r.url, dict(r.headers), None)
+            assert isinstance(got, Result)
+            return http.Response.make(got.status, got.body, got.headers)
+
+        return await self.flow(request, upstream)
 
     async def close_session(self, session: str, token: str = "tok") -> None:
         """The agent ends its MCP session (DELETE)."""
@@ -344,7 +371,15 @@ async def core(
     clock = Clock()
     model = PatternModel()
     addon = PrefireAddon(AddonConfig())
-    transport = MemoryTransport(server.handle)
+    rest = FakeRest()
+
+    async def route(
+        method: str, url: str, headers: dict[str, str], data: bytes | None
+    ) -> Result | Failure:
+        handler = server.handle if url.startswith(MCP_URL) else rest.handle
+        return await handler(method, url, headers, data)
+
+    transport = MemoryTransport(route)
     speculator = Speculator(
         model,
         RulesWatcher(path),
@@ -366,6 +401,6 @@ async def core(
     addon.responder = speculator.responder
     with taddons.context(addon):
         try:
-            yield Core(addon, speculator, model, server, transport, clock, events)
+            yield Core(addon, speculator, model, server, rest, transport, clock, events)
         finally:
             await speculator.close()

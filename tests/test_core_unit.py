@@ -429,3 +429,48 @@ async def test_a_claimed_call_is_shared_and_its_serves_are_counted_in_the_store(
         await c.speculator.close()
         w = c.counters("get_weather")
         assert (w.fired, w.used, w.wasted) == (1, 0, 0)
+
+
+# -- the addon's guard ---------------------------------------------------------------------
+
+
+class Broken:
+    """A responder with a bug: it half-makes an answer, then raises."""
+
+    async def serve(self, flow: http.HTTPFlow, ex: Any) -> None:
+        flow.response = http.Response.make(200, b"half made")
+        raise RuntimeError("bug")
+
+
+async def test_a_responder_that_fails_leaves_the_request_to_go_upstream(tmp_path: Path) -> None:
+    async with core(tmp_path, server()) as c:
+        sid = await c.open_session()
+        c.addon.responder = Broken()  # type: ignore[assignment]
+        flow = await c.call("get_weather", {"city": "Oslo"}, sid)
+        # the half-made answer is dropped: the agent gets the server's own
+        assert value(flow) == {"city": "Oslo", "temp_c": 21}
+        assert len(c.server.agents_calls()) == 1
+
+
+# -- REST tools --------------------------------------------------------------------------------
+
+
+async def test_a_rest_binding_is_learned_from_traffic_then_fired_and_served(
+    tmp_path: Path,
+) -> None:
+    async with core(tmp_path, server()) as c:
+        got = []
+        for n, city in enumerate(["Oslo", "Rome", "Lima"]):
+            await ask(c, (f"c{n}", "get_weather", {"city": city}))
+            await c.settle()
+            flow = await c.get(f"http://api.test/weather?city={city}")
+            assert flow.response is not None
+            got.append(json.loads(flow.response.content or b""))
+        assert [g["city"] for g in got] == ["Oslo", "Rome", "Lima"]
+        # two calls teach the template; the third is fetched early and served
+        assert c.rest.calls == ["Oslo", "Rome", "Lima"]
+        (early,) = [s for s in c.transport.sent if "api.test" in s.url]
+        assert early.url == "http://api.test/weather?city=Lima"
+        assert early.headers.get("authorization") == "Bearer rest-key"  # the agent's own
+        w = c.counters("get_weather")
+        assert w.fired == w.used == 1
