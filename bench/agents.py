@@ -15,7 +15,9 @@ model is a scripted server with think time; the tools are a real MCP server over
 HTTP (the venv's mcp SDK) with realistic latency. Prints client, version, API, wall time
 without and with speculation, the reduction, hits, and whether the agent saw exactly the
 same thing; also that no write ran early and that no early call ran in an MCP session one of
-the agent's tasks had opened.
+the agent's tasks had opened; where each pass's time went (start-up, model, between turns,
+tail: bench/agents/profile.py), the reduction after start-up, and why the agent's calls that
+still reached the tool server were not answered early.
 """
 
 from __future__ import annotations
