@@ -16,7 +16,9 @@ model is a scripted server with think time; the tools are a real MCP server over
 HTTP (the venv's mcp SDK) with realistic latency. Prints client, version, API, wall time
 without and with speculation, the reduction, hits, and whether the agent saw exactly the
 same thing; also that no write ran early and that no early call ran in an MCP session one of
-the agent's tasks had opened.
+the agent's tasks had opened; where each pass's time went (start-up, model, between turns,
+tail: bench/agents/profile.py), the reduction after start-up, and why the agent's calls that
+still reached the tool server were not answered early.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def table(s: dict[str, Any]) -> str:
         ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
+        (
+            "reduction after start-up",
+            "unknown"
+            if s.get("reduction_after_startup") is None
+            else f"{s['reduction_after_startup']:.1%}",
+        ),
         ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
         (
             "chain depth; chained fired / used",
@@ -122,6 +130,24 @@ def table(s: dict[str, Any]) -> str:
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
         ),
     ]
+    misses = s.get("misses") or {}
+    rows.append(
+        ("calls not answered early", ", ".join(f"{k}: {v}" for k, v in misses.items()) or "0")
+    )
+    for name, parts in (s.get("profile") or {}).items():
+        if parts is None:
+            rows.append((f"where the time went, {name}", "unknown (requests without the prompt)"))
+            continue
+        rows.append(
+            (
+                f"where the time went, {name}",
+                ", ".join(
+                    f"{k.removesuffix('_s')} {v:.1f} s"
+                    for k, v in parts.items()
+                    if k != "model_requests"
+                ),
+            )
+        )
     if s["stats_error"]:
         rows.append(("(no counters)", s["stats_error"]))
     return "\n".join(f"  {k:<34}{v}" for k, v in rows)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.agents.profile import Timeline, after_startup, breakdown
 from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
@@ -201,8 +202,42 @@ class Pass:
             if "result" in r
         }
 
+    def misses(self) -> Counter[str]:
+        """Why each of the agent's own calls that reached the tool server was not answered
+        early: a write (never early); the same call made twice in the task (an early
+        result serves one call); fired earlier but gone (invalidated by a write, expired,
+        used elsewhere); or not fired before the agent asked."""
+        early = self.early_calls()
+        twice = Counter(
+            (task_id, name, _canonical(args))
+            for task_id, _, calls in self.seen()
+            for name, args, _ in calls
+        )
+        doubled = {(name, args) for (_, name, args), n in twice.items() if n > 1}
+        why: Counter[str] = Counter()
+        for r in self.calls():
+            if r in early:
+                continue
+            key = (r["tool"], _canonical(r.get("arguments")))
+            if r["tool"] in WRITE_TOOLS:
+                why["write"] += 1
+            elif key in doubled:
+                why["same call twice in a task"] += 1
+            elif any(
+                (e["tool"], _canonical(e.get("arguments"))) == key and e["t0"] < r["t0"]
+                for e in early
+            ):
+                why["fired, gone before the call"] += 1
+            else:
+                why["not fired before the call"] += 1
+        return why
+
     def writes(self) -> Counter[str]:
         return Counter(r["tool"] for r in self.calls() if r["tool"] in WRITE_TOOLS)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def agent_env() -> dict[str, str]:
@@ -216,6 +251,8 @@ async def serve_llm(
 ) -> AsyncIterator[tuple[str, ScriptedLLM]]:
     """The scripted model on loopback; yields its base URL (…/v1) and the model."""
     llm = ScriptedLLM(SCRIPT, seed, think_s)
+    llm.timeline = Timeline()  # type: ignore[attr-defined]
+    llm.app.middlewares.append(llm.timeline.middleware)  # type: ignore[attr-defined]
     async with serve_app(llm.app) as url:
         yield url + "/v1", llm
 
@@ -361,7 +398,6 @@ async def measure(
             learned_from=learned,
             **common,
         )
-    requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
     return summarize(
         client,
         base,
@@ -369,7 +405,8 @@ async def measure(
         tasks=tasks,
         warmup=warmup,
         kinds=list(kinds),
-        llm_requests=requests,
+        llm_requests=dict(llm.requests),  # of the speculative pass: the shapes the client sent
+        profile=breakdowns([base, spec], measured, llm.timeline),  # type: ignore[attr-defined]
         **common,
     )
 
@@ -397,6 +434,12 @@ async def _warm_up(
     return warm.state
 
 
+def breakdowns(passes: list[Pass], tasks: list[dict[str, str]], timeline: Timeline) -> dict:
+    """Where each pass's time went (bench/agents/profile.py), by pass name."""
+    prompts = {t["id"]: t["prompt"] for t in tasks}
+    return {p.name: breakdown(p.report["tasks"], prompts, timeline) for p in passes}
+
+
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
     totals = (spec.stats or {}).get("totals") or {}
     both = {k: spec.results()[k] for k in base.results().keys() & spec.results().keys()}
@@ -408,6 +451,9 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "baseline_s": base.wall_s,
         "speculative_s": spec.wall_s,
         "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
+        "reduction_after_startup": after_startup(
+            *((facts.get("profile") or {}).get(p) for p in ("baseline", "speculative"))
+        ),
         "fired": totals.get("fired"),
         "hits": totals.get("used"),
         # eager (the model had emitted the call) or predicted (it had not yet)
@@ -428,6 +474,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "same_tool_results": all(base.results()[k] == v for k, v in both.items()),
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
         "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
+        # the agent's calls that went to the tool server with speculation on, and why
+        "misses": dict(spec.misses()),
         "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
         "agent_in_prefire_sessions": len(spec.agent_in_prefire_sessions()),
         "stats_error": spec.stats_error,
