@@ -34,7 +34,7 @@ from prefire.patterns.canonical import canonical_key, loads_or_none
 from prefire.patterns.chain import Chain, chain_candidates, continuation
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.model import Candidate, PatternModel, call_key
-from prefire.patterns.policy import fire_by_value
+from prefire.patterns.policy import Firing, fire_by_value
 from prefire.proxy.accounting import Accounting, Ended, Fact, Fired, Skipped
 from prefire.proxy.bindings import Bindings, NoTarget, Target
 from prefire.proxy.cache import Clock, Entry, Fetch, Result, ResultCache
@@ -169,13 +169,14 @@ class Speculator:
             return False
 
         ruleset = self.rules.current
-        fire_by_value(
+        firing = fire_by_value(
             self.model.predict(session),
             self._cost(session),
             ruleset.budgets,
             fire,
             self._guessing[session],
         )
+        self._left_out(firing, session)
 
     def _cost(self, session: SessionKey) -> Callable[[str], float]:
         """What a wasted early call of a tool costs, by the rule that allows it."""
@@ -241,10 +242,11 @@ class Speculator:
             )
             return True
 
-        started = fire_by_value(
+        firing = fire_by_value(
             candidates, self._cost(session), budgets, fire, self._guessing[session]
         )
-        if candidates and not started:
+        self._left_out(firing, session, depth=link.depth + 1)
+        if candidates and not firing.started and not firing.left_out:
             log.info("chain.none_worth", tool=tool, depth=link.depth, session=_label(session))
 
     def _drop_orphans(self, session: SessionKey) -> None:
@@ -395,6 +397,21 @@ class Speculator:
             **detail,
         )
         return False
+
+    def _left_out(self, firing: Firing, session: SessionKey, depth: int = 0) -> None:
+        """Calls worth starting that a budget left out are not made early: say so, once."""
+        if not firing.left_out:
+            return
+        for _ in firing.left_out:
+            self.note(Skipped("budget"))
+        log.info(
+            "speculate.skipped",
+            reason="budget",
+            tools=[c.tool for c in firing.left_out],
+            room=firing.room,
+            depth=depth,
+            session=_label(session),
+        )
 
     def _relay(
         self, client: str, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None
