@@ -1,7 +1,8 @@
 """Real agents through prefire, without and with speculation: one command per client.
 
     python bench/agents.py --client CLIENT [--tasks 6] [--warmup 6] [--concurrency 2]
-        [--think 1.25] [--latency-scale 1] [--seed 1] [--kinds KIND...] [--json] [--keep DIR]
+        [--think 1.25] [--latency-scale 1] [--seed 1] [--kinds KIND...] [--chain-depth N]
+        [--json] [--keep DIR]
 
 CLIENT: agents-sdk-mcp2, agents-sdk-mcp2-streamed (Runner.run_streamed, turns chained with
 previous_response_id), agents-sdk-mcp1, langgraph; from npm: claude-code (2.1.112, cli.js),
@@ -15,7 +16,9 @@ model is a scripted server with think time; the tools are a real MCP server over
 HTTP (the venv's mcp SDK) with realistic latency. Prints client, version, API, wall time
 without and with speculation, the reduction, hits, and whether the agent saw exactly the
 same thing; also that no write ran early and that no early call ran in an MCP session one of
-the agent's tasks had opened.
+the agent's tasks had opened; where each pass's time went (start-up, model, between turns,
+tail: bench/agents/profile.py), the reduction after start-up, and why the agent's calls that
+still reached the tool server were not answered early.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ def main() -> int:
         help="kinds of task the tasks cycle through (default: all; owners offsite: the "
         "tool-heavy ones, whose calls fan out, without the write)",
     )
+    p.add_argument(
+        "--chain-depth",
+        type=int,
+        help="the rules' budget max_chain_depth for every pass (0: no chaining; default: "
+        "the rules' default)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument(
         "--keep", type=Path, help="keep every pass's files (logs, tool records) in this dir"
@@ -75,6 +84,7 @@ def main() -> int:
                 latency_scale=args.latency_scale,
                 concurrency=args.concurrency,
                 kinds=tuple(args.kinds),
+                chain_depth=args.chain_depth,
             )
         )
     print(json.dumps(summary) if args.json else table(summary))
@@ -95,7 +105,18 @@ def table(s: dict[str, Any]) -> str:
         ("wall time, --no-speculate", f"{s['baseline_s']:.2f} s"),
         ("wall time, speculative", f"{s['speculative_s']:.2f} s"),
         ("reduction", f"{s['reduction']:.1%}"),
+        (
+            "reduction after start-up",
+            "unknown"
+            if s.get("reduction_after_startup") is None
+            else f"{s['reduction_after_startup']:.1%}",
+        ),
         ("hits (early results used)", f"{s['hits']} {s['hits_by_kind']}"),
+        (
+            "chain depth; chained fired / used",
+            f"{'default' if s['chain_depth'] is None else s['chain_depth']}; "
+            f"{s['chained']} / {s['chained_used']}",
+        ),
         ("fired / wasted / failed", f"{s['fired']} / {s['wasted']} / {s['failed']}"),
         ("early calls refused by the server", str(s["early_failed"])),
         ("early calls unlike the agent's", str(s["early_unlike_agent"])),
@@ -109,6 +130,24 @@ def table(s: dict[str, Any]) -> str:
             ", ".join(f"{k}: {v}" for k, v in s["llm_requests"].items()),
         ),
     ]
+    misses = s.get("misses") or {}
+    rows.append(
+        ("calls not answered early", ", ".join(f"{k}: {v}" for k, v in misses.items()) or "0")
+    )
+    for name, parts in (s.get("profile") or {}).items():
+        if parts is None:
+            rows.append((f"where the time went, {name}", "unknown (requests without the prompt)"))
+            continue
+        rows.append(
+            (
+                f"where the time went, {name}",
+                ", ".join(
+                    f"{k.removesuffix('_s')} {v:.1f} s"
+                    for k, v in parts.items()
+                    if k != "model_requests"
+                ),
+            )
+        )
     if s["stats_error"]:
         rows.append(("(no counters)", s["stats_error"]))
     return "\n".join(f"  {k:<34}{v}" for k, v in rows)

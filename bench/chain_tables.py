@@ -6,12 +6,12 @@ Each WORKLOAD is whatever `prefire replay` reads (a capture directory holding a
 rules.yaml is scored under those rules). For each one and each max_chain_depth this
 runs the strictly online simulation of `prefire replay --json` (cold) and prints wall
 time without and with speculation, the reduction, hits, chained calls fired and used,
-wasted early calls per hit, and two perfect-speculator ceilings from the same timings:
-every eligible call started at its decision point (what any speculator that predicts
-once per LLM turn can reach), and every eligible call started as soon as the previous
-turn's calls have their results (perfect chaining; a call after a write waits for the
-write); and the bound of all: the agent waits only for its LLM and for calls no rule
-lets start early. Not a test: it prints figures.
+wasted early calls per hit, and the perfect-speculator ceilings from the same timings
+(patterns/ceilings.py): every eligible call started at its decision point (what any
+speculator that predicts once per LLM turn can reach); every eligible call started as
+soon as the values its arguments hold exist (perfect chaining; a call after a write
+waits for the write); and the bound of all: the agent waits only for its LLM and for
+calls no rule lets start early. Not a test: it prints figures.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prefire.patterns.events import LLMRequest, ToolCall
+from prefire.patterns.ceilings import Ceilings, Timed, Turn
+from prefire.patterns.ceilings import ceilings as task_ceilings
+from prefire.patterns.events import LLMRequest, ToolCall, ToolResult, UserMessage
 from prefire.replay.report import _rules_eligible
 from prefire.replay.simulate import Eligible, Simulation, _labelled_eligible
 from prefire.replay.sources import ReplaySession, read
@@ -31,14 +33,14 @@ from prefire.rules.ruleset import Budgets
 TOOL_S, LLM_S = 1.0, 2.0  # the simulation's defaults where a workload has no timings
 
 
-def ceilings(
-    sessions: list[ReplaySession], eligible: Eligible
-) -> tuple[float, float, float, float]:
-    """Wall time without speculation, at the per-turn ceiling, at the chained ceiling, and
-    waiting only for the LLM and the calls that may not start early."""
-    base = flat = chained = llm_only = 0.0
+def ceilings(sessions: list[ReplaySession], eligible: Eligible) -> Ceilings:
+    """The sessions' wall time without speculation and at the ceilings
+    (patterns/ceilings.py), summed, from their recorded or default timings."""
+    total = Ceilings(0.0, 0.0, 0.0, 0.0)
     for s in sessions:
-        turns: list[tuple[float, list[tuple[float, bool]]]] = []
+        results = {e.call_id: e.content for e in s.events if isinstance(e, ToolResult)}
+        prompt = " ".join(e.text for e in s.events if isinstance(e, UserMessage))
+        turns: list[tuple[float, list[Timed]]] = []
         for e in s.events:
             if isinstance(e, LLMRequest):
                 i = len(turns)
@@ -47,26 +49,12 @@ def ceilings(
                 if not turns:
                     turns.append((LLM_S, []))
                 latency = s.tool_s.get(e.call_id, TOOL_S)
-                turns[-1][1].append((latency, eligible(e.name, s)))
-        base += sum(llm + max((lat for lat, _ in calls), default=0.0) for llm, calls in turns)
-        llm_only += sum(
-            llm + max((lat for lat, ok in calls if not ok), default=0.0) for llm, calls in turns
-        )
-        clock_flat = clock_chain = 0.0
-        inputs_ready = 0.0  # when the previous turn's calls had their results (chained)
-        for llm, calls in turns:
-            ask = clock_flat + llm
-            waits = [max(0.0, lat - llm) if ok else lat for lat, ok in calls]
-            clock_flat = ask + max(waits, default=0.0)
-            ask = clock_chain + llm
-            ends = [
-                (min(inputs_ready, clock_chain) + lat) if ok else ask + lat for lat, ok in calls
-            ]
-            turn_end = max([ask, *ends])
-            clock_chain, inputs_ready = turn_end, max(ends, default=clock_chain)
-        flat += clock_flat
-        chained += clock_chain
-    return base, flat, chained, llm_only
+                call = Timed(
+                    e.name, e.arguments, results.get(e.call_id), latency, eligible(e.name, s)
+                )
+                turns[-1][1].append(call)
+        total = total + task_ceilings(prompt, [Turn(llm, tuple(calls)) for llm, calls in turns])
+    return total
 
 
 def _score(sessions: list[ReplaySession], depth: int, rules: Path | None) -> dict[str, Any]:
@@ -95,15 +83,15 @@ def main() -> None:
             from prefire.rules.files import read_rules
 
             eligible = _rules_eligible(read_rules(rules))
-        base, flat, chained, llm_only = ceilings(sessions, eligible)
+        ceiling = ceilings(sessions, eligible).reductions()
         for depth in args.depths:
             r = _score(sessions, depth, rules)
             r.update(
                 workload=path.stem,
                 depth=depth,
-                ceiling_per_turn=round(1 - flat / base, 4) if base else 0.0,
-                ceiling_chained=round(1 - chained / base, 4) if base else 0.0,
-                ceiling_llm_only=round(1 - llm_only / base, 4) if base else 0.0,
+                ceiling_per_turn=ceiling["per_turn"],
+                ceiling_chained=ceiling["chained"],
+                ceiling_llm_only=ceiling["llm_only"],
             )
             rows.append(r)
     if args.json:

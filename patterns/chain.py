@@ -147,25 +147,33 @@ class Chain:
         parent.children.append(c.key)
         return link
 
-    def layers(self, link: Link, called: set[bytes]) -> list[list[Speculative]]:
+    def layers(
+        self, link: Link, called: set[bytes], answered: frozenset[bytes] | set[bytes] = frozenset()
+    ) -> list[list[Speculative]]:
         """The speculative steps up to `link`: the link itself (with its result) and its
-        ancestors the agent has not called yet (what it called is in the real state)."""
+        ancestors the agent has not called yet (what it called is in the real state).
+        `answered`: calls whose results the agent has already (no layer repeats them)."""
         path: list[Link] = [link]
         cur = self.links.get(link.parent) if link.parent is not None else None
         while cur is not None and cur.key not in called:
             path.append(cur)
             cur = self.links.get(cur.parent) if cur.parent is not None else None
-        return [self._step(x, called) for x in reversed(path)]
+        return [self._step(x, answered) for x in reversed(path)]
 
-    def _step(self, link: Link, called: set[bytes]) -> list[Speculative]:
-        """A link with its siblings whose results are in: the calls of one turn, as the
-        agent would make them (a fan-out's calls come together)."""
-        parent = self.links.get(link.parent) if link.parent is not None else None
-        keys = parent.children if parent is not None else [link.key]
+    def _step(self, link: Link, answered: frozenset[bytes] | set[bytes]) -> list[Speculative]:
+        """A link with its siblings whose results are in and not yet the agent's: the calls
+        of one turn, as the agent would make them (a fan-out's calls come together, so a
+        map over them, one details call per search, sees every search). The siblings of a
+        call started at a decision point are the calls started at the same one."""
+        if link.parent is not None:
+            parent = self.links.get(link.parent)
+            keys = parent.children if parent is not None else [link.key]
+        else:
+            keys = [k for k, x in self.links.items() if x.parent is None and x.turn == link.turn]
         step = [link]
         for k in keys:
             sib = self.links.get(k)
-            if sib is not None and sib is not link and sib.has_result and k not in called:
+            if sib is not None and sib is not link and sib.has_result and k not in answered:
                 step.append(sib)
         step.sort(key=lambda x: keys.index(x.key) if x.key in keys else -1)
         return [Speculative(x.tool, x.arguments, x.result, x.has_result) for x in step]

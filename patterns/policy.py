@@ -16,6 +16,7 @@ whether the call was started.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from prefire.patterns.model import Candidate
@@ -39,16 +40,26 @@ def net_value(c: Candidate, cost: float) -> float:
     return c.value - (1.0 - c.probability) * cost
 
 
+@dataclass(frozen=True)
+class Firing:
+    """What one offer did: the candidates started, and those worth starting that a cap
+    left out (`room`: how many the caps allowed), so the caller can say why."""
+
+    started: list[Candidate]
+    left_out: list[Candidate]
+    room: int
+
+
 def fire_by_value(
     candidates: Iterable[Candidate],
     cost: Callable[[str], float],
     budgets: Caps,
     fire: Callable[[Candidate], bool],
     in_flight: int = 0,
-) -> list[Candidate]:
+) -> Firing:
     """Offer the candidates worth starting to `fire`, best net value first, until a cap
     is reached. `cost(tool)` prices a wasted call; `in_flight` is the number of
-    speculative calls already running. Returns the candidates `fire` started."""
+    speculative calls already running."""
     worth = []
     for c in candidates:
         if c.probability < budgets.min_probability:  # a floor from old rule files
@@ -57,11 +68,11 @@ def fire_by_value(
         if v > 0:
             worth.append((v, c))
     worth.sort(key=lambda vc: (-vc[0], vc[1].tool, vc[1].key))
-    room = min(budgets.max_per_turn, budgets.max_concurrent - in_flight)
+    room = max(0, min(budgets.max_per_turn, budgets.max_concurrent - in_flight))
     started: list[Candidate] = []
-    for _, c in worth:
+    for i, (_, c) in enumerate(worth):
         if len(started) >= room:
-            break
+            return Firing(started, [c for _, c in worth[i:]], room)
         if fire(c):
             started.append(c)
-    return started
+    return Firing(started, [], room)

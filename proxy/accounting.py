@@ -41,11 +41,14 @@ class ToolCounters:
     chained: int = 0  # fired from an early call's result (patterns/chain.py)
     used: int = 0
     chained_used: int = 0
+    eager_used: int = 0  # used, started only once the LLM emitted the call (not predicted)
     promotions: int = 0
     wasted: int = 0
     failed: int = 0
     expired: int = 0
     saved_s: float = 0.0
+    eager_saved_s: float = 0.0  # of saved_s, by eager starts
+    chained_saved_s: float = 0.0  # of saved_s, by chained starts
 
     @property
     def unused(self) -> int:
@@ -141,9 +144,10 @@ class Accounting:
         for c in tools.values():
             for k, v in c.items():
                 totals[k] += v
-        totals["saved_s"] = round(totals["saved_s"], 3)
-        for c in tools.values():
-            c["saved_s"] = round(c["saved_s"], 3)
+        seconds = ("saved_s", "eager_saved_s", "chained_saved_s")
+        for c in [totals, *tools.values()]:
+            for k in seconds:
+                c[k] = round(c[k], 3)
         ended = totals["used"] + totals["wasted"] + totals["failed"] + totals["expired"]
         totals["in_flight"] = totals["fired"] - ended  # 0 once the proxy has stopped
         return {
@@ -230,7 +234,12 @@ def _count(c: ToolCounters, fact: Fired | Served | Ended) -> None:
         if fact.first:
             c.used += 1
             c.chained_used += fact.kind == "chained"
+            c.eager_used += fact.kind == "eager"
         c.saved_s += fact.saved_s
+        if fact.kind == "eager":
+            c.eager_saved_s += fact.saved_s
+        elif fact.kind == "chained":
+            c.chained_saved_s += fact.saved_s
         c.promotions += fact.promoted
     else:
         field = _ENDS.get(fact.outcome, "wasted")

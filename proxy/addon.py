@@ -22,6 +22,7 @@ from prefire.patterns.events import Event, ToolCall
 from prefire.proxy.capture import Capture, redact_url
 from prefire.proxy.responder import Responder
 from prefire.proxy.state import DEFAULT_MAX_BODY
+from prefire.proxy.toolresults import ToolSideResults
 from prefire.proxy.transport import ConnectTo
 from prefire.wire.decoding import ChunkDecoder, chunk_decoder, decode_body
 from prefire.wire.observer import Observer
@@ -104,6 +105,8 @@ class PrefireAddon:
         # told of each tool call the moment an LLM response closes it (after the listeners)
         self.on_call_closed: Callable[[ToolCall], None] | None = None
         self.responder: Responder | None = None  # answers tool requests from speculation
+        # told of the agent's plain HTTP requests, to learn a REST tool's own result
+        self.tool_side: ToolSideResults | None = None
         self._taps: dict[str, StreamTap] = {}
         # flows whose response has not ended yet, so a shutdown can let them finish
         self.in_flight: set[str] = set()
@@ -155,6 +158,8 @@ class PrefireAddon:
             self.observer.forget(flow.id)
             log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
             return
+        if ex is None:
+            self._rest_request(flow, client, content)
         if self.responder is None or (ex is not None and ex.codec is not None):
             return
         try:
@@ -200,6 +205,8 @@ class PrefireAddon:
                     time.time(),
                 )
             )
+            if self.tool_side is not None and self.tool_side.following(flow.id):
+                self._rest_response(flow, tap)
         except Exception as exc:
             self.observer.forget(flow.id)
             log.warning(
@@ -207,9 +214,38 @@ class PrefireAddon:
             )
         self._capture_flow(flow, tap)
 
+    def _rest_request(self, flow: http.HTTPFlow, client: str, content: bytes) -> None:
+        """A plain HTTP request of the agent: it may run a REST tool the model called."""
+        if self.tool_side is None:
+            return
+        req = flow.request
+        try:
+            self.tool_side.rest_request(
+                flow.id, client, req.method, req.url, content, req.timestamp_start
+            )
+        except Exception as exc:
+            log.warning("observe.request_failed", url=redact_url(req.pretty_url), error=repr(exc))
+
+    def _rest_response(self, flow: http.HTTPFlow, tap: StreamTap | None) -> None:
+        """The response to a request that ran a REST tool: its decoded body is learned."""
+        assert self.tool_side is not None and flow.response is not None
+        resp = flow.response
+        raw = resp.raw_content
+        body = None
+        if tap is None and raw is not None and len(raw) <= self.config.max_body:
+            body, _ = decode_body(
+                raw, resp.headers.get("content-encoding", ""), self.config.max_body
+            )
+        if body is None:  # streamed, too large or undecodable: not learned
+            self.tool_side.rest_forget(flow.id)
+            return
+        self.tool_side.rest_response(flow.id, resp.status_code, body, time.time())
+
     def error(self, flow: http.HTTPFlow) -> None:
         self._ended(flow)
         self.observer.forget(flow.id)
+        if self.tool_side is not None:
+            self.tool_side.rest_forget(flow.id)
         self._capture_flow(flow, self._taps.pop(flow.id, None))
 
     def drain(self) -> None:

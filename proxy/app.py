@@ -22,6 +22,7 @@ from mitmproxy.tools.dump import DumpMaster
 from prefire.patterns.events import Event, RecordError, SessionKey, from_record
 from prefire.proxy.accounting import Accounting
 from prefire.proxy.addon import AddonConfig, ConnectToAddon, PrefireAddon
+from prefire.proxy.bindings import NoTarget
 from prefire.proxy.capture import Capture
 from prefire.proxy.learner import Learner
 from prefire.proxy.speculator import Speculator
@@ -114,9 +115,7 @@ class Proxy:
             connect_to=config.speculative_connect_to,
             store=self.store,
         )
-        # the tool's own result of a call joined to its conversation is learned there
-        self.tool_results = ToolSideResults(self.addon.observer, self.learner)
-        self.speculator.on_join.append(self.tool_results.joined)
+        self.tool_results = self._tool_side_results()
         # the model learns from an event before the speculator acts on it
         self.addon.listeners += [self.learner, self.speculator, self.tool_results]
         if self.store.shared:  # (the embedded store would drop them)
@@ -125,6 +124,20 @@ class Proxy:
         self.addon.on_call_closed = self.speculator.eager
         self.addon.responder = self.speculator.responder
         self._draining: asyncio.Task[None] | None = None
+
+    def _tool_side_results(self) -> ToolSideResults:
+        """The tool's own result of a call joined to its conversation is learned there:
+        MCP calls through the speculator's join, REST requests told by the addon (a call
+        no MCP binding explains may run as one)."""
+        bindings = self.speculator.bindings
+        results = ToolSideResults(
+            self.addon.observer,
+            self.learner,
+            rest_tool=lambda client, name: isinstance(bindings.resolve(client, name), NoTarget),
+        )
+        self.addon.tool_side = results
+        self.speculator.on_join.append(results.joined)
+        return results
 
     # -- what other replicas did (the store's listener, proxy/store/base.py) --------------
 

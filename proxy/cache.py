@@ -99,6 +99,7 @@ class Entry:
     removed: str = ""  # why it left the cache while requests were waiting for it
     outcome: str = ""  # how it ended; "" while it may still be served
     link: bytes = b""  # for a chained call: its key in the session's chain (patterns/chain.py)
+    depth: int = 0  # steps of a chain past its decision point (0: predicted or eager)
     task: asyncio.Task[Result | None] = field(init=False)  # the call, started with the entry
 
 

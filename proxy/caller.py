@@ -28,7 +28,6 @@ class Caller:
     def __init__(self, transport: Transport, clock: Clock = time.monotonic) -> None:
         self.transport = transport
         self.mcp = McpClient(self.send)
-        self.in_flight = 0  # prefire's own requests out now
         self._clock = clock
         # tool -> EWMA of finished early calls, s
         self._latency: LRU[str, float] = LRU(10_000)
@@ -42,11 +41,7 @@ class Caller:
     ) -> Result | Failure:
         """Send one of prefire's own requests: the response, whatever its status, or a
         Failure when none came."""
-        self.in_flight += 1
-        try:
-            return await self.transport.send(method, url, data, headers)
-        finally:
-            self.in_flight -= 1
+        return await self.transport.send(method, url, data, headers)
 
     async def call_mcp(
         self, server: McpServer, tool: str, args: dict[str, Any], agent_session: str | None

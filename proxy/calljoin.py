@@ -14,6 +14,9 @@ join is ambiguous and nothing is learned. Two conversations calling the same too
 the same arguments at once join fine for the name, but say nothing certain about which
 conversation the session belongs to (`Joined.certain` is False).
 
+A REST tool has no name on the wire: `RestJoin` pairs a model call with the plain HTTP
+request that carries all of its arguments instead (below).
+
 Pure: no I/O, no clock; times are passed in.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 from lru import LRU
 
 from prefire.patterns.events import SessionKey
+from prefire.rules.rest import derive
 
 # how a client puts a server's name before a tool's: mcp__weather__get_weather,
 # weather__get_weather, weather.get_weather, weather-get_weather, weather/get_weather
@@ -146,3 +150,80 @@ class CallJoin:
             calls = table[key] = []
         calls.append(call)
         del calls[:-_PER_KEY]
+
+
+@dataclass(frozen=True, slots=True)
+class RestCall:
+    """A plain HTTP request of the agent (neither to an LLM nor MCP) that may run a tool."""
+
+    client: str
+    method: str
+    url: str
+    body: Any  # decoded JSON, or None
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestJoined:
+    model: ModelCall
+    request: RestCall
+    # False when conversations other than model.session had a fitting call waiting
+    certain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RestAmbiguous:
+    """The request fits waiting calls of more than one name: nothing is learned."""
+
+    request: RestCall
+    names: tuple[str, ...]
+
+
+RestOutcome = RestJoined | RestAmbiguous | None
+
+
+class RestJoin:
+    """Pairs a model-side call with the REST request that runs it: a request of the same
+    client, at most `window_s` later, in which every argument of the call appears (a path
+    segment, a query value, a JSON body value: rules/rest.py `derive`, the test the REST
+    template learner applies). The caller offers only calls no MCP binding explains.
+    The window is shorter than for MCP: a client runs a REST call right after the model
+    asks, and a plain request matched by its values alone should not be an old call's."""
+
+    def __init__(self, window_s: float = 60.0, capacity: int = 4096) -> None:
+        self.window_s = window_s
+        # client -> calls not joined yet, oldest first, with their arguments
+        self._waiting: LRU[str, list[tuple[ModelCall, dict[str, Any]]]] = LRU(capacity)
+
+    def model_call(self, call: ModelCall, arguments: dict[str, Any]) -> None:
+        calls = self._waiting.get(call.client)
+        if calls is None:
+            calls = self._waiting[call.client] = []
+        if any(m.call_id == call.call_id and m.session == call.session for m, _ in calls):
+            return  # seen again (a history repeated)
+        calls.append((call, arguments))
+        del calls[:-_PER_KEY]
+
+    def ran_elsewhere(self, call: ModelCall) -> None:
+        """The call was joined to a tools/call: no REST request runs it."""
+        calls = self._waiting.get(call.client) or []
+        calls[:] = [(m, a) for m, a in calls if m.call_id != call.call_id]
+
+    def waiting(self, client: str) -> bool:
+        """Whether any call of this client waits for its request."""
+        return bool(self._waiting.get(client))
+
+    def request(self, req: RestCall) -> RestOutcome:
+        calls = self._waiting.get(req.client)
+        if not calls:
+            return None
+        calls[:] = [(m, a) for m, a in calls if m.t >= req.t - self.window_s]
+        fitting = [m for m, a in calls if derive(req.method, req.url, req.body, a) is not None]
+        if not fitting:
+            return None
+        names = tuple(dict.fromkeys(m.name for m in fitting))
+        if len(names) > 1:
+            return RestAmbiguous(req, names)
+        first = fitting[0]
+        calls[:] = [(m, a) for m, a in calls if m is not first]
+        return RestJoined(first, req, all(m.session == first.session for m in fitting))

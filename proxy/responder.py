@@ -66,6 +66,7 @@ class Answer:
     first: bool = True  # the call's first answer to the agent
     remote: bool = False  # fetched by another replica
     session: SessionKey | None = None  # the conversation it was fired for, for accounting
+    depth: int = 0  # steps of a chain past its decision point
 
 
 @dataclass(slots=True)
@@ -173,6 +174,7 @@ class Responder:
             in_flight,
             first=entry.used == 1,
             session=entry.session,
+            depth=entry.depth,
         )
 
     async def _take_remote(self, key: CacheKey) -> Answer | None:
@@ -215,6 +217,7 @@ class Responder:
         )
         flow.metadata["prefire.served"] = answer.kind
         flow.metadata["prefire.promoted"] = answer.promoted
+        flow.metadata["prefire.depth"] = answer.depth  # in-process only, never sent
         log.info(
             "speculate.served",
             tool=answer.tool,

@@ -22,6 +22,7 @@ to the replicas that have one). The counters are fed facts (proxy/accounting.py)
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -33,7 +34,7 @@ from prefire.patterns.canonical import canonical_key, loads_or_none
 from prefire.patterns.chain import Chain, chain_candidates, continuation
 from prefire.patterns.events import Event, LLMRequest, SessionKey, ToolCall, ToolsOffered
 from prefire.patterns.model import Candidate, PatternModel, call_key
-from prefire.patterns.policy import fire_by_value
+from prefire.patterns.policy import Firing, fire_by_value
 from prefire.proxy.accounting import Accounting, Ended, Fact, Fired, Skipped
 from prefire.proxy.bindings import Bindings, NoTarget, Target
 from prefire.proxy.cache import Clock, Entry, Fetch, Result, ResultCache
@@ -79,6 +80,9 @@ class Speculator:
         # pairs each model-side tool call with the tools/call that runs it
         self.join = CallJoin()
         self._chains: LRU = LRU(10_000)  # session -> Chain of its early calls
+        # guesses (predicted and chained calls) in flight, per conversation (None: relayed
+        # from another replica); the cap bounds each conversation's, as replay does
+        self._guessing: Counter[SessionKey | None] = Counter()
         self.on_join: list[Callable[[Joined], None]] = [self.bindings.learn]
         self.responder = Responder(
             bindings=self.bindings,
@@ -93,11 +97,6 @@ class Speculator:
             enabled=enabled,
             clock=clock,
         )
-
-    @property
-    def _in_flight(self) -> int:
-        """prefire's own requests out now (the concurrency budget counts them)."""
-        return self.caller.in_flight
 
     def note(self, fact: Fact) -> None:
         """Every counted fact goes through here, to the accounting."""
@@ -170,13 +169,14 @@ class Speculator:
             return False
 
         ruleset = self.rules.current
-        fire_by_value(
+        firing = fire_by_value(
             self.model.predict(session),
             self._cost(session),
             ruleset.budgets,
             fire,
-            self._in_flight,
+            self._guessing[session],
         )
+        self._left_out(firing, session)
 
     def _cost(self, session: SessionKey) -> Callable[[str], float]:
         """What a wasted early call of a tool costs, by the rule that allows it."""
@@ -216,10 +216,11 @@ class Speculator:
         if link.depth >= budgets.max_chain_depth:
             return
         mem = self.model.memory(session)
-        if any(r.key == link.key and r.has_result for r in mem.calls):
+        answered = {r.key for r in mem.calls if r.has_result}
+        if link.key in answered:
             return  # the agent has the result already: its own next request predicts
         link.chained = True
-        layers = chain.layers(link, mem.called)
+        layers = chain.layers(link, mem.called, answered)
         candidates = chain_candidates(
             continuation(self.model, session, layers, limit=budgets.max_per_turn + 3),
             link.probability,
@@ -228,7 +229,7 @@ class Speculator:
         def fire(c: Candidate) -> bool:
             if c.key in chain.links or not isinstance(c.arguments, dict):
                 return False
-            if not self._fire(session, c.tool, c.arguments, "chained"):
+            if not self._fire(session, c.tool, c.arguments, "chained", link.depth + 1):
                 return False
             child = chain.child(link, c)
             log.info(
@@ -241,8 +242,11 @@ class Speculator:
             )
             return True
 
-        started = fire_by_value(candidates, self._cost(session), budgets, fire, self._in_flight)
-        if candidates and not started:
+        firing = fire_by_value(
+            candidates, self._cost(session), budgets, fire, self._guessing[session]
+        )
+        self._left_out(firing, session, depth=link.depth + 1)
+        if candidates and not firing.started and not firing.left_out:
             log.info("chain.none_worth", tool=tool, depth=link.depth, session=_label(session))
 
     def _drop_orphans(self, session: SessionKey) -> None:
@@ -275,11 +279,13 @@ class Speculator:
 
     # -- firing ---------------------------------------------------------------------
 
-    def _fire(self, session: SessionKey, tool: str, args: dict[str, Any], kind: str) -> bool:
+    def _fire(
+        self, session: SessionKey, tool: str, args: dict[str, Any], kind: str, depth: int = 0
+    ) -> bool:
         origin = self.observer.origin(session)
         if origin is None:
             return False
-        return self._fire_for(origin[0], tool, args, kind, session, relay=True)
+        return self._fire_for(origin[0], tool, args, kind, session, relay=True, depth=depth)
 
     def fire_requested(self, request: dict[str, Any]) -> None:
         """Another replica asks for a call it cannot make (no binding for the client):
@@ -299,9 +305,11 @@ class Speculator:
         kind: str,
         session: SessionKey | None,
         relay: bool,
+        depth: int = 0,
     ) -> bool:
         """Fire a call for `session` (None: asked for by another replica); `tool` is the
-        name the model calls it by. Whatever stops it is logged and counted."""
+        name the model calls it by; `depth`: steps of a chain past its decision point.
+        Whatever stops it is logged and counted."""
         plan = self.planner.plan(client, tool, args, session)
         if isinstance(plan, Skip):
             if plan.relayable and relay and self._relay(client, tool, args, kind, session):
@@ -313,14 +321,23 @@ class Speculator:
             return self._skip(
                 "backed_off", tool, kind, session, fired=counters.fired, unused=counters.unused
             )
-        # The cap bounds guesses. An eager call is the agent's own call started sooner:
-        # it adds no load the agent would not make, so a backlog of guesses never holds it up.
-        if kind != "eager" and self._in_flight >= budgets.max_concurrent:
-            return self._skip("budget", tool, kind, session, in_flight=self._in_flight)
-        return self._start(plan, tool, args, kind, session)
+        # The cap bounds guesses, per conversation. An eager call is the agent's own call
+        # started sooner: it adds no load the agent would not make, so it neither waits for
+        # guesses nor counts as one (counted, eager calls of busy agents left no room for
+        # any guess: most hits came from eager starts only).
+        guessing = self._guessing[session]
+        if kind != "eager" and guessing >= budgets.max_concurrent:
+            return self._skip("budget", tool, kind, session, in_flight=guessing)
+        return self._start(plan, tool, args, kind, session, depth)
 
     def _start(
-        self, plan: Plan, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None
+        self,
+        plan: Plan,
+        tool: str,
+        args: dict[str, Any],
+        kind: str,
+        session: SessionKey | None,
+        depth: int = 0,
     ) -> bool:
         """Start the planned call, unless the same call is in flight or fetched already."""
         rule = plan.rule
@@ -337,7 +354,10 @@ class Speculator:
             return False
         entry.called_as = tool
         if kind == "chained":
-            entry.link = call_key(tool, args)
+            entry.link, entry.depth = call_key(tool, args), depth
+        if kind != "eager":
+            self._guessing[session] += 1
+            entry.task.add_done_callback(lambda _: self._guessed(session))
         log.info(
             "speculate.fired",
             tool=plan.name,
@@ -357,6 +377,12 @@ class Speculator:
             return await plan.call()
         return await self._then_chain(plan.call, entry.session, tool, args, plan.is_mcp)
 
+    def _guessed(self, session: SessionKey | None) -> None:
+        """A guess of `session`'s ended (used, wasted or cancelled): room for another."""
+        self._guessing[session] -= 1
+        if self._guessing[session] <= 0:
+            del self._guessing[session]
+
     def _skip(
         self, reason: str, tool: str, kind: str, session: SessionKey | None, **detail: Any
     ) -> bool:
@@ -371,6 +397,21 @@ class Speculator:
             **detail,
         )
         return False
+
+    def _left_out(self, firing: Firing, session: SessionKey, depth: int = 0) -> None:
+        """Calls worth starting that a budget left out are not made early: say so, once."""
+        if not firing.left_out:
+            return
+        for _ in firing.left_out:
+            self.note(Skipped("budget"))
+        log.info(
+            "speculate.skipped",
+            reason="budget",
+            tools=[c.tool for c in firing.left_out],
+            room=firing.room,
+            depth=depth,
+            session=_label(session),
+        )
 
     def _relay(
         self, client: str, tool: str, args: dict[str, Any], kind: str, session: SessionKey | None

@@ -97,6 +97,7 @@ def _session_row(
         reduction=_ratio(b_s - s_s, b_s),
         hits=len(served),
         eager_hits=sum(kind == "eager" for kind, _ in served),
+        chained_hits=sum(kind == "chained" for kind, _ in served),
         promotions=sum(promoted for _, promoted in served),
         fired=counters.get("fired", 0),
         wasted=_unused(counters),
@@ -123,6 +124,8 @@ def _totals_row(
         reduction=_ratio(base.wall_s - spec.wall_s, base.wall_s),
         hits=counted["used"],
         eager_hits=sum(s.eager_hits for s in sessions),
+        chained_hits=sum(s.chained_hits for s in sessions),
+        depth_used=_depths(spec, fg),
         promotions=counted["promotions"],
         fired=counted["fired"],
         wasted=_unused(counted),
@@ -133,6 +136,13 @@ def _totals_row(
         offline_prefired=offline.prefired,
         offline_prefired_used=offline.prefired_used,
     )
+
+
+def _depths(p: PassResult, steps: list[Step]) -> dict[str, int]:
+    """Served requests by the chain depth of the early call that answered them, as
+    offline replay's `depth_used` counts them (eager starts are depth 0 here)."""
+    counts = Counter(p.state.depth.get(s.index, 0) for s in steps if s.index in p.state.served)
+    return {str(d): n for d, n in sorted(counts.items())}
 
 
 def _ratio(a: float, b: float) -> float:
@@ -407,6 +417,7 @@ def _pass_timeline(
                 recorded_s=round(s.rec.duration_s, 4),
                 served=served[0] if served else None,
                 promoted=bool(served and served[1]),
+                depth=p.state.depth.get(i, 0) if served else None,
             )
         )
     starts = [
@@ -415,6 +426,8 @@ def _pass_timeline(
             start=round(d.t_start - origin, 4),
             end=round(d.t_end - origin, 4),
             recorded=d.step is not None,
+            served=p.state.served[d.step][0] if d.step in p.state.served else None,
+            depth=p.state.depth.get(d.step) if d.step is not None else None,
         )
         for d in early or []
     ]

@@ -47,6 +47,7 @@ class SessionRow:
     reduction: float
     hits: int
     eager_hits: int
+    chained_hits: int
     promotions: int
     fired: int
     wasted: int
@@ -67,6 +68,9 @@ class TotalsRow:
     reduction: float
     hits: int
     eager_hits: int
+    chained_hits: int
+    # hits by the chain depth of the early call that served them (0: a decision point)
+    depth_used: dict[str, int]
     promotions: int
     fired: int
     wasted: int
@@ -161,6 +165,7 @@ class TimelineRequest:
     recorded_s: float
     served: str | None  # how prefire answered it early, if it did
     promoted: bool
+    depth: int | None  # the chain depth of the early call that served it
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,8 @@ class TimelineEarly:
     start: float
     end: float
     recorded: bool
+    served: str | None  # how it started, known once it served the agent's request
+    depth: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ class PassState:
     forwarded: dict[bytes, deque[int]] = field(default_factory=lambda: defaultdict(deque))
     answered: set[int] = field(default_factory=set)
     served: dict[int, tuple[str, bool]] = field(default_factory=dict)  # step -> (kind, promoted)
+    # step -> steps of a chain past its decision point of the early call that served it
+    depth: dict[int, int] = field(default_factory=dict)
     doors: list[DoorRequest] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # requests the tap could not place
     # steps whose recorded time is not the server's (answered early when captured)
@@ -389,5 +391,6 @@ class EntryTap:
         if flow.response is not None:
             kind = flow.metadata.get("prefire.served", "served")
             self.state.served[step] = (str(kind), bool(flow.metadata.get("prefire.promoted")))
+            self.state.depth[step] = int(flow.metadata.get("prefire.depth") or 0)
         else:
             self.state.forwarded[key].append(step)

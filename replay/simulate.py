@@ -364,8 +364,9 @@ class Simulation:
         link.chained, link.has_result = True, True
         link.result = self._known[link.key][1]
         assert isinstance(self.model, PatternModel)
-        called = self.model.memory(key).called
-        layers = self._chain.layers(link, called)
+        mem = self.model.memory(key)
+        answered = {r.key for r in mem.calls if r.has_result}
+        layers = self._chain.layers(link, mem.called, answered)
         candidates = chain_candidates(
             continuation(self.model, key, layers, limit=self.budget.max_per_turn + 3),
             link.probability,

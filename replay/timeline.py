@@ -4,9 +4,12 @@ baseline and the speculative timeline one above the other on the same time scale
 
 Each bar is one request as the playback client saw it, from sent to answered: LLM turns
 in one lane, tool calls in the next; in the speculative timeline a tool call prefire
-answered from an early start is green (teal when it was still running and was promoted),
-the time it took in the baseline is drawn behind it (what was hidden), and prefire's
-early calls to the tool servers have a lane of their own.
+answered from an early start is coloured by how that start came about: eager (the
+LLM's stream had just closed the call), predicted at a decision point (chain depth 0),
+or chained from another early result (depth 1, depth 2 and more); outlined when it was
+still running and was promoted. The time it took in the baseline is drawn behind it
+(what was hidden), and prefire's early calls to the tool servers have a lane of their
+own, coloured the same way once they served the agent (orange: never used).
 
 Every element carries its figures as data attributes (the same numbers as `--json`); the
 inline script measures the drawn bars after layout and writes what it measured back as
@@ -30,8 +33,10 @@ COLORS = {
     "tool": "#3b7dd8",
     "mcp": "#8a97a8",
     "http": "#8a97a8",
-    "hit": "#2e9e5b",
-    "promoted": "#1d9aa0",
+    "eager": "#9bb83a",
+    "hit": "#2e9e5b",  # predicted at a decision point: chain depth 0
+    "chained1": "#1d9aa0",
+    "chained2": "#b8368f",  # depth 2 and more
     "early": "#e08a1e",
     "early_unrecorded": "#c0392b",
 }
@@ -143,12 +148,18 @@ def _legend() -> str:
     items = [
         ("llm", "LLM turn"),
         ("tool", "tool call"),
-        ("hit", "served from an early start"),
-        ("promoted", "promoted (early call still running)"),
-        ("early", "prefire's early call"),
+        ("eager", "served: eager start"),
+        ("hit", "served: predicted (depth 0)"),
+        ("chained1", "served: chained, depth 1"),
+        ("chained2", "served: chained, depth 2+"),
+        ("early", "prefire's early call, never used"),
         ("early_unrecorded", "early call the recording has no answer for"),
     ]
     spans = [f'<span><i style="background:{COLORS[k]}"></i>{_e(v)}</span>' for k, v in items]
+    spans.append(
+        '<span><i style="border:1.5px solid #1d2330;box-sizing:border-box"></i>'
+        "outlined: promoted (the early call was still running)</span>"
+    )
     hatch = "repeating-linear-gradient(45deg,#cfd5e1 0 2px,#fbfbfd 2px 4px)"
     spans.append(
         f'<span><i style="background:{hatch}"></i>what the call took in the baseline '
@@ -245,9 +256,13 @@ def _pass_group(
         ly = lane_y["early"] + next(early_rows) * LANE_H
         x, w = LABEL_W + r["start"] * layout.pps, max(1.0, (r["end"] - r["start"]) * layout.pps)
         color = COLORS["early" if r["recorded"] else "early_unrecorded"]
+        if r.get("served"):
+            color = COLORS[_start_color(r["served"], r.get("depth"))]
         title = f"early {r['tool']}: {r['end'] - r['start']:.3f} s"
+        title += f", {r['served']}, depth {r.get('depth') or 0}" if r.get("served") else ""
         out.append(
-            f'<rect class="early" data-start-s="{r["start"]}" data-end-s="{r["end"]}" '
+            f'<rect class="early" data-depth="{r.get("depth") or 0}" '
+            f'data-start-s="{r["start"]}" data-end-s="{r["end"]}" '
             f'x="{x:.2f}" y="{ly}" width="{w:.2f}" height="{LANE_H}" rx="2" '
             f'fill="{color}"><title>{_e(title)}</title></rect>'
         )
@@ -279,9 +294,13 @@ def _request_bars(
         x, w = LABEL_W + r["start"] * pps, max(1.0, (r["end"] - r["start"]) * pps)
         cls, color = r["kind"], COLORS.get(r["kind"], COLORS["http"])
         title = f"{r['label']}: {r['end'] - r['start']:.3f} s"
+        stroke = ""
         if r["served"]:
-            cls += " hit" + (" promoted" if r["promoted"] else "")
-            color = COLORS["promoted" if r["promoted"] else "hit"]
+            cls += " hit" + (" promoted" if r["promoted"] else "") + f" depth{r.get('depth') or 0}"
+            color = COLORS[_start_color(r["served"], r.get("depth"))]
+            if r["promoted"]:
+                stroke = ' stroke="#1d2330" stroke-width="1.5"'
+            title += f", chain depth {r.get('depth') or 0}" if r["served"] == "chained" else ""
             before = baseline_time.get(r["step"], 0.0)
             hidden = max(0.0, before - (r["end"] - r["start"]))
             title += f", {r['served']} start, {hidden:.3f} s hidden"
@@ -293,9 +312,18 @@ def _request_bars(
         out.append(
             f'<rect class="req {cls}" data-step="{r["step"]}" data-start-s="{r["start"]}" '
             f'data-end-s="{r["end"]}" x="{x:.2f}" y="{ly}" width="{w:.2f}" '
-            f'height="{LANE_H}" rx="2" fill="{color}"><title>{_e(title)}</title></rect>'
+            f'height="{LANE_H}" rx="2" fill="{color}"{stroke}><title>{_e(title)}</title></rect>'
         )
     return out
+
+
+def _start_color(served: str, depth: int | None) -> str:
+    """The colour of a call served from an early start, by how that start came about."""
+    if served == "eager":
+        return "eager"
+    if served == "chained":
+        return "chained2" if (depth or 1) >= 2 else "chained1"
+    return "hit"
 
 
 def _pack(bars: list[dict[str, Any]]) -> list[int]:

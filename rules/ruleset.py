@@ -52,7 +52,7 @@ class Budgets:
     value (patterns/policy.py) with each rule's `cost`. max_waste_share and
     min_waste_samples bind the live speculator only."""
 
-    max_concurrent: int = 4  # speculative calls in flight at once
+    max_concurrent: int = 4  # guesses (predicted, chained) in flight per conversation
     max_per_turn: int = 3  # calls fired at one decision point (or from one chained result)
     # Deprecated (rule files from before `cost`): a floor under the expected-value rule.
     min_probability: float = 0.0

@@ -11,6 +11,10 @@ from prefire.proxy.calljoin import (
     CallJoin,
     Joined,
     ModelCall,
+    RestAmbiguous,
+    RestCall,
+    RestJoin,
+    RestJoined,
     ServerCall,
     names_fit,
 )
@@ -117,3 +121,66 @@ def test_a_server_call_seen_just_before_the_model_call_joins_it() -> None:
     # too long before: not joined
     join.server_call(server("get_weather", {"city": "Rome"}, 10.0))
     assert join.model_call(model("get_weather", {"city": "Rome"}, 13.0)) is None
+
+
+# -- REST: a model call joins the request of its client that carries all its arguments
+
+
+def rest_join(*calls: tuple[str, dict, float, SessionKey, str]) -> RestJoin:
+    join = RestJoin(window_s=30.0)
+    for name, args, t, session, client in calls:
+        join.model_call(model(name, args, t, session, client), args)
+    return join
+
+
+def get(url: str, t: float, client: str = "c") -> RestCall:
+    return RestCall(client, "GET", url, None, t)
+
+
+def test_a_request_carrying_every_argument_joins_the_call() -> None:
+    join = rest_join(("get_item", {"id": "x-1"}, 1.0, A, "c"))
+    assert join.request(get("http://api/v1/search?q=x", 1.1)) is None  # id not in it
+    got = join.request(get("http://api/v1/items/x-1", 1.2))
+    assert isinstance(got, RestJoined) and got.certain
+    assert (got.model.name, got.model.session) == ("get_item", A)
+    assert join.request(get("http://api/v1/items/x-1", 1.3)) is None  # joined once
+
+
+def test_a_json_body_joins_and_values_keep_their_type() -> None:
+    join = rest_join(("add", {"a": 2, "b": "two"}, 1.0, A, "c"))
+    assert (
+        join.request(RestCall("c", "POST", "http://api/add", {"a": "2", "b": "two"}, 1.1)) is None
+    )
+    got = join.request(RestCall("c", "POST", "http://api/add", {"a": 2, "b": "two"}, 1.2))
+    assert isinstance(got, RestJoined)
+
+
+def test_rest_join_needs_the_same_client_and_the_window() -> None:
+    join = rest_join(("get_item", {"id": "x-1"}, 1.0, A, "c"))
+    assert join.request(get("http://api/v1/items/x-1", 1.1, client="other")) is None
+    assert join.request(get("http://api/v1/items/x-1", 40.0)) is None  # 39 s later
+
+
+def test_two_names_fitting_one_request_are_ambiguous() -> None:
+    join = rest_join(
+        ("get_item", {"id": "x-1"}, 1.0, A, "c"), ("get_price", {"id": "x-1"}, 1.0, A, "c")
+    )
+    got = join.request(get("http://api/v1/items/x-1", 1.1))
+    assert isinstance(got, RestAmbiguous) and set(got.names) == {"get_item", "get_price"}
+
+
+def test_two_conversations_making_the_same_rest_call_are_not_certain() -> None:
+    join = rest_join(
+        ("get_item", {"id": "x-1"}, 1.0, A, "c"), ("get_item", {"id": "x-1"}, 1.0, B, "c")
+    )
+    got = join.request(get("http://api/v1/items/x-1", 1.1))
+    assert isinstance(got, RestJoined) and not got.certain
+
+
+def test_a_call_run_over_mcp_joins_no_request() -> None:
+    call = model("search", {"q": "x"}, 1.0)
+    join = RestJoin()
+    join.model_call(call, {"q": "x"})
+    join.model_call(call, {"q": "x"})  # seen again: kept once
+    join.ran_elsewhere(call)
+    assert join.request(get("http://api/search?q=x", 1.1)) is None

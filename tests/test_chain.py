@@ -224,3 +224,51 @@ def test_an_early_result_of_a_call_the_agent_made_is_laid_over_its_record() -> N
     got = continuation(m, s.key, [[found]])
     assert {c.arguments["id"] for c in got if c.tool == "details"} == {p["id"] for p in places}
     assert not rec.has_result and rec.result is None and len(mem.calls) == 1
+
+
+def map_session(i: int, cities: list[str]) -> Script:
+    """Parallel searches (one per city), then the details of each search's first place:
+    a map over the parallel calls."""
+    s = Script(f"m{i}", TOOLS).user(f"Compare the best cafe in {', '.join(cities)}.")
+    found = {c: [place(c, k) for k in range(2)] for c in cities}
+    s.turn(*[("search", {"q": c}, {"places": [{"id": p["id"]} for p in found[c]]}) for c in cities])
+    s.turn(*[("details", {"id": found[c][0]["id"]}, found[c][0]) for c in cities])
+    return s
+
+
+def test_a_chain_from_parallel_calls_maps_over_all_of_them() -> None:
+    """Three searches the LLM emitted together (eager starts: the agent's calls are in the
+    session, their results not yet): once the last early result is in, the continuation
+    sees every search's result and predicts one details call per search, not only for the
+    search whose result came last."""
+    m = PatternModel()
+    for i in range(6):
+        s = map_session(i, CITIES[i : i + 3])
+        for e in s.events:
+            m.observe(e)
+        m.end_session(s.key)
+    cities = ["Oslo", "Bari", "Cork"]
+    s = map_session(99, cities)
+    for e in s.events:
+        m.observe(e)
+        if isinstance(e, ToolCall) and e.arguments == {"q": cities[-1]}:
+            break  # the three searches are emitted; no result has reached the agent
+    chain = Chain()
+    turn = m.memory(s.key).turn
+    roots = [chain.root("search", {"q": c}, 1.0, turn) for c in cities]
+    for c, link in zip(cities, roots, strict=True):
+        link.result = {"places": [{"id": place(c, k)["id"]} for k in range(2)]}
+        link.has_result = True
+    # a call of another decision point is no sibling
+    other = chain.root("search", {"q": "Gent"}, 1.0, turn - 1)
+    other.result, other.has_result = {"places": []}, True
+    layers = chain.layers(roots[-1], m.memory(s.key).called)
+    assert [[x.arguments["q"] for x in layer] for layer in layers] == [cities]
+    got = {c.arguments["id"] for c in continuation(m, s.key, layers) if c.tool == "details"}
+    assert {place(c, 0)["id"] for c in cities} <= got
+    # without the siblings (each result on its own) the map cannot be resolved
+    alone = [[Speculative("search", {"q": cities[-1]}, roots[-1].result)]]
+    alone_ids = {c.arguments["id"] for c in continuation(m, s.key, alone) if c.tool == "details"}
+    assert not {place(c, 0)["id"] for c in cities[:2]} <= alone_ids
+    # a sibling whose result the agent has already is not laid over again
+    assert chain.layers(roots[-1], set(), {roots[0].key})[0][0].arguments == {"q": "Bari"}

@@ -165,12 +165,18 @@ async def test_the_concurrency_budget_holds_guesses_not_eager_calls(tmp_path: Pa
         await c.open_session()
         await ask(c, ("c1", "get_weather", {"city": "A"}), ("c2", "get_weather", {"city": "B"}))
         await c.settle()
-        # both eager calls run although the cap is 1: they are the agent's own calls
+        # both eager calls run although the cap is 1: they are the agent's own calls,
+        # and they leave the room for guesses free: one guess starts, the next is refused
         assert len(c.server.early_calls()) == 2
-        # a guess while two calls are out is refused by the budget
-        assert not c.speculator._fire(c.conversation(), "search", {"q": "x"}, "predicted")
+        conv = c.conversation()
+        assert c.speculator._fire(conv, "search", {"q": "x"}, "predicted")
+        assert not c.speculator._fire(conv, "search", {"q": "y"}, "predicted")
         assert c.skipped.get("budget") == 1
         gate.set()
+        await c.settle()
+        # the guess has ended: there is room again
+        assert c.speculator._fire(conv, "search", {"q": "z"}, "predicted")
+        await c.settle()
 
 
 # -- learned from earlier tasks -----------------------------------------------------------
@@ -306,6 +312,66 @@ async def test_children_of_a_parent_never_called_are_dropped_and_counted_wasted(
         assert sorted(orphans) == ["ber6-0", "ber6-1"]
         assert details.wasted - wasted >= len(orphans)
         assert got == direct(places(), "weather near Bergen", tourist)  # as without prefire
+
+
+DEPTH_ONE = CHAIN_RULES + "budgets:\n  max_chain_depth: 1\n"
+
+
+async def test_chains_stop_at_the_depth_limit(tmp_path: Path) -> None:
+    async with core(tmp_path, places(), rules=DEPTH_ONE) as c:
+        sid = await c.open_session()
+        for city in [*CITIES, "Bergen"]:
+            await c.task(f"weather at the cafes in {city}", tourist, sid)
+        # details are one step past search's decision point: chained; forecasts would be
+        # two steps past it: never chained (they start at their own decision point)
+        assert c.counters("details").chained_used >= 2
+        assert c.counters("forecast").chained == 0 and c.counters("forecast").predicted > 0
+
+
+BOOKING_RULES = """
+rules:
+  - match: {tool: [search, details, forecast]}
+    prefire: true
+    cost: 0
+  - match: {tool: book}
+    prefire: false
+budgets:
+  max_chain_depth: 3
+"""
+
+
+def booking_places() -> FakeMcp:
+    server = places()
+    server.tools["book"] = lambda a: {"booked": a["id"]}
+    return server
+
+
+def booking_tourist(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """As `tourist`, then books the first place once the forecasts are in: a write at
+    the end of a chain the model learns to predict."""
+    calls = tourist(messages)
+    results = [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
+    if calls or not results or "booked" in results[-1]:
+        return calls
+    first = next(r for r in results if "lat" in r)
+    return [("book", {"id": first["id"]})]
+
+
+async def test_a_write_is_never_started_at_any_depth_of_a_chain(tmp_path: Path) -> None:
+    async with core(tmp_path, booking_places(), rules=BOOKING_RULES) as c:
+        sid = await c.open_session()
+        for city in [*CITIES, "Bergen"]:
+            got = await c.task(f"weather at the cafes in {city}", booking_tourist, sid)
+            assert got == direct(
+                booking_places(), f"weather at the cafes in {city}", booking_tourist
+            )
+        # chains ran (up to depth 3) and the model proposed the write, eagerly or
+        # predicted: the rule refused it every time; it only ran when the agent asked
+        assert sum(c.counters(t).chained for t in ("details", "forecast")) >= 1
+        assert c.skipped.get("rule_denied", 0) >= 1
+        assert [k for k in c.server.early_calls() if k.tool == "book"] == []
+        assert len([k for k in c.server.agents_calls() if k.tool == "book"]) == len(CITIES) + 1
+        assert c.counters("book").fired == 0
 
 
 # -- whose MCP session an early call rides on ------------------------------------------------

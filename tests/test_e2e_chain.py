@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,11 @@ from aiohttp import web
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
+from prefire.proxy.state import PROXY_ENV_KEYS
 from prefire.replay.report import _rules_eligible
 from prefire.replay.simulate import Simulation
 from prefire.replay.sources import ReplaySession, read
+from prefire.replay.timeline import COLORS
 from prefire.rules.files import read_rules
 from tests import openai_wire
 from tests.conftest import point_env_at, start_proxy
@@ -176,3 +181,39 @@ async def test_children_of_a_parent_never_called_are_never_served(
     assert report["tools"]["details"]["wasted"] >= len(orphans)
     log = (tmp_path / "proxy.log").read_text()
     assert '"chain.orphaned"' in log or "chain.orphaned" in log
+
+
+async def test_live_replay_plays_chains_and_draws_their_depth(tmp_path: Path, monkeypatch) -> None:
+    """The capture of the chained tasks played back through a real proxy (`replay --live`):
+    the chained calls are chained again and served, the report counts hits by chain depth
+    as offline replay does, and the timeline colours each served call by its depth."""
+    questions = [f"weather at the cafes in {c}" for c in CITIES]
+    await run_tasks(tmp_path, monkeypatch, questions)
+    html = tmp_path / "timeline.html"
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "prefire.cli.main", "replay", "--live", str(tmp_path / "capture")),
+        *("--rules", str(tmp_path / "rules.yaml"), "--html", str(html), "--json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    totals = json.loads(out)["totals"]
+    assert totals["identical"] and totals["same_as_recorded"]
+    depths = totals["depth_used"]
+    # the last tasks' details (depth 1) and forecasts (depth 2) were chained again live
+    assert depths.get("1", 0) >= 2 and depths.get("2", 0) >= 2, totals
+    assert totals["chained_hits"] == depths["1"] + depths["2"] + depths.get("3", 0)
+    # offline replay of the same capture chains at the same depths
+    ruleset = read_rules(tmp_path / "rules.yaml")
+    sim = Simulation(eligible=_rules_eligible(ruleset), budget=ruleset.budgets, cost=ruleset.cost)
+    sessions = [x for x in read([tmp_path / "capture"]) if isinstance(x, ReplaySession)]
+    offline = sim.run(sessions).depth_used
+    assert offline.get(1, 0) >= 2 and offline.get(2, 0) >= 2
+    page = html.read_text()
+    # served calls carry their depth as a class and are filled with that depth's colour
+    for depth, colour in ((1, COLORS["chained1"]), (2, COLORS["chained2"])):
+        bars = re.findall(rf'<rect class="req tool[^"]* depth{depth}"[^>]*fill="([^"]+)"', page)
+        assert bars and set(bars) == {colour}, (depth, bars)
+    assert "served: chained, depth 2+" in page

@@ -33,7 +33,7 @@ def fired(
         budgets or Budgets(),
         lambda c: allowed is None or c.tool in allowed,
         in_flight,
-    )
+    ).started
     return [c.tool for c in started]
 
 
@@ -62,6 +62,23 @@ def test_best_net_value_first_and_the_caps_hold() -> None:
     assert fired(cands, {}, Budgets(max_per_turn=0)) == []
     # a candidate `fire` refuses (no rule allows it, no binding) does not use up the cap
     assert fired(cands, {}, allowed={"t0", "t2", "t4"}) == ["t4", "t2", "t0"]
+
+
+def test_what_a_cap_leaves_out_is_returned_so_the_caller_can_say_why() -> None:
+    cands = [cand(f"t{i}", p) for i, p in enumerate([0.3, 0.9, 0.5, 0.7, 0.6])]
+    firing = policy.fire_by_value(cands, lambda _: 0.25, Budgets(), lambda c: True)
+    assert [c.tool for c in firing.started] == ["t1", "t3", "t4"]
+    assert [c.tool for c in firing.left_out] == ["t2", "t0"] and firing.room == 3
+    # nothing left out when the caps hold everything worth starting, or nothing is worth it
+    every = policy.fire_by_value(
+        cands, lambda _: 0.25, Budgets(max_per_turn=5, max_concurrent=8), lambda c: True
+    )
+    assert every.left_out == [] and len(every.started) == 5
+    worthless = policy.fire_by_value(cands, lambda _: 100.0, Budgets(), lambda c: True)
+    assert worthless.started == [] and worthless.left_out == []
+    # more in flight than the cap: no room, never negative
+    full = policy.fire_by_value(cands, lambda _: 0.25, Budgets(max_concurrent=2), lambda c: True, 5)
+    assert full.room == 0 and full.started == [] and len(full.left_out) == 5
 
 
 def test_min_probability_from_an_old_file_is_a_floor() -> None:

@@ -114,3 +114,64 @@ def test_an_exchange_that_is_not_the_joined_one_teaches_nothing() -> None:
     rig.tools_call("10.0.0.1", "sess-a", 7, {"ids": ["a-1"]}, 1.1, args={"q": "hats"})
     assert learned(rig) == []  # not joined: other arguments
     assert not any(isinstance(e, ToolExchange) for e in rig.learned)
+
+
+# -- REST: the response to a request joined with a model call is that call's result
+
+
+def rest_rig() -> tuple[ToolSideResults, list[Event]]:
+    got: list[Event] = []
+    return ToolSideResults(Observer(), got.append), got
+
+
+def rest_call(results: ToolSideResults, conversation: str, call_id: str, t: float) -> None:
+    session = SessionKey("llm-c", conversation)
+    call = ModelCall("c", session, call_id, "get_item", canonical_key({"id": "x-1"}), t)
+    results.rest_join.model_call(call, {"id": "x-1"})
+
+
+def test_a_joined_rest_response_is_learned_in_its_conversation() -> None:
+    results, got = rest_rig()
+    rest_call(results, "conv-a", "call_1", 1.0)
+    assert not results.rest_request("f0", "c", "GET", "http://api/v1/search?q=x", b"", 1.1)
+    assert results.rest_request("f1", "c", "GET", "http://api/v1/items/x-1", b"", 1.1)
+    results.rest_response("f1", 200, b'{"id": "x-1", "owner": "u-7"}', 1.5)
+    results.rest_response("f1", 200, b'{"id": "other"}', 1.6)  # once
+    assert [(str(e.session), e.call_id, e.content, e.is_error) for e in got] == [
+        ("llm-c/conv-a", "call_1", {"id": "x-1", "owner": "u-7"}, False)
+    ]
+
+
+def test_a_rest_error_is_learned_as_an_error_and_text_as_text() -> None:
+    results, got = rest_rig()
+    rest_call(results, "conv-a", "call_1", 1.0)
+    assert results.rest_request("f1", "c", "GET", "http://api/v1/items/x-1", b"", 1.1)
+    results.rest_response("f1", 404, b"no such item", 1.5)
+    assert [(e.content, e.is_error) for e in got] == [("no such item", True)]
+
+
+def test_a_rest_call_two_conversations_made_teaches_neither() -> None:
+    results, got = rest_rig()
+    rest_call(results, "conv-a", "call_a", 1.0)
+    rest_call(results, "conv-b", "call_b", 1.0)
+    for xid in ("f1", "f2"):
+        assert not results.rest_request(xid, "c", "GET", "http://api/v1/items/x-1", b"", 1.1)
+    assert got == []
+
+
+def test_a_failed_rest_request_teaches_nothing() -> None:
+    results, got = rest_rig()
+    rest_call(results, "conv-a", "call_1", 1.0)
+    assert results.rest_request("f1", "c", "GET", "http://api/v1/items/x-1", b"", 1.1)
+    results.rest_forget("f1")
+    results.rest_response("f1", 200, b"{}", 1.5)
+    assert got == [] and not results.following("f1")
+
+
+def test_a_rest_call_sent_as_a_json_body_is_joined() -> None:
+    results, got = rest_rig()
+    rest_call(results, "conv-a", "call_1", 1.0)
+    assert not results.rest_request("f1", "c", "POST", "http://api/items", b"{}", 1.1)
+    assert results.rest_request("f2", "c", "POST", "http://api/items", b'{"id": "x-1"}', 1.1)
+    results.rest_response("f2", 200, b'{"id": "x-1", "owner": "u-7"}', 1.5)
+    assert [e.content for e in got] == [{"id": "x-1", "owner": "u-7"}]

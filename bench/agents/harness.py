@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.agents.profile import Timeline, after_startup, breakdown
 from bench.agents.tasks import SCRIPT, TEMPLATES, make_tasks
 from bench.agents.world import READ_TOOLS, WRITE_TOOLS
 from prefire.proxy.demo.runner import read_stats, run_through_proxy
@@ -110,14 +111,17 @@ CLIENTS = {
 }
 
 
-def rules_yaml() -> str:
-    """Reads may run early; the write never, and it drops what it may change."""
+def rules_yaml(chain_depth: int | None = None) -> str:
+    """Reads may run early; the write never, and it drops what it may change.
+    `chain_depth`: the budget max_chain_depth (None: the default)."""
     lines = ["# written by bench/agents: reads may run early, the write never", "rules:"]
     lines += [f"  - match: {{tool: {t}}}\n    prefire: true\n    ttl: 60" for t in READ_TOOLS]
     lines += [
         f"  - match: {{tool: {t}}}\n    prefire: false\n    invalidates: [get_team]"
         for t in WRITE_TOOLS
     ]
+    if chain_depth is not None:
+        lines += ["budgets:", f"  max_chain_depth: {chain_depth}"]
     return "\n".join(lines) + "\n"
 
 
@@ -215,8 +219,42 @@ class Pass:
             if "result" in r
         }
 
+    def misses(self) -> Counter[str]:
+        """Why each of the agent's own calls that reached the tool server was not answered
+        early: a write (never early); the same call made twice in the task (an early
+        result serves one call); fired earlier but gone (invalidated by a write, expired,
+        used elsewhere); or not fired before the agent asked."""
+        early = self.early_calls()
+        twice = Counter(
+            (task_id, name, _canonical(args))
+            for task_id, _, calls in self.seen()
+            for name, args, _ in calls
+        )
+        doubled = {(name, args) for (_, name, args), n in twice.items() if n > 1}
+        why: Counter[str] = Counter()
+        for r in self.calls():
+            if r in early:
+                continue
+            key = (r["tool"], _canonical(r.get("arguments")))
+            if r["tool"] in WRITE_TOOLS:
+                why["write"] += 1
+            elif key in doubled:
+                why["same call twice in a task"] += 1
+            elif any(
+                (e["tool"], _canonical(e.get("arguments"))) == key and e["t0"] < r["t0"]
+                for e in early
+            ):
+                why["fired, gone before the call"] += 1
+            else:
+                why["not fired before the call"] += 1
+        return why
+
     def writes(self) -> Counter[str]:
         return Counter(r["tool"] for r in self.calls() if r["tool"] in WRITE_TOOLS)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def agent_env() -> dict[str, str]:
@@ -230,6 +268,8 @@ async def serve_llm(
 ) -> AsyncIterator[tuple[str, ScriptedLLM]]:
     """The scripted model on loopback; yields its base URL (…/v1) and the model."""
     llm = ScriptedLLM(SCRIPT, seed, think_s)
+    llm.timeline = Timeline()  # type: ignore[attr-defined]
+    llm.app.middlewares.append(llm.timeline.middleware)  # type: ignore[attr-defined]
     async with serve_app(llm.app) as url:
         yield url + "/v1", llm
 
@@ -294,10 +334,11 @@ async def run_pass(
     latency_scale: float = 1.0,
     concurrency: int = 2,
     learned_from: Path | None = None,
+    chain_depth: int | None = None,
 ) -> Pass:
     """One pass; `learned_from`: a state dir whose learned patterns this pass starts from."""
     rules = tmp / "rules.yaml"
-    rules.write_text(rules_yaml())
+    rules.write_text(rules_yaml(chain_depth))
     state = StateDir(tmp / name)
     if learned_from is not None:
         state.root.mkdir(parents=True, exist_ok=True)
@@ -345,6 +386,7 @@ async def measure(
     latency_scale: float = 1.0,
     concurrency: int = 2,
     kinds: tuple[str, ...] = tuple(TEMPLATES),
+    chain_depth: int | None = None,
 ) -> dict[str, Any]:
     """Warm-up (other tasks, learning only), baseline (--no-speculate) and speculative
     passes of the same tasks; what changed. The speculative pass starts from what the
@@ -355,20 +397,10 @@ async def measure(
         "seed": seed,
         "latency_scale": latency_scale,
         "concurrency": concurrency,
+        "chain_depth": chain_depth,
     }
     async with serve_llm(seed, think_s) as (llm_url, llm):
-        learned = None
-        if warmup:
-            warm = await run_pass(
-                client,
-                tmp,
-                "warmup",
-                llm_url=llm_url,
-                tasks=make_tasks(warmup, seed + 1000, kinds),
-                speculate=False,
-                **common,
-            )
-            learned = warm.state
+        learned = await _warm_up(client, tmp, llm_url, warmup, kinds, **common)
         base = await run_pass(
             client, tmp, "baseline", llm_url=llm_url, tasks=measured, speculate=False, **common
         )
@@ -383,7 +415,6 @@ async def measure(
             learned_from=learned,
             **common,
         )
-    requests = dict(llm.requests)  # of the speculative pass: the shapes the client sent
     return summarize(
         client,
         base,
@@ -391,9 +422,39 @@ async def measure(
         tasks=tasks,
         warmup=warmup,
         kinds=list(kinds),
-        llm_requests=requests,
+        llm_requests=dict(llm.requests),  # of the speculative pass: the shapes the client sent
+        profile=breakdowns([base, spec], measured, llm.timeline),  # type: ignore[attr-defined]
         **common,
     )
+
+
+async def _warm_up(
+    client: Client,
+    tmp: Path,
+    llm_url: str,
+    warmup: int,
+    kinds: tuple[str, ...],
+    **common: Any,
+) -> Path | None:
+    """Other tasks than the measured ones, learning only: what the warm-up learned."""
+    if not warmup:
+        return None
+    warm = await run_pass(
+        client,
+        tmp,
+        "warmup",
+        llm_url=llm_url,
+        tasks=make_tasks(warmup, common["seed"] + 1000, kinds),
+        speculate=False,
+        **common,
+    )
+    return warm.state
+
+
+def breakdowns(passes: list[Pass], tasks: list[dict[str, str]], timeline: Timeline) -> dict:
+    """Where each pass's time went (bench/agents/profile.py), by pass name."""
+    prompts = {t["id"]: t["prompt"] for t in tasks}
+    return {p.name: breakdown(p.report["tasks"], prompts, timeline) for p in passes}
 
 
 def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str, Any]:
@@ -407,6 +468,9 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "baseline_s": base.wall_s,
         "speculative_s": spec.wall_s,
         "reduction": round((base.wall_s - spec.wall_s) / base.wall_s, 3),
+        "reduction_after_startup": after_startup(
+            *((facts.get("profile") or {}).get(p) for p in ("baseline", "speculative"))
+        ),
         "fired": totals.get("fired"),
         "hits": totals.get("used"),
         # eager (the model had emitted the call) or predicted (it had not yet)
@@ -415,6 +479,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         ),
         "wasted": totals.get("wasted"),
         "failed": totals.get("failed"),
+        "chained": totals.get("chained"),
+        "chained_used": totals.get("chained_used"),
         "early_calls": len(spec.early_calls()),
         "baseline_early_calls": len(base.early_calls()),
         "early_failed": len(spec.early_failed()),
@@ -425,6 +491,8 @@ def summarize(client: Client, base: Pass, spec: Pass, **facts: Any) -> dict[str,
         "same_tool_results": all(base.results()[k] == v for k, v in both.items()),
         "writes": {"baseline": dict(base.writes()), "speculative": dict(spec.writes())},
         "early_writes": sum(r["tool"] in WRITE_TOOLS for r in spec.early_calls()),
+        # the agent's calls that went to the tool server with speculation on, and why
+        "misses": dict(spec.misses()),
         "early_in_agent_sessions": len(spec.early_in_agent_sessions()),
         "agent_in_prefire_sessions": len(spec.agent_in_prefire_sessions()),
         "stats_error": spec.stats_error,

@@ -18,7 +18,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -126,14 +126,21 @@ async def run_task(task: dict[str, str], llm: AsyncOpenAI, tools: Toolbox) -> di
         {"role": "user", "content": task["prompt"]},
     ]
     seen: list[dict[str, Any]] = []
+    # per turn, what the agent waited for: the model's turn, then each tool call (for the
+    # ceilings bench/speculation.py computes; no part of what is compared between runs)
+    turns: list[dict[str, Any]] = []
     for _ in range(MAX_TURNS):
+        asked = time.perf_counter()
         text, calls = await _complete(llm, messages, tools.specs)
+        turns.append({"llm_s": round(time.perf_counter() - asked, 4), "tools_s": []})
         if not calls:
             return {
                 "id": task["id"],
+                "prompt": task["prompt"],
                 "wall_s": round(time.perf_counter() - started, 3),
                 "answer": text,
                 "tool_results": seen,
+                "turns": turns,
             }
         messages.append(
             {
@@ -150,9 +157,12 @@ async def run_task(task: dict[str, str], llm: AsyncOpenAI, tools: Toolbox) -> di
             }
         )
         # The calls of one turn are independent of each other: run them together.
-        outputs = await asyncio.gather(*(tools.call(c["name"], c["arguments"]) for c in calls))
-        for call, (output, is_error) in zip(calls, outputs, strict=True):
+        outputs = await asyncio.gather(
+            *(_timed(tools.call(c["name"], c["arguments"])) for c in calls)
+        )
+        for call, (output, is_error, took) in zip(calls, outputs, strict=True):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+            turns[-1]["tools_s"].append(took)
             seen.append(
                 {
                     "tool": call["name"],
@@ -162,6 +172,13 @@ async def run_task(task: dict[str, str], llm: AsyncOpenAI, tools: Toolbox) -> di
                 }
             )
     raise RuntimeError(f"task {task['id']} did not finish in {MAX_TURNS} turns")
+
+
+async def _timed(call: Awaitable[tuple[str, bool]]) -> tuple[str, bool, float]:
+    """The call's output and failure flag, and the seconds the agent waited for it."""
+    asked = time.perf_counter()
+    output, is_error = await call
+    return output, is_error, round(time.perf_counter() - asked, 4)
 
 
 @asynccontextmanager

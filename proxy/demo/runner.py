@@ -20,9 +20,12 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from prefire.patterns.canonical import loads_or_none
+from prefire.patterns.ceilings import Ceilings, Timed, Turn, ceilings
 from prefire.proxy.learner import SNAPSHOT_NAME
 from prefire.proxy.state import PROXY_ENV_KEYS, StateDir
 
@@ -311,6 +314,10 @@ def _report(
         "chained": totals.get("chained") if totals else None,
         "chained_used": totals.get("chained_used") if totals else None,
         "saved_s": totals["saved_s"] if totals else None,
+        # hits by how the call started: eager ones were not predicted, only started sooner
+        "eager_used": totals.get("eager_used") if totals else None,
+        "eager_saved_s": totals.get("eager_saved_s") if totals else None,
+        "chained_saved_s": totals.get("chained_saved_s") if totals else None,
         "stats_error": stats_error,
         "upstream_calls": {
             "baseline": dict(sorted(baseline_calls.items())),
@@ -318,12 +325,33 @@ def _report(
         },
         # Any write the servers saw more often with speculation ran early: never allowed.
         "writes_run_early": any(speculative_calls[t] > baseline_calls[t] for t in WRITE_TOOLS),
+        # what a perfect speculator could save, from the baseline run's own timings
+        "ceilings": task_ceilings(baseline["tasks"], WRITE_TOOLS),
         "per_task": [
             {"id": bt["id"], "baseline_s": bt["wall_s"], "speculative_s": st["wall_s"]}
             for bt, st in zip(baseline["tasks"], speculative["tasks"], strict=True)
         ],
         "speculation": stats["tools"] if stats else None,
     }
+
+
+def task_ceilings(reports: list[dict[str, Any]], writes: tuple[str, ...]) -> dict[str, Any]:
+    """The ceilings (patterns/ceilings.py) of the tasks as the agent ran them, summed:
+    seconds and the share of the base each would save."""
+    total = Ceilings(0.0, 0.0, 0.0, 0.0)
+    for report in reports:
+        results = iter(report["tool_results"])
+        turns = []
+        for t in report.get("turns", []):
+            calls = []
+            for took in t["tools_s"]:
+                r = next(results)
+                args = loads_or_none(r["arguments"]) if r["arguments"] else {}
+                calls.append(Timed(r["tool"], args, r["result"], took, r["tool"] not in writes))
+            turns.append(Turn(t["llm_s"], tuple(calls)))
+        total = total + ceilings(report.get("prompt", ""), turns)
+    seconds = {k: round(v, 3) for k, v in asdict(total).items()}
+    return {"seconds": seconds, **total.reductions()}
 
 
 def rules_yaml(rest_url: str, chain_depth: int | None = None) -> str:
