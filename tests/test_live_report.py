@@ -26,13 +26,14 @@ from prefire.replay.live_report import (
 
 SESSION_KEYS = [
     "id", "label", "file", "requests", "tool_calls", "baseline_s", "speculative_s",
-    "reduction", "hits", "eager_hits", "promotions", "fired", "wasted", "identical",
-    "same_as_recorded", "offline_hits", "hits_differ",
+    "reduction", "hits", "eager_hits", "chained_hits", "promotions", "fired", "wasted",
+    "identical", "same_as_recorded", "offline_hits", "hits_differ",
 ]  # fmt: skip
 TOTALS_KEYS = [
     "sessions", "requests", "requests_sent", "tool_calls", "baseline_s", "speculative_s",
-    "reduction", "hits", "eager_hits", "promotions", "fired", "wasted", "failed", "identical",
-    "same_as_recorded", "offline_hits", "offline_prefired", "offline_prefired_used",
+    "reduction", "hits", "eager_hits", "chained_hits", "depth_used", "promotions", "fired",
+    "wasted", "failed", "identical", "same_as_recorded", "offline_hits", "offline_prefired",
+    "offline_prefired_used",
 ]  # fmt: skip
 TOP_KEYS = [
     "inputs", "rules", "speed", "warmup", "sessions", "totals", "speculative_requests",
@@ -43,17 +44,18 @@ TOP_KEYS = [
 
 def report() -> LiveReport:
     session = SessionRow(
-        "s1", "find flights", "f.mitm", 4, 2, 2.0, 1.5, 0.25, 1, 1, 1, 2, 1, True, True, 0,
+        "s1", "find flights", "f.mitm", 4, 2, 2.0, 1.5, 0.25, 1, 1, 0, 1, 2, 1, True, True, 0,
         {"eager": Difference(1, ["search"], "served by an eager start")},
     )  # fmt: skip
     totals = TotalsRow(
-        1, 4, {"baseline": 4, "speculative": 4}, 2, 2.1, 1.6, 0.2381, 1, 1, 1, 2, 1, 0, True,
-        True, 0, 3, 2,
+        1, 4, {"baseline": 4, "speculative": 4}, 2, 2.1, 1.6, 0.2381, 1, 1, 0, {"0": 1}, 1, 2,
+        1, 0, True, True, 0, 3, 2,
     )  # fmt: skip
     door = DoorRow("search", "POST", "http://t/mcp", "no recorded answer", 0.4)
-    request = TimelineRequest(0, "llm", "gpt", 0.0, 0.8, 0.8, None, False)
-    served = TimelineRequest(1, "tool", "search", 0.8, 0.9, 0.5, "eager", True)
-    timeline = PassTimeline([request, served], [TimelineEarly("search", 0.5, 0.9, True)])
+    request = TimelineRequest(0, "llm", "gpt", 0.0, 0.8, 0.8, None, False, None)
+    served = TimelineRequest(1, "tool", "search", 0.8, 0.9, 0.5, "eager", True, 0)
+    early = TimelineEarly("search", 0.5, 0.9, True, "eager", 0)
+    timeline = PassTimeline([request, served], [early])
     return LiveReport(
         inputs=["f.mitm"],
         rules="rules.yaml",
@@ -119,11 +121,19 @@ def test_the_json_keeps_every_key_name_and_order() -> None:
     assert list(entry) == ["id", "label", "baseline", "speculative"]
     assert list(entry["baseline"]) == ["requests", "early"]
     assert list(entry["baseline"]["requests"][1]) == [
-        "step", "kind", "label", "start", "end", "recorded_s", "served", "promoted",
+        "step", "kind", "label", "start", "end", "recorded_s", "served", "promoted", "depth",
     ]  # fmt: skip
     assert entry["baseline"]["early"] == [
-        {"tool": "search", "start": 0.5, "end": 0.9, "recorded": True}
+        {
+            "tool": "search",
+            "start": 0.5,
+            "end": 0.9,
+            "recorded": True,
+            "served": "eager",
+            "depth": 0,
+        }
     ]
+    assert out["totals"]["depth_used"] == {"0": 1}
 
 
 def test_the_table_reads_the_same_report() -> None:
