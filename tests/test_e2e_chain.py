@@ -192,7 +192,7 @@ async def test_live_replay_plays_chains_and_draws_their_depth(tmp_path: Path, mo
     html = tmp_path / "timeline.html"
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "prefire.cli.main", "replay", "--live", str(tmp_path / "capture")),
-        *("--rules", str(tmp_path / "rules.yaml"), "--html", str(html), "--json"),
+        *("--rules", str(tmp_path / "rules.yaml"), "--html", str(html), "--json", "--speed", "3"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if k not in PROXY_ENV_KEYS},
