@@ -114,7 +114,7 @@ class CallJoin:
             if names_fit(call.name, s.tool):
                 self._servers[key].remove(s)
                 return Joined(call, s, True)
-        self._keep(self._models, key, call)
+        _keep(self._models, key, call)
         return None
 
     def server_call(self, call: ServerCall) -> Outcome:
@@ -122,15 +122,13 @@ class CallJoin:
         key = (call.client, call.args)
         pending = self._fresh(self._models, key, call.t, self.window_s, self.skew_s)
         if not pending:
-            self._keep(self._servers, key, call)
+            _keep(self._servers, key, call)
             return None
         fitting = [m for m in pending if names_fit(m.name, call.tool)] or pending
-        names = tuple(dict.fromkeys(m.name for m in fitting))
+        names, first, certain = _first_fitting(fitting)
         if len(names) > 1:
             return Ambiguous(call, names)
-        first = fitting[0]
         self._models[key].remove(first)
-        certain = all(m.session == first.session for m in fitting)
         return Joined(first, call, certain)
 
     def _fresh(
@@ -143,13 +141,6 @@ class CallJoin:
             return []
         calls[:] = [c for c in calls if c.t >= t - before]
         return [c for c in calls if c.t <= t + after]
-
-    def _keep(self, table: LRU, key: tuple[str, bytes], call: Any) -> None:
-        calls = table.get(key)
-        if calls is None:
-            calls = table[key] = []
-        calls.append(call)
-        del calls[:-_PER_KEY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +187,10 @@ class RestJoin:
         self._waiting: LRU[str, list[tuple[ModelCall, dict[str, Any]]]] = LRU(capacity)
 
     def model_call(self, call: ModelCall, arguments: dict[str, Any]) -> None:
-        calls = self._waiting.get(call.client)
-        if calls is None:
-            calls = self._waiting[call.client] = []
+        calls = self._waiting.get(call.client) or []
         if any(m.call_id == call.call_id and m.session == call.session for m, _ in calls):
             return  # seen again (a history repeated)
-        calls.append((call, arguments))
-        del calls[:-_PER_KEY]
+        _keep(self._waiting, call.client, (call, arguments))
 
     def ran_elsewhere(self, call: ModelCall) -> None:
         """The call was joined to a tools/call: no REST request runs it."""
@@ -221,9 +209,25 @@ class RestJoin:
         fitting = [m for m, a in calls if derive(req.method, req.url, req.body, a) is not None]
         if not fitting:
             return None
-        names = tuple(dict.fromkeys(m.name for m in fitting))
+        names, first, certain = _first_fitting(fitting)
         if len(names) > 1:
             return RestAmbiguous(req, names)
-        first = fitting[0]
         calls[:] = [(m, a) for m, a in calls if m is not first]
-        return RestJoined(first, req, all(m.session == first.session for m in fitting))
+        return RestJoined(first, req, certain)
+
+
+def _keep(table: LRU, key: Any, item: Any) -> None:
+    """Keep `item` under `key`, the newest `_PER_KEY` only."""
+    items = table.get(key)
+    if items is None:
+        items = table[key] = []
+    items.append(item)
+    del items[:-_PER_KEY]
+
+
+def _first_fitting(fitting: list[ModelCall]) -> tuple[tuple[str, ...], ModelCall, bool]:
+    """Of the waiting model calls a request fits (oldest first): their names (more than
+    one: ambiguous), the one it runs, and whether no other conversation had one waiting."""
+    first = fitting[0]
+    names = tuple(dict.fromkeys(m.name for m in fitting))
+    return names, first, all(m.session == first.session for m in fitting)
